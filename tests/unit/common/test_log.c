@@ -1,0 +1,144 @@
+/* Unit tests for common/log.c: one JSON object per line, level filtering, escaping. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <json-c/json.h>
+#include "common/log.h"
+
+#define LOG_MODULE "test"
+
+static char *captured;
+static size_t captured_len;
+static FILE *mem;
+
+static int setup(void **state)
+{
+    mem = open_memstream(&captured, &captured_len);
+    log_init("unit-test", LOG_LEVEL_INFO);
+    log_set_stream(mem);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    log_set_stream(NULL);
+    fclose(mem);
+    free(captured);
+    captured = NULL;
+    return 0;
+}
+
+static json_object *only_line(void)
+{
+    char *nl;
+    fflush(mem);
+    assert_non_null(captured);
+    nl = strchr(captured, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl - captured + 1, (long)captured_len); /* exactly one line */
+    return json_tokener_parse(captured);
+}
+
+static void test_line_is_json_with_fields(void **state)
+{
+    json_object *o, *v;
+    log_info("hello %d", 42);
+    o = only_line();
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "msg", &v));
+    assert_string_equal(json_object_get_string(v), "hello 42");
+    assert_true(json_object_object_get_ex(o, "level", &v));
+    assert_string_equal(json_object_get_string(v), "info");
+    assert_true(json_object_object_get_ex(o, "service", &v));
+    assert_string_equal(json_object_get_string(v), "unit-test");
+    assert_true(json_object_object_get_ex(o, "module", &v));
+    assert_string_equal(json_object_get_string(v), "test");
+    assert_true(json_object_object_get_ex(o, "ts", &v));
+    assert_int_equal(strlen(json_object_get_string(v)), 24); /* 2026-11-25T22:29:14.123Z */
+    json_object_put(o);
+}
+
+static int side_effects;
+
+static const char *count_call(void)
+{
+    ++side_effects;
+    return "x";
+}
+
+static void test_level_filtered_before_formatting(void **state)
+{
+    side_effects = 0;
+    log_debug("%s", count_call());
+    fflush(mem);
+    assert_int_equal(captured_len, 0);
+    assert_int_equal(side_effects, 0); /* arguments not even evaluated */
+    log_warn("%s", count_call());
+    assert_int_equal(side_effects, 1);
+}
+
+static void test_escaping_and_context(void **state)
+{
+    json_object *o, *v;
+    log_ctx_t ctx = {.request_id = "r-1", .trace_id = "abc", .user = "u\"1"};
+    log_error_ctx(&ctx, "quote \" backslash \\ newline \n ctl \x01 end");
+    o = only_line();
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "msg", &v));
+    assert_string_equal(json_object_get_string(v), "quote \" backslash \\ newline \n ctl \x01 end");
+    assert_true(json_object_object_get_ex(o, "request_id", &v));
+    assert_string_equal(json_object_get_string(v), "r-1");
+    assert_true(json_object_object_get_ex(o, "user", &v));
+    assert_string_equal(json_object_get_string(v), "u\"1");
+    json_object_put(o);
+}
+
+static void test_fields_line(void **state)
+{
+    json_object *o, *v;
+    log_write_fields(LOG_LEVEL_INFO, "access", NULL, "request", "\"status\":201,\"route\":\"/x\"");
+    o = only_line();
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "status", &v));
+    assert_int_equal(json_object_get_int(v), 201);
+    json_object_put(o);
+}
+
+static void test_parse_level(void **state)
+{
+    log_level_t l;
+    assert_int_equal(log_parse_level("DEBUG", &l), 0);
+    assert_int_equal(l, LOG_LEVEL_DEBUG);
+    assert_int_equal(log_parse_level("warn", &l), 0);
+    assert_int_equal(l, LOG_LEVEL_WARN);
+    assert_int_equal(log_parse_level("verbose", &l), -1);
+}
+
+static void test_long_message_truncated_not_broken(void **state)
+{
+    json_object *o;
+    char big[20000];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    log_info("%s", big);
+    o = only_line();
+    assert_non_null(o);
+    json_object_put(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_line_is_json_with_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_level_filtered_before_formatting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escaping_and_context, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fields_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_level, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_message_truncated_not_broken, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -14,6 +14,11 @@ PACKAGES=(
     wrk yamllint shellcheck curl procps iproute2 util-linux
 )
 
+# The OpenAPI linter runs on Node.js; keep a Node the machine already has.
+if ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

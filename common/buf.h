@@ -9,10 +9,10 @@
 #include <stddef.h>
 
 typedef struct st_strbuf_t {
-    char *data;     /* always NUL-terminated */
-    size_t len;     /* bytes used, without the NUL */
-    size_t cap;     /* bytes available, including room for the NUL */
-    int on_heap;    /* data is owned (malloc'ed) */
+    char *data;  /* always NUL-terminated */
+    size_t len;  /* bytes used, without the NUL */
+    size_t cap;  /* bytes available, including room for the NUL */
+    int on_heap; /* data is owned (malloc'ed) */
 } strbuf_t;
 
 /** Starts an empty heap buffer. Release with strbuf_dispose(). */
@@ -29,7 +29,8 @@ void strbuf_append(strbuf_t *b, const char *s, size_t len);
 void strbuf_append_str(strbuf_t *b, const char *s);
 void strbuf_append_char(strbuf_t *b, char c);
 void strbuf_appendf(strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void strbuf_vappendf(strbuf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void strbuf_vappendf(strbuf_t *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /**
  * Appends `s` as a quoted JSON string, escaping quotes, backslashes and control characters.
  * Bytes >= 0x80 are copied as they are (callers pass valid UTF-8).

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""`make bench`: start a private local stack, load data, run wrk against every endpoint and
+pgbench against the same write transaction, and write the figures into docs/performance.md.
+
+Bounded: every load run has a fixed duration and targets only 127.0.0.1.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import jwt
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import support  # noqa: E402  (bin_path, free_port, spawn)
+
+SECRET = "bench-secret-bench-secret-bench-secret-0123"
+ISSUER, AUDIENCE = "profile-bench", "profile-api"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def load_env(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                env[k] = v.strip("'\"")
+    return env
+
+
+def token(roles):
+    now = int(time.time())
+    return jwt.encode({"sub": "bench-admin", "roles": roles, "iss": ISSUER, "aud": AUDIENCE,
+                       "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+
+
+def wrk(port, op, seconds, conns, threads, users, tok):
+    env = dict(os.environ, BENCH_OP=op, BENCH_USERS=str(users), BENCH_TOKEN=tok)
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+           "-s", os.path.join(ROOT, "bench", "wrk", "bench.lua"), f"http://127.0.0.1:{port}"]
+    out = subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=seconds + 60).stdout
+    m = re.search(r"BENCH_RESULT (.*)", out)
+    if not m:
+        raise RuntimeError(f"wrk gave no result for {op}:\n{out}")
+    res = dict(kv.split("=") for kv in m.group(1).split())
+    res = {k: float(v) for k, v in res.items()}
+    res["cmd"] = f"BENCH_OP={op} " + " ".join(shlex.quote(c) for c in cmd)
+    return res
+
+
+def pgbench(stack, seconds, clients):
+    script = os.path.join(ROOT, "bench", "pgbench_watchlist.sql")
+    cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
+           "-P", "0", "-r", "-f", script, "-h", stack["PGHOST"], "-p", stack["PGPORT"],
+           "-U", stack["PGUSER"], stack["PGDATABASE"]]
+    out = subprocess.run(cmd, text=True, capture_output=True, timeout=seconds + 60)
+    m = re.search(r"tps = ([0-9.]+)", out.stdout)
+    lat = re.search(r"latency average = ([0-9.]+) ms", out.stdout)
+    if not m:
+        raise RuntimeError(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
+    return {"tps": float(m.group(1)), "avg_ms": float(lat.group(1)) if lat else 0.0,
+            "cmd": " ".join(shlex.quote(c) for c in cmd)}
+
+
+def start_api(stack, extra=None):
+    port = support.free_port()
+    env = dict(os.environ)
+    env.update(DATABASE_URL=stack["DATABASE_URL"], REDIS_URL=stack["REDIS_URL"],
+               HTTP_PORT=str(port), JWT_HS256_SECRET=SECRET, JWT_ISSUER=ISSUER,
+               JWT_AUDIENCE=AUDIENCE, RATE_LIMIT_PER_MINUTE="0", LOG_LEVEL="warn",
+               ACCESS_LOG_SAMPLE="0", AUTH_FAILURE_LIMIT_PER_MINUTE="0")
+    env.update(extra or {})
+    proc = support.spawn([support.bin_path("profile-api")], env,
+                         ready_url=f"http://127.0.0.1:{port}/health/ready", ready_timeout=30)
+    return proc, port
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
+    ap.add_argument("--users", type=int, default=10000)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "performance.md"))
+    args = ap.parse_args()
+
+    state = os.path.join(ROOT, ".local", "bench")
+    subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
+    sh([os.path.join(ROOT, "tools", "stack.sh"), "start", state])
+    procs = []
+    try:
+        stack = load_env(os.path.join(state, "stack.env"))
+        env = dict(os.environ, DATABASE_URL=stack["DATABASE_URL"],
+                   MIGRATIONS_DIR=os.path.join(ROOT, "migrations"))
+        sh([support.bin_path("profile-migrate")], env=env)
+        t0 = time.time()
+        sh(["psql", "-q", "-v", f"users={args.users}", "-f", os.path.join(ROOT, "bench", "load.sql"),
+            stack["DATABASE_URL"]])
+        load_s = time.time() - t0
+
+        tok = token(["admin"])
+        rows = []
+        api, port = start_api(stack)
+        procs.append(api)
+        ops = ["health", "get_profile", "get_watchlist", "get_history", "get_continue",
+               "get_ratings", "post_watchlist", "post_history", "post_rating", "put_profile"]
+        # warm the cache and the connection pool
+        wrk(port, "get_watchlist", 3, args.conns, 2, args.users, tok)
+        for op in ops:
+            rows.append((op + (" (cached)" if op in ("get_watchlist", "get_history", "get_continue") else ""),
+                         wrk(port, op, args.seconds, args.conns, 2, args.users, tok)))
+        api.stop()
+        procs.remove(api)
+
+        # uncached reads: the same server with Redis unreachable (reads go to PostgreSQL)
+        api, port = start_api(stack, {"REDIS_URL": f"redis://127.0.0.1:{support.free_port()}/0"})
+        procs.append(api)
+        for op in ("get_watchlist", "get_history", "get_continue"):
+            rows.append((op + " (uncached)", wrk(port, op, args.seconds, args.conns, 2, args.users, tok)))
+        api.stop()
+        procs.remove(api)
+
+        pg = pgbench(stack, args.seconds, 30)
+        write_report(args, rows, pg, load_s)
+    finally:
+        for p in procs:
+            p.stop()
+        subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
+
+
+def write_report(args, rows, pg, load_s):
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        "## Service benchmark (`make bench`)",
+        "",
+        f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+        f"({cpu}), {platform.system()} {platform.release()}; API with HTTP_THREADS = cores, "
+        f"PG_POOL_MAX=30, rate limiter off; wrk and the servers share the machine. "
+        f"{args.users} users loaded in {load_s:.1f} s; each run {args.seconds} s at "
+        f"{args.conns} connections, random users.",
+        "",
+        "| endpoint | req/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{int(r['non2xx'])} |")
+    post = next(r for n, r in rows if n.startswith("post_watchlist"))
+    lines += [
+        "",
+        f"pgbench, same SQL call as POST watchlist, 30 connections (= PG_POOL_MAX): "
+        f"**{pg['tps']:.0f} tps** (avg {pg['avg_ms']:.2f} ms). POST watchlist through the API "
+        f"reaches **{100 * post['rps'] / pg['tps']:.0f} %** of it.",
+        "",
+        "Commands:",
+        "",
+        "```",
+    ]
+    lines += [r["cmd"] for _, r in rows] + [pg["cmd"], "```", ""]
+    text = "\n".join(lines)
+    out = args.out
+    head = "# Performance\n\nEvery figure here was measured by the command shown with it.\n\n"
+    old = open(out).read() if os.path.exists(out) else head
+    start = old.find("## Service benchmark (`make bench`)")
+    if start >= 0:
+        end = old.find("\n## ", start + 5)
+        old = old[:start] + (old[end + 1:] if end >= 0 else "")
+    if not old.startswith("# Performance"):
+        old = head + old
+    with open(out, "w") as f:
+        f.write(old.rstrip() + "\n\n" + text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

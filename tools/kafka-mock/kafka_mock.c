@@ -18,7 +18,8 @@
  *                           (NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR__TRANSPORT, ...)
  *   clear                   drop injected request errors, set every broker up with rtt 0
  *   rtt B MS                broker B delays its responses by MS milliseconds
- *   leader TOPIC PART B     broker B becomes the leader of TOPIC's partition PART
+ *   leader TOPIC PART B     broker B becomes the leader of TOPIC's partition PART (an unknown
+ *                           TOPIC is auto-created first, as the mock does for any request)
  *   create TOPIC PARTS [RF] create a topic (replication factor defaults to min(3, brokers))
  */
 #include <errno.h>

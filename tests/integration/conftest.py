@@ -1,0 +1,46 @@
+"""Session fixture `stack`: the local stack's stack.env values as a dict.
+
+With STACK_ENV=/path/to/stack.env the tests use that running stack (tools/run-tests.sh does
+this). Otherwise the session starts its own stack with tools/stack.sh under
+<repo>/.local/pytest-stack-<pid>, applies migrations/ to its database, and stops it at the end
+(removing that folder unless a test failed).
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import support  # noqa: E402
+
+STACK_SH = support.REPO / "tools" / "stack.sh"
+
+
+@pytest.fixture(scope="session")
+def stack(request):
+    env_path = os.environ.get("STACK_ENV")
+    if env_path:
+        yield support.load_stack_env(env_path)
+        return
+
+    stack_dir = support.REPO / ".local" / f"pytest-stack-{os.getpid()}"
+    env = dict(os.environ, KAFKA_MOCK_BIN=support.bin_path("kafka-mock"))
+    r = subprocess.run([str(STACK_SH), "start", str(stack_dir)], env=env, capture_output=True,
+                       text=True, timeout=180)
+    if r.returncode != 0:
+        shutil.rmtree(stack_dir, ignore_errors=True)  # start already stopped what it started
+        pytest.fail(f"tools/stack.sh start failed ({r.returncode}):\n{r.stdout}{r.stderr}",
+                    pytrace=False)
+    try:
+        values = support.load_stack_env(stack_dir / "stack.env")
+        support.apply_migrations(values["DATABASE_URL"])
+        yield values
+    finally:
+        subprocess.run([str(STACK_SH), "stop", str(stack_dir)], env=env, capture_output=True,
+                       timeout=120)
+        if request.session.testsfailed == 0:
+            shutil.rmtree(stack_dir, ignore_errors=True)
+        else:
+            print(f"\nstack logs kept in {stack_dir}")

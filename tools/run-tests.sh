@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The stack-based part of `make test`, against an already built tree:
+#   1. start a local stack (tools/stack.sh) in .local/test-stack-<pid>, stopped again on exit
+#   2. apply migrations/ (BUILD_DIR/bin/profile-migrate, or psql if it is not built)
+#   3. pg_prove tests/db/*.sql (if any) as the profile user
+#   4. /usr/bin/python3 -m pytest -q tests/integration  (extra args from $PYTEST_ARGS)
+# Every step runs even when an earlier one failed, so that all failures are reported; the exit
+# status is non-zero if any failed. CTest/cmocka are run by the Makefile, not here.
+#
+# usage: tools/run-tests.sh [BUILD_DIR]   (default: build)
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${1:-$REPO/build}
+[ -d "$BUILD_DIR" ] || {
+    echo "run-tests: build dir $BUILD_DIR does not exist (run make build first)" >&2
+    exit 2
+}
+BUILD_DIR=$(cd "$BUILD_DIR" && pwd)
+BIN_DIR=$BUILD_DIR/bin
+STACK_DIR=$REPO/.local/test-stack-$$
+export PROFILE_BIN_DIR=$BIN_DIR
+
+failures=()
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    "$REPO/tools/stack.sh" stop "$STACK_DIR" >/dev/null 2>&1 ||
+        echo "run-tests: stopping the stack in $STACK_DIR failed" >&2
+    if [ $rc -eq 0 ] && [ ${#failures[@]} -eq 0 ]; then
+        rm -rf "$STACK_DIR"
+    else
+        echo "run-tests: logs kept in $STACK_DIR" >&2
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'echo "run-tests: interrupted" >&2; exit 130' INT
+trap 'echo "run-tests: terminated" >&2; exit 143' TERM HUP
+
+# Runs one named step and records a failure without stopping.
+step() {
+    local name=$1
+    shift
+    echo "==> $name"
+    if "$@"; then
+        echo "==> $name: ok"
+    else
+        echo "==> $name: FAILED" >&2
+        failures+=("$name")
+    fi
+}
+
+migrate() {
+    if [ -x "$BIN_DIR/profile-migrate" ]; then
+        MIGRATIONS_DIR=$REPO/migrations "$BIN_DIR/profile-migrate"
+        return
+    fi
+    echo "run-tests: $BIN_DIR/profile-migrate not built; applying migrations/ with psql"
+    local f files
+    files=$(find "$REPO/migrations" -maxdepth 1 -name 'V*__*.sql' | sort -V)
+    while IFS= read -r f; do
+        [ -n "$f" ] || continue
+        psql -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f "$f" || return 1
+    done <<<"$files"
+}
+
+db_tests() {
+    local files=()
+    shopt -s nullglob
+    files=("$REPO"/tests/db/*.sql)
+    shopt -u nullglob
+    if [ ${#files[@]} -eq 0 ]; then
+        echo "run-tests: no tests/db/*.sql"
+        return 0
+    fi
+    psql -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c 'CREATE EXTENSION IF NOT EXISTS pgtap' ||
+        return 1
+    pg_prove -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -d "$PGDATABASE" "${files[@]}"
+}
+
+integration_tests() {
+    local extra=() rc
+    read -r -a extra <<<"${PYTEST_ARGS:-}"
+    (cd "$REPO" && STACK_ENV=$STACK_DIR/stack.env /usr/bin/python3 -m pytest -q \
+        -p no:cacheprovider tests/integration "${extra[@]}")
+    rc=$?
+    if [ $rc -eq 5 ]; then
+        echo "run-tests: pytest collected no tests"
+        return 0
+    fi
+    return $rc
+}
+
+echo "==> stack start ($STACK_DIR)"
+if ! "$REPO/tools/stack.sh" start "$STACK_DIR"; then
+    failures+=("stack start")
+    echo "run-tests: the stack did not start; nothing else can run" >&2
+    exit 1
+fi
+set -a
+# shellcheck source=/dev/null
+. "$STACK_DIR/stack.env"
+set +a
+
+step "migrate" migrate
+step "pg_prove tests/db" db_tests
+step "pytest tests/integration" integration_tests
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "run-tests: FAILED: ${failures[*]}" >&2
+    exit 1
+fi
+echo "run-tests: all passed"

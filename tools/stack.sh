@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# Local stack for development and tests (DESIGN.md section 5): PostgreSQL 15, redis-server and
+# build/bin/kafka-mock on 127.0.0.1, free ports, all state under one directory.
+#
+#   tools/stack.sh start DIR                       start everything, write DIR/stack.env
+#   tools/stack.sh stop DIR                        stop exactly what start started (idempotent)
+#   tools/stack.sh status DIR                      exit 0 when every component runs
+#   tools/stack.sh pg-restart DIR [fast|immediate] restart PostgreSQL on the same port
+#   tools/stack.sh redis-stop DIR | redis-start DIR
+#
+# Environment: PG_BIN (default /usr/lib/postgresql/15/bin), KAFKA_MOCK_BIN (default
+# $PROFILE_BIN_DIR/kafka-mock, PROFILE_BIN_DIR defaulting to <repo>/build/bin).
+#
+# Files in DIR: stack.env, pg.tmpdir (the mktemp dir holding the PG data dir and socket dir; the
+# postgres user must own it, so it lives under /tmp), postgres.log, redis.port, redis.pid,
+# redis.log, kafka-mock.pid, kafka-mock.out (first line = bootstrap), kafka-mock.log, kafka.ctl.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+KAFKA_MOCK_BIN=${KAFKA_MOCK_BIN:-${PROFILE_BIN_DIR:-$REPO/build/bin}/kafka-mock}
+KAFKA_TOPIC_DEFAULT=profile.events
+
+die() {
+    echo "stack: $*" >&2
+    exit 1
+}
+
+usage() {
+    echo "usage: $0 start|stop|status|redis-stop|redis-start DIR" >&2
+    echo "       $0 pg-restart DIR [fast|immediate]" >&2
+    exit 2
+}
+
+# Runs a PostgreSQL command as the postgres user when we are root (initdb/postgres refuse root).
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# Prints a port below 32768 (outside the ephemeral range) that is free on 127.0.0.1 right now.
+free_port() {
+    /usr/bin/python3 - <<'EOF'
+import random, socket
+for _ in range(500):
+    port = random.randint(20000, 32767)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("stack: no free port found")
+EOF
+}
+
+# Shows the end of a log after a failure.
+show_log() {
+    local f=$1
+    if [ -f "$f" ]; then
+        echo "---- last lines of $f ----" >&2
+        tail -n 25 "$f" >&2 || true
+        echo "----" >&2
+    else
+        echo "(no log at $f)" >&2
+    fi
+}
+
+# True when pid is alive (not a zombie) and its command name is $2 (guards against a recycled
+# pid). Our daemons are reparented to init, which may reap them late: a zombie counts as gone.
+pid_is() {
+    local pid=$1 name=$2 comm stat
+    [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [ "$comm" = "$name" ] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
+# Sends SIGTERM, waits up to $3 seconds, then SIGKILL.
+stop_pid() {
+    local pid=$1 name=$2 wait_s=${3:-10} i
+    pid_is "$pid" "$name" || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < wait_s * 10; i++)); do
+        pid_is "$pid" "$name" || return 0
+        sleep 0.1
+    done
+    echo "stack: $name (pid $pid) did not stop in ${wait_s}s, sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        pid_is "$pid" "$name" || return 0
+        sleep 0.1
+    done
+}
+
+# The value of KEY in DIR/stack.env, or empty.
+env_get() {
+    local key=$1
+    [ -f "$DIR/stack.env" ] || return 0
+    sed -n "s/^$key=//p" "$DIR/stack.env" | tail -n 1
+}
+
+pg_tmpdir() {
+    [ -f "$DIR/pg.tmpdir" ] && cat "$DIR/pg.tmpdir"
+    return 0
+}
+
+pg_log() {
+    local log
+    log=$(env_get PG_LOG)
+    if [ -z "$log" ]; then
+        log=$DIR/postgres.log
+        [ -f "$log" ] || log=$(pg_tmpdir)/postgres.log
+    fi
+    echo "$log"
+}
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+pg_start_cluster() {
+    local tmp=$1 log=$2
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$tmp/data" -l "$log" -w -t 60 -s start >/dev/null; then
+        return 1
+    fi
+}
+
+pg_setup() {
+    local tmp port sock log attempt
+    [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 not found in $PG_BIN (run tools/install-deps.sh)"
+    tmp=$(mktemp -d /tmp/profile-pg.XXXXXX)
+    echo "$tmp" >"$DIR/pg.tmpdir"
+    mkdir -p "$tmp/data" "$tmp/sock"
+    chmod 700 "$tmp" "$tmp/data"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown -R postgres:postgres "$tmp"
+    fi
+
+    # The log lives in DIR when the postgres user can write there, otherwise beside the data
+    # (copied into DIR by stop).
+    log=$DIR/postgres.log
+    : >"$log"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$log"
+        if ! runuser -u postgres -- test -w "$log" 2>/dev/null; then
+            rm -f "$log"
+            log=$tmp/postgres.log
+            : >"$log"
+            chown postgres "$log"
+        fi
+    fi
+    PG_LOG=$log
+
+    if ! as_pg "$PG_BIN/initdb" -D "$tmp/data" -E UTF8 --locale=C.UTF-8 -U postgres \
+        -A trust --no-sync >"$DIR/initdb.log" 2>&1; then
+        show_log "$DIR/initdb.log"
+        die "initdb failed"
+    fi
+    sock=$tmp/sock
+    as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null <<EOF
+
+# --- profile local stack (tools/stack.sh) ---
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$sock'
+synchronous_commit = on
+max_connections = 300
+shared_buffers = 64MB
+log_timezone = 'UTC'
+timezone = 'UTC'
+include_if_exists = 'stack_port.conf'
+EOF
+    as_pg tee "$tmp/data/pg_hba.conf" >/dev/null <<'EOF'
+# profile local stack: trust on the private socket and loopback only.
+local   all all              trust
+host    all all 127.0.0.1/32 trust
+EOF
+
+    # A free port can be taken between choosing and binding (another stack starting): retry.
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        echo "port = $port" | as_pg tee "$tmp/data/stack_port.conf" >/dev/null
+        if pg_start_cluster "$tmp" "$log"; then
+            PGPORT=$port
+            break
+        fi
+        if [ "$attempt" -eq 3 ] || ! grep -q 'could not bind\|Address already in use' "$log"; then
+            show_log "$log"
+            die "PostgreSQL did not start"
+        fi
+        echo "stack: port $port was taken, retrying" >&2
+    done
+
+    if ! as_pg "$PG_BIN/psql" -X -q -h "$sock" -p "$PGPORT" -U postgres -d postgres \
+        -v ON_ERROR_STOP=1 -c "CREATE ROLE profile SUPERUSER LOGIN" \
+        -c "CREATE DATABASE profile OWNER profile" >/dev/null; then
+        show_log "$log"
+        die "could not create role/database profile"
+    fi
+    PG_DATA_DIR=$tmp/data
+    # shellcheck disable=SC2034 # read indirectly by write_env
+    PG_SOCKET_DIR=$sock
+}
+
+pg_stop() {
+    local tmp mode=${1:-fast} pid
+    tmp=$(pg_tmpdir)
+    [ -n "$tmp" ] && [ -d "$tmp/data" ] || return 0
+    [ -f "$tmp/data/postmaster.pid" ] || return 0
+    if as_pg "$PG_BIN/pg_ctl" -D "$tmp/data" -m "$mode" -w -t 30 -s stop >/dev/null 2>&1; then
+        return 0
+    fi
+    as_pg "$PG_BIN/pg_ctl" -D "$tmp/data" -m immediate -w -t 10 -s stop >/dev/null 2>&1 && return 0
+    pid=$(head -n 1 "$tmp/data/postmaster.pid" 2>/dev/null || true)
+    if pid_is "$pid" postgres; then
+        echo "stack: PostgreSQL (pid $pid) did not stop, sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+}
+
+# ---------------------------------------------------------------------------- Redis
+
+redis_launch() {
+    local port=$1 i
+    rm -f "$DIR/redis.pid"
+    if ! redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+        --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" \
+        --dir "$DIR" --databases 16 >/dev/null 2>&1; then
+        return 1
+    fi
+    for ((i = 0; i < 100; i++)); do
+        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] &&
+            [ -s "$DIR/redis.pid" ]; then
+            return 0
+        fi
+        # Daemonized: once the pidfile is written, a dead pid means it failed.
+        if [ -s "$DIR/redis.pid" ] && ! pid_is "$(cat "$DIR/redis.pid")" redis-server; then
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+redis_setup() {
+    local attempt port
+    command -v redis-server >/dev/null || die "redis-server not found (run tools/install-deps.sh)"
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        echo "$port" >"$DIR/redis.port"
+        if redis_launch "$port"; then
+            REDIS_PORT=$port
+            return 0
+        fi
+        redis_stop_pid
+        if [ "$attempt" -eq 3 ] || ! grep -q 'Address already in use' "$DIR/redis.log" 2>/dev/null; then
+            show_log "$DIR/redis.log"
+            die "redis-server did not start"
+        fi
+        echo "stack: port $port was taken, retrying" >&2
+    done
+}
+
+redis_stop_pid() {
+    local pid=""
+    [ -f "$DIR/redis.pid" ] && pid=$(cat "$DIR/redis.pid")
+    [ -n "$pid" ] && stop_pid "$pid" redis-server 10
+    rm -f "$DIR/redis.pid"
+}
+
+# ---------------------------------------------------------------------------- kafka-mock
+
+kafka_setup() {
+    local pid i line=""
+    : >"$DIR/kafka-mock.out"
+    # setsid: a Ctrl-C in the caller's terminal must not kill the broker before the services
+    # that use it have shut down; stop sends SIGTERM by the recorded pid.
+    setsid "$KAFKA_MOCK_BIN" --brokers 3 --topic "$KAFKA_TOPIC_DEFAULT" --partitions 6 \
+        --control "$DIR/kafka.ctl" </dev/null >"$DIR/kafka-mock.out" 2>"$DIR/kafka-mock.log" &
+    pid=$!
+    echo "$pid" >"$DIR/kafka-mock.pid"
+    for ((i = 0; i < 150; i++)); do
+        # A complete first line (the program writes it with its newline in one flush).
+        if [ "$(wc -l <"$DIR/kafka-mock.out")" -ge 1 ]; then
+            line=$(head -n 1 "$DIR/kafka-mock.out")
+            break
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            show_log "$DIR/kafka-mock.log"
+            die "kafka-mock exited during start-up"
+        fi
+        sleep 0.1
+    done
+    if ! [[ $line =~ ^[0-9.]+:[0-9]+(,[0-9.]+:[0-9]+)*$ ]]; then
+        show_log "$DIR/kafka-mock.log"
+        die "kafka-mock did not print a bootstrap address within 15s (got '$line')"
+    fi
+    pid_is "$pid" kafka-mock || die "pid $pid is not kafka-mock (setsid forked?)"
+    KAFKA_BOOTSTRAP_SERVERS=$line
+}
+
+kafka_stop() {
+    local pid=""
+    [ -f "$DIR/kafka-mock.pid" ] && pid=$(cat "$DIR/kafka-mock.pid")
+    [ -n "$pid" ] && stop_pid "$pid" kafka-mock 10
+    rm -f "$DIR/kafka-mock.pid" "$DIR/kafka.ctl"
+}
+
+# ---------------------------------------------------------------------------- commands
+
+write_env() {
+    local f=$DIR/stack.env.tmp key val
+    : >"$f"
+    for key in STACK_DIR PGHOST PGPORT PGUSER PGDATABASE DATABASE_URL PG_DATA_DIR PG_LOG \
+        PG_SOCKET_DIR REDIS_PORT REDIS_URL KAFKA_BOOTSTRAP_SERVERS KAFKA_CONTROL KAFKA_TOPIC; do
+        val=${!key}
+        # Plain KEY=VALUE (no quoting) so that both `source` and naive parsers read it.
+        [[ $val =~ ^[A-Za-z0-9_./:@,+=-]*$ ]] || die "unsafe characters in $key='$val'"
+        echo "$key=$val" >>"$f"
+    done
+    mv "$f" "$DIR/stack.env"
+}
+
+cmd_start() {
+    if [ -f "$DIR/stack.env" ] || [ -f "$DIR/pg.tmpdir" ] || [ -f "$DIR/kafka-mock.pid" ] ||
+        [ -f "$DIR/redis.pid" ]; then
+        die "$DIR already holds a stack (or a partial one): run '$0 stop $DIR' first"
+    fi
+    [ -x "$KAFKA_MOCK_BIN" ] ||
+        die "kafka-mock not found at $KAFKA_MOCK_BIN: build it first (make build, or cmake --build build --target kafka-mock)"
+    # Whatever fails below, undo what was started so far.
+    trap 'echo "stack: start failed, stopping what was started" >&2; cmd_stop >/dev/null 2>&1 || true' EXIT
+    pg_setup
+    redis_setup
+    kafka_setup
+    # shellcheck disable=SC2034 # these are read indirectly by write_env
+    STACK_DIR=$DIR PGHOST=127.0.0.1 PGUSER=profile PGDATABASE=profile
+    DATABASE_URL=postgresql://profile@127.0.0.1:$PGPORT/profile
+    REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+    KAFKA_CONTROL=$DIR/kafka.ctl
+    KAFKA_TOPIC=$KAFKA_TOPIC_DEFAULT
+    write_env
+    trap - EXIT
+    echo "stack: up in $DIR"
+    echo "  postgres  $DATABASE_URL (data $PG_DATA_DIR, log $PG_LOG)"
+    echo "  redis     $REDIS_URL"
+    echo "  kafka     $KAFKA_BOOTSTRAP_SERVERS (topic $KAFKA_TOPIC, control $KAFKA_CONTROL)"
+    echo "  env       $DIR/stack.env"
+}
+
+cmd_stop() {
+    local tmp
+    kafka_stop
+    redis_stop_pid
+    pg_stop fast
+    tmp=$(pg_tmpdir)
+    if [ -n "$tmp" ] && [ -d "$tmp" ]; then
+        case $tmp in
+        /tmp/profile-pg.*)
+            if [ -f "$tmp/postgres.log" ]; then
+                cp "$tmp/postgres.log" "$DIR/postgres.log" 2>/dev/null || true
+            fi
+            rm -rf "$tmp"
+            ;;
+        *) echo "stack: not removing unexpected PG dir '$tmp'" >&2 ;;
+        esac
+    fi
+    rm -f "$DIR/pg.tmpdir" "$DIR/stack.env" "$DIR/redis.port"
+    echo "stack: stopped $DIR"
+}
+
+cmd_status() {
+    local ok=0 tmp pid port
+    tmp=$(pg_tmpdir)
+    if [ -n "$tmp" ] && [ -d "$tmp/data" ] &&
+        as_pg "$PG_BIN/pg_ctl" -D "$tmp/data" status >/dev/null 2>&1; then
+        echo "postgres: running (port $(env_get PGPORT), data $tmp/data)"
+    else
+        echo "postgres: stopped"
+        ok=1
+    fi
+    pid=""
+    [ -f "$DIR/redis.pid" ] && pid=$(cat "$DIR/redis.pid")
+    port=""
+    [ -f "$DIR/redis.port" ] && port=$(cat "$DIR/redis.port")
+    if pid_is "$pid" redis-server; then
+        echo "redis: running (pid $pid, port $port)"
+    else
+        echo "redis: stopped"
+        ok=1
+    fi
+    pid=""
+    [ -f "$DIR/kafka-mock.pid" ] && pid=$(cat "$DIR/kafka-mock.pid")
+    if pid_is "$pid" kafka-mock; then
+        echo "kafka-mock: running (pid $pid, $(env_get KAFKA_BOOTSTRAP_SERVERS))"
+    else
+        echo "kafka-mock: stopped"
+        ok=1
+    fi
+    return $ok
+}
+
+cmd_pg_restart() {
+    local mode=${1:-fast} tmp log
+    case $mode in fast | immediate | smart) ;; *) usage ;; esac
+    tmp=$(pg_tmpdir)
+    if [ -z "$tmp" ] || [ ! -d "$tmp/data" ]; then
+        die "no PostgreSQL in $DIR"
+    fi
+    log=$(pg_log)
+    if [ -f "$tmp/data/postmaster.pid" ]; then
+        as_pg "$PG_BIN/pg_ctl" -D "$tmp/data" -m "$mode" -w -t 60 -s stop >/dev/null ||
+            die "PostgreSQL did not stop"
+    fi
+    if ! pg_start_cluster "$tmp" "$log"; then
+        show_log "$log"
+        die "PostgreSQL did not start again"
+    fi
+    echo "stack: PostgreSQL restarted ($mode) on port $(env_get PGPORT)"
+}
+
+cmd_redis_stop() {
+    redis_stop_pid
+    echo "stack: redis stopped"
+}
+
+cmd_redis_start() {
+    local port
+    [ -f "$DIR/redis.port" ] || die "no redis in $DIR (start the stack first)"
+    port=$(cat "$DIR/redis.port")
+    if [ -f "$DIR/redis.pid" ] && pid_is "$(cat "$DIR/redis.pid")" redis-server; then
+        echo "stack: redis already running on port $port"
+        return 0
+    fi
+    if ! redis_launch "$port"; then
+        show_log "$DIR/redis.log"
+        die "redis-server did not start again on port $port"
+    fi
+    echo "stack: redis started on port $port"
+}
+
+[ $# -ge 2 ] || usage
+CMD=$1
+mkdir -p "$2"
+DIR=$(cd "$2" && pwd)
+shift 2
+
+case $CMD in
+start) [ $# -eq 0 ] || usage; cmd_start ;;
+stop) [ $# -eq 0 ] || usage; cmd_stop ;;
+status) [ $# -eq 0 ] || usage; cmd_status ;;
+pg-restart) [ $# -le 1 ] || usage; cmd_pg_restart "${1:-fast}" ;;
+redis-stop) [ $# -eq 0 ] || usage; cmd_redis_stop ;;
+redis-start) [ $# -eq 0 ] || usage; cmd_redis_start ;;
+*) usage ;;
+esac

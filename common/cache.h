@@ -28,6 +28,17 @@ void cache_key_list(char *out, const char *user_id, cache_list_t list);
 void cache_key_version(char *out, const char *user_id);
 /** "rl:{<uid>}" (rate limiter state of a caller) */
 void cache_key_ratelimit(char *out, const char *subject);
+/** "rla:{<addr>}" (failed-authentication limiter state of a client address) */
+void cache_key_auth_failure(char *out, const char *client_addr);
+
+/*
+ * Builders write at most CACHE_KEY_MAX bytes into `out` and never fail. An id that could break
+ * the key shape (empty, longer than 64 bytes, braces, spaces, control or non-ASCII bytes) is
+ * replaced inside the tag by "#" and 32 hex digits of hash, identically in every process.
+ */
+
+/** Lifetime of a version key; far longer than any list key (and any read-to-fill delay). */
+#define CACHE_VERSION_TTL_SECONDS 86400
 
 /**
  * Invalidate: KEYS[1]=version key, KEYS[2..]=list keys; ARGV[1]=sequence just committed or
@@ -40,13 +51,18 @@ extern const char cache_lua_invalidate[];
  * Fill: KEYS[1]=version key, KEYS[2]=list key; ARGV[1]=version the rows were read at,
  * ARGV[2]=field (page variant), ARGV[3]=value, ARGV[4]=TTL seconds. Stores only when the
  * stored version is absent or <= ARGV[1]. Returns 1 when stored, 0 when rejected as stale.
+ * When ARGV[1] is higher than the stored version it raises the version (TTL at least
+ * CACHE_VERSION_TTL_SECONDS) and drops the hash's older fields first, so every field in a
+ * hash was filled at the stored version. The hash TTL is set only when the hash is created.
  */
 extern const char cache_lua_fill[];
 
 /**
  * Rate limit (GCRA): KEYS[1]=limiter key; ARGV[1]=limit per window, ARGV[2]=window seconds,
  * ARGV[3]=now in microseconds (caller's clock; Redis TIME is used when ARGV[3] is "0").
- * Returns {allowed (1/0), remaining, reset_seconds, retry_after_seconds}.
+ * Returns {allowed (1/0), remaining, reset_seconds, retry_after_seconds}: remaining = requests
+ * still allowed right now after this one; reset = seconds until the full quota is back;
+ * retry_after >= 1 when denied, else 0. A denied request does not consume anything.
  */
 extern const char cache_lua_ratelimit[];
 

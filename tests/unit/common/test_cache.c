@@ -192,6 +192,14 @@ static void test_invalidate_raises_and_deletes(void **state)
     assert_int_equal(invalidate("u3", 1), 1);
     assert_int_equal(stored_version("u3"), 2);
     assert_null(hget("u3", "l50"));
+    /* a caller passing a short TTL never shortens the version's life */
+    char kv[CACHE_KEY_MAX], kw[CACHE_KEY_MAX];
+    cache_key_version(kv, "u3");
+    cache_key_list(kw, "u3", CACHE_LIST_WATCHLIST);
+    assert_int_equal(int_reply(RT_CMD(&conn, "EVAL", cache_lua_invalidate, "2", kv, kw, "3", "60")),
+                     1);
+    assert_int_equal(stored_version("u3"), 3);
+    assert_true(ttl_of(kv) >= CACHE_VERSION_TTL_SECONDS - 5);
 }
 
 /*

@@ -1,0 +1,375 @@
+/*
+ * Read-through list cache over the redis client: HGET on the way in, version-checked fill
+ * script on a miss, invalidate script after writes, and a replay queue for invalidations that
+ * could not reach Redis.
+ */
+#include "api/listcache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+
+#define LOG_MODULE "listcache"
+
+#define REPLAY_MAX 4096
+
+struct st_listcache_t {
+    redis_client_t *redis;
+    listcache_stats_t stats;
+#ifdef PROFILE_TEST_HOOKS
+    unsigned fill_delay_ms;
+    h2o_loop_t *loop; /* kept: the client may be destroyed first */
+    h2o_timeout_t fill_delay;
+#endif
+};
+
+typedef struct st_get_t {
+    listcache_t *lc;
+    listcache_get_cb_t cb;
+    void *ud;
+} get_t;
+
+typedef struct st_inval_t {
+    listcache_t *lc;
+    listcache_done_cb_t cb;
+    void *ud;
+    int64_t seq;
+    bool replay; /* counted in g_queued */
+    char user_id[];
+} inval_t;
+
+typedef struct st_replay_entry_t {
+    char *user_id;
+    int64_t seq;
+} replay_entry_t;
+
+static int g_ttl = 300;
+static redis_script_t g_fill_script, g_inval_script;
+static unsigned g_fill_delay_ms;
+
+/* Invalidations that did not reach Redis: queued plus being replayed. */
+static pthread_mutex_t g_replay_lock = PTHREAD_MUTEX_INITIALIZER;
+static replay_entry_t g_replay[REPLAY_MAX];
+static size_t g_replay_len;
+static atomic_uint g_queued;
+static atomic_int_fast64_t g_bypass_until_ms; /* after an overflow of the queue */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool bypassing(void)
+{
+    if (atomic_load_explicit(&g_queued, memory_order_relaxed) != 0)
+        return true;
+    int_fast64_t until = atomic_load_explicit(&g_bypass_until_ms, memory_order_relaxed);
+    return until != 0 && mono_ms() < until;
+}
+
+/* Remembers that `user_id` must still be invalidated up to `seq`. */
+static void replay_push(const char *user_id, int64_t seq)
+{
+    pthread_mutex_lock(&g_replay_lock);
+    size_t i;
+    for (i = 0; i < g_replay_len; i++)
+        if (strcmp(g_replay[i].user_id, user_id) == 0)
+            break;
+    if (i < g_replay_len) {
+        if (seq > g_replay[i].seq)
+            g_replay[i].seq = seq;
+    } else if (g_replay_len < REPLAY_MAX) {
+        g_replay[g_replay_len].user_id = xstrdup(user_id);
+        g_replay[g_replay_len].seq = seq;
+        g_replay_len++;
+        atomic_fetch_add(&g_queued, 1);
+        if (g_replay_len == 1)
+            log_warn("cache invalidation could not reach Redis; this process bypasses the "
+                     "cache until it is replayed");
+    } else {
+        /* Too many to remember: every entry filled before now is gone after one TTL. */
+        int64_t until = mono_ms() + (int64_t)g_ttl * 1000;
+        if (atomic_exchange(&g_bypass_until_ms, until) == 0)
+            log_warn("cache invalidation replay queue full; bypassing the cache for %d s", g_ttl);
+    }
+    pthread_mutex_unlock(&g_replay_lock);
+}
+
+static void on_inval_reply(const redisReply *r, void *p)
+{
+    inval_t *iv = p;
+    listcache_t *lc = iv->lc;
+    bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (ok) {
+        lc->stats.invalidations++;
+    } else {
+        lc->stats.errors++;
+        lc->stats.invalidation_failures++;
+        if (r != NULL && r->type == REDIS_REPLY_ERROR)
+            log_warn("cache invalidate script error: %s", r->str);
+        replay_push(iv->user_id, iv->seq);
+    }
+    if (iv->replay) {
+        unsigned left = atomic_fetch_sub(&g_queued, 1) - 1;
+        if (ok && left == 0)
+            log_info("cache invalidations replayed; caching resumes");
+    }
+    if (iv->cb != NULL)
+        iv->cb(ok, iv->ud);
+    free(iv);
+}
+
+static void send_invalidate(listcache_t *lc, const char *user_id, int64_t seq, bool replay,
+                            listcache_done_cb_t cb, void *ud)
+{
+    size_t len = strlen(user_id);
+    inval_t *iv = xmalloc(sizeof(*iv) + len + 1);
+    *iv = (inval_t){.lc = lc, .cb = cb, .ud = ud, .seq = seq, .replay = replay};
+    memcpy(iv->user_id, user_id, len + 1);
+    char kv[CACHE_KEY_MAX], kw[CACHE_KEY_MAX], kh[CACHE_KEY_MAX], s[24], ttl[16];
+    cache_key_version(kv, user_id);
+    cache_key_list(kw, user_id, CACHE_LIST_WATCHLIST);
+    cache_key_list(kh, user_id, CACHE_LIST_HISTORY);
+    snprintf(s, sizeof(s), "%lld", (long long)seq);
+    snprintf(ttl, sizeof(ttl), "%d", CACHE_VERSION_TTL_SECONDS);
+    const char *argv[] = {kv, kw, kh, s, ttl};
+    redis_client_eval(lc->redis, &g_inval_script, 3, 5, argv, NULL, on_inval_reply, iv);
+}
+
+/* Sends queued invalidations once Redis is back (whichever thread gets here first). */
+static void drain(listcache_t *lc)
+{
+    if (atomic_load_explicit(&g_queued, memory_order_relaxed) == 0 ||
+        !redis_client_is_up(lc->redis))
+        return;
+    replay_entry_t batch[64];
+    size_t n;
+    pthread_mutex_lock(&g_replay_lock);
+    n = g_replay_len < 64 ? g_replay_len : 64;
+    g_replay_len -= n;
+    memcpy(batch, g_replay + g_replay_len, n * sizeof(*batch));
+    pthread_mutex_unlock(&g_replay_lock);
+    for (size_t i = 0; i < n; i++) {
+        send_invalidate(lc, batch[i].user_id, batch[i].seq, true, NULL, NULL);
+        free(batch[i].user_id);
+    }
+}
+
+/* ---------- public ---------- */
+
+void listcache_global_init(int ttl_seconds)
+{
+    g_ttl = ttl_seconds > 0 ? ttl_seconds : 300;
+    redis_script_init(&g_fill_script, cache_lua_fill);
+    redis_script_init(&g_inval_script, cache_lua_invalidate);
+}
+
+int listcache_set_fill_delay_ms(unsigned ms)
+{
+#ifdef PROFILE_TEST_HOOKS
+    g_fill_delay_ms = ms;
+    if (ms > 0)
+        log_warn("TEST HOOK: cache fills are delayed by %u ms", ms);
+    return 0;
+#else
+    (void)ms;
+    return -1;
+#endif
+}
+
+listcache_t *listcache_create(redis_client_t *redis)
+{
+    listcache_t *lc = xcalloc(1, sizeof(*lc));
+    lc->redis = redis;
+#ifdef PROFILE_TEST_HOOKS
+    lc->fill_delay_ms = g_fill_delay_ms;
+    lc->loop = redis_client_loop(redis);
+    if (lc->fill_delay_ms > 0)
+        h2o_timeout_init(lc->loop, &lc->fill_delay, lc->fill_delay_ms);
+#endif
+    return lc;
+}
+
+#ifdef PROFILE_TEST_HOOKS
+typedef struct st_delayed_fill_t {
+    h2o_timeout_entry_t entry;
+    listcache_t *lc;
+    cache_list_t list;
+    int64_t version;
+    size_t len;
+    char *user_id, *field, *value;
+} delayed_fill_t;
+#endif
+
+void listcache_destroy(listcache_t *lc)
+{
+    if (lc == NULL)
+        return;
+#ifdef PROFILE_TEST_HOOKS
+    if (lc->fill_delay_ms > 0) {
+        while (!h2o_linklist_is_empty(&lc->fill_delay._entries)) {
+            delayed_fill_t *d =
+                H2O_STRUCT_FROM_MEMBER(delayed_fill_t, entry._link, lc->fill_delay._entries.next);
+            h2o_timeout_unlink(&d->entry);
+            free(d);
+        }
+        h2o_timeout_dispose(lc->loop, &lc->fill_delay);
+    }
+#endif
+    free(lc);
+}
+
+const listcache_stats_t *listcache_stats(const listcache_t *lc)
+{
+    return &lc->stats;
+}
+
+unsigned listcache_pending_invalidations(void)
+{
+    return atomic_load(&g_queued);
+}
+
+size_t listcache_field(char *out, size_t outlen, int limit, const char *view, const char *cursor)
+{
+    int n = snprintf(out, outlen, "l=%d|v=%s|c=%s", limit, view != NULL ? view : "",
+                     cursor != NULL ? cursor : "");
+    if (n < 0 || (size_t)n >= outlen) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}
+
+static void on_get_reply(const redisReply *r, void *p)
+{
+    get_t *g = p;
+    listcache_t *lc = g->lc;
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        lc->stats.hits++;
+        g->cb(r->str, r->len, g->ud);
+    } else {
+        if (r == NULL || r->type != REDIS_REPLY_NIL)
+            lc->stats.errors++;
+        lc->stats.misses++;
+        g->cb(NULL, 0, g->ud);
+    }
+    free(g);
+}
+
+listcache_status_t listcache_get(listcache_t *lc, const char *user_id, cache_list_t list,
+                                 const char *field, listcache_get_cb_t cb, void *ud)
+{
+    drain(lc);
+    if (bypassing()) {
+        lc->stats.bypassed++;
+        lc->stats.misses++;
+        return LISTCACHE_DONE;
+    }
+    if (!redis_client_is_up(lc->redis)) {
+        lc->stats.errors++;
+        lc->stats.misses++;
+        return LISTCACHE_DONE;
+    }
+    get_t *g = xmalloc(sizeof(*g));
+    *g = (get_t){lc, cb, ud};
+    char key[CACHE_KEY_MAX];
+    cache_key_list(key, user_id, list);
+    const char *argv[] = {"HGET", key, field};
+    redis_client_command(lc->redis, on_get_reply, g, 3, argv, NULL);
+    return LISTCACHE_PENDING;
+}
+
+static void on_fill_reply(const redisReply *r, void *p)
+{
+    listcache_t *lc = p;
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        lc->stats.fills++;
+    } else if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        lc->stats.fill_rejections++;
+        log_debug("stale cache fill refused");
+    } else {
+        lc->stats.errors++;
+        if (r != NULL && r->type == REDIS_REPLY_ERROR)
+            log_warn("cache fill script error: %s", r->str);
+    }
+}
+
+static void do_fill(listcache_t *lc, const char *user_id, cache_list_t list, const char *field,
+                    const char *value, size_t len, int64_t version)
+{
+    if (bypassing()) {
+        lc->stats.bypassed++;
+        return;
+    }
+    if (!redis_client_is_up(lc->redis)) {
+        lc->stats.errors++;
+        return;
+    }
+    char kv[CACHE_KEY_MAX], kl[CACHE_KEY_MAX], ver[24], ttl[16];
+    cache_key_version(kv, user_id);
+    cache_key_list(kl, user_id, list);
+    snprintf(ver, sizeof(ver), "%lld", (long long)version);
+    snprintf(ttl, sizeof(ttl), "%d", g_ttl);
+    const char *argv[] = {kv, kl, ver, field, value, ttl};
+    size_t lens[] = {strlen(kv), strlen(kl), strlen(ver), strlen(field), len, strlen(ttl)};
+    /* `lc` as ud: a fill never outlives its thread's cache (destroyed after the client) */
+    redis_client_eval(lc->redis, &g_fill_script, 2, 6, argv, lens, on_fill_reply, lc);
+}
+
+#ifdef PROFILE_TEST_HOOKS
+static void on_fill_delay(h2o_timeout_entry_t *entry)
+{
+    delayed_fill_t *d = H2O_STRUCT_FROM_MEMBER(delayed_fill_t, entry, entry);
+    do_fill(d->lc, d->user_id, d->list, d->field, d->value, d->len, d->version);
+    free(d);
+}
+#endif
+
+void listcache_fill(listcache_t *lc, const char *user_id, cache_list_t list, const char *field,
+                    const char *value, size_t len, int64_t version)
+{
+    drain(lc);
+#ifdef PROFILE_TEST_HOOKS
+    if (lc->fill_delay_ms > 0) {
+        size_t ul = strlen(user_id) + 1, fl = strlen(field) + 1;
+        delayed_fill_t *d = xcalloc(1, sizeof(*d) + ul + fl + len + 1);
+        d->user_id = (char *)(d + 1);
+        d->field = d->user_id + ul;
+        d->value = d->field + fl;
+        memcpy(d->user_id, user_id, ul);
+        memcpy(d->field, field, fl);
+        memcpy(d->value, value, len);
+        d->lc = lc;
+        d->list = list;
+        d->version = version;
+        d->len = len;
+        d->entry.cb = on_fill_delay;
+        h2o_timeout_link(lc->loop, &lc->fill_delay, &d->entry);
+        return;
+    }
+#endif
+    do_fill(lc, user_id, list, field, value, len, version);
+}
+
+listcache_status_t listcache_invalidate(listcache_t *lc, const char *user_id, int64_t seq,
+                                        listcache_done_cb_t cb, void *ud)
+{
+    drain(lc);
+    if (!redis_client_is_up(lc->redis)) {
+        lc->stats.errors++;
+        lc->stats.invalidation_failures++;
+        replay_push(user_id, seq);
+        return LISTCACHE_DONE;
+    }
+    send_invalidate(lc, user_id, seq, false, cb, ud);
+    return LISTCACHE_PENDING;
+}

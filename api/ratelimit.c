@@ -1,0 +1,289 @@
+/*
+ * Rate limiter: GCRA in Redis (shared budget), failing open with a per-process stand-in while
+ * Redis is unavailable; per-address limit on failed authentications.
+ */
+#include "api/ratelimit.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/alloc.h"
+#include "common/cache.h"
+#include "common/log.h"
+
+#define LOG_MODULE "ratelimit"
+
+/* Local stand-in: a fixed table, 4-way probing, the oldest entry is evicted when full. */
+#define LOCAL_SLOTS 8192
+#define LOCAL_PROBE 4
+
+struct st_ratelimit_t {
+    redis_client_t *redis;
+    ratelimit_stats_t stats;
+};
+
+typedef struct st_local_slot_t {
+    uint64_t key; /* 0 = empty */
+    double tat_us;
+} local_slot_t;
+
+typedef struct st_pending_t {
+    ratelimit_t *rl;
+    ratelimit_cb_t cb;
+    void *ud;
+    bool auth;   /* auth-failure check */
+    char name[]; /* subject or address, for the local stand-in */
+} pending_t;
+
+static ratelimit_config_t g_cfg;
+static redis_script_t g_script;
+static local_slot_t *g_local;
+static pthread_mutex_t g_local_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool g_degraded; /* process-wide: for logging once per outage */
+static atomic_uint_fast64_t g_degraded_decisions;
+
+/* ---------- GCRA ---------- */
+
+void ratelimit_gcra(double *tat_us, double now_us, int limit, int window_seconds,
+                    ratelimit_result_t *out)
+{
+    double window = (double)window_seconds * 1e6, t = window / limit;
+    double tat = *tat_us > now_us ? *tat_us : now_us;
+    double new_tat = tat + t, allow_at = new_tat - window;
+    out->limit = limit;
+    if (now_us < allow_at) {
+        int retry = (int)ceil((allow_at - now_us) / 1e6);
+        out->allowed = false;
+        out->remaining = 0;
+        out->reset_seconds = (int)ceil((tat - now_us) / 1e6);
+        out->retry_after_seconds = retry < 1 ? 1 : retry;
+        return;
+    }
+    *tat_us = new_tat;
+    int remaining = (int)floor((now_us + window - new_tat) / t + 1e-6);
+    out->allowed = true;
+    out->remaining = remaining < 0 ? 0 : remaining;
+    out->reset_seconds = (int)ceil((new_tat - now_us) / 1e6);
+    out->retry_after_seconds = 0;
+}
+
+static uint64_t hash_name(const char *s, bool auth)
+{
+    uint64_t h = auth ? 0x84222325cbf29ce4ULL : 0xcbf29ce484222325ULL;
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h != 0 ? h : 1;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* Decides without Redis: fail open, or the per-process stand-in when it is on. */
+static void decide_locally(ratelimit_t *rl, const char *name, bool auth, int limit,
+                           ratelimit_result_t *out)
+{
+    if (!atomic_exchange(&g_degraded, true))
+        log_warn("rate limiter: Redis unavailable, failing open%s until it is back",
+                 g_local != NULL ? " (per-process limiter standing in)" : "");
+    atomic_fetch_add(&g_degraded_decisions, 1);
+    if (!auth)
+        rl->stats.degraded++;
+    if (g_local == NULL) {
+        *out = (ratelimit_result_t){.allowed = true, .limit = limit, .remaining = limit};
+    } else {
+        uint64_t key = hash_name(name, auth);
+        double now = now_us();
+        size_t base = (size_t)(key % LOCAL_SLOTS), pick = base;
+        pthread_mutex_lock(&g_local_lock);
+        for (size_t i = 0; i < LOCAL_PROBE; i++) {
+            local_slot_t *s = &g_local[(base + i) % LOCAL_SLOTS];
+            if (s->key == key || s->key == 0) {
+                pick = (base + i) % LOCAL_SLOTS;
+                break;
+            }
+            if (s->tat_us < g_local[pick].tat_us)
+                pick = (base + i) % LOCAL_SLOTS;
+        }
+        local_slot_t *slot = &g_local[pick];
+        if (slot->key != key) {
+            slot->key = key;
+            slot->tat_us = 0;
+        }
+        ratelimit_gcra(&slot->tat_us, now, limit, RATELIMIT_WINDOW_SECONDS, out);
+        pthread_mutex_unlock(&g_local_lock);
+        if (!out->allowed && !auth)
+            rl->stats.local_denied++;
+    }
+    out->degraded = true;
+}
+
+static void note_redis_ok(void)
+{
+    if (atomic_load_explicit(&g_degraded, memory_order_relaxed) &&
+        atomic_exchange(&g_degraded, false))
+        log_info("rate limiter: back on Redis (%llu decisions were made without it)",
+                 (unsigned long long)atomic_exchange(&g_degraded_decisions, 0));
+}
+
+/* ---------- public ---------- */
+
+void ratelimit_global_init(const ratelimit_config_t *cfg)
+{
+    g_cfg = *cfg;
+    redis_script_init(&g_script, cache_lua_ratelimit);
+    if (!cfg->no_local_fallback && g_local == NULL)
+        g_local = xcalloc(LOCAL_SLOTS, sizeof(*g_local));
+}
+
+void ratelimit_global_dispose(void)
+{
+    free(g_local);
+    g_local = NULL;
+}
+
+bool ratelimit_enabled(void)
+{
+    return g_cfg.limit_per_minute > 0;
+}
+
+ratelimit_t *ratelimit_create(redis_client_t *redis)
+{
+    ratelimit_t *rl = xcalloc(1, sizeof(*rl));
+    rl->redis = redis;
+    return rl;
+}
+
+void ratelimit_destroy(ratelimit_t *rl)
+{
+    free(rl);
+}
+
+const ratelimit_stats_t *ratelimit_stats(const ratelimit_t *rl)
+{
+    return &rl->stats;
+}
+
+static bool parse_reply(const redisReply *r, int limit, ratelimit_result_t *out)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+        return false;
+    for (size_t i = 0; i < 4; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+    out->allowed = r->element[0]->integer == 1;
+    out->limit = limit;
+    out->remaining = (int)r->element[1]->integer;
+    out->reset_seconds = (int)r->element[2]->integer;
+    out->retry_after_seconds = (int)r->element[3]->integer;
+    out->degraded = false;
+    return true;
+}
+
+static void on_reply(const redisReply *r, void *p)
+{
+    pending_t *pd = p;
+    ratelimit_t *rl = pd->rl;
+    int limit = pd->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute;
+    ratelimit_result_t res;
+    if (parse_reply(r, limit, &res)) {
+        note_redis_ok();
+    } else {
+        rl->stats.errors++;
+        if (r != NULL && r->type == REDIS_REPLY_ERROR)
+            log_debug("rate limit script error: %s", r->str);
+        decide_locally(rl, pd->name, pd->auth, limit, &res);
+    }
+    if (pd->auth) {
+        if (!res.allowed)
+            rl->stats.auth_failures_denied++;
+    } else if (!res.allowed) {
+        rl->stats.denied++;
+    }
+    pd->cb(&res, pd->ud);
+    free(pd);
+}
+
+static ratelimit_status_t check(ratelimit_t *rl, const char *name, bool auth, int limit,
+                                ratelimit_result_t *out, ratelimit_cb_t cb, void *ud)
+{
+    if (limit <= 0) {
+        *out = (ratelimit_result_t){.allowed = true};
+        return RATELIMIT_DONE;
+    }
+    if (!redis_client_is_up(rl->redis)) {
+        decide_locally(rl, name, auth, limit, out);
+        if (!out->allowed && auth)
+            rl->stats.auth_failures_denied++;
+        else if (!out->allowed)
+            rl->stats.denied++;
+        return RATELIMIT_DONE;
+    }
+    size_t len = strlen(name);
+    pending_t *pd = xmalloc(sizeof(*pd) + len + 1);
+    pd->rl = rl;
+    pd->cb = cb;
+    pd->ud = ud;
+    pd->auth = auth;
+    memcpy(pd->name, name, len + 1);
+    char key[CACHE_KEY_MAX], lim[16], win[16];
+    if (auth)
+        cache_key_auth_failure(key, name);
+    else
+        cache_key_ratelimit(key, name);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(win, sizeof(win), "%d", RATELIMIT_WINDOW_SECONDS);
+    /* "0": the script reads Redis' clock, so replicas with skewed clocks share one budget */
+    const char *argv[] = {key, lim, win, "0"};
+    redis_client_eval(rl->redis, &g_script, 1, 4, argv, NULL, on_reply, pd);
+    return RATELIMIT_PENDING;
+}
+
+ratelimit_status_t ratelimit_check(ratelimit_t *rl, const char *subject, ratelimit_result_t *out,
+                                   ratelimit_cb_t cb, void *ud)
+{
+    if (g_cfg.limit_per_minute > 0)
+        rl->stats.checks++;
+    return check(rl, subject != NULL ? subject : "", false, g_cfg.limit_per_minute, out, cb, ud);
+}
+
+ratelimit_status_t ratelimit_auth_failure(ratelimit_t *rl, const char *client_addr,
+                                          ratelimit_result_t *out, ratelimit_cb_t cb, void *ud)
+{
+    if (g_cfg.auth_failure_limit_per_minute > 0)
+        rl->stats.auth_failures++;
+    return check(rl, client_addr != NULL ? client_addr : "", true,
+                 g_cfg.auth_failure_limit_per_minute, out, cb, ud);
+}
+
+static size_t fit(char *out, size_t outlen, int n)
+{
+    if (n < 0 || (size_t)n >= outlen) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}
+
+size_t ratelimit_format_policy(char *out, size_t outlen, int limit)
+{
+    return fit(out, outlen,
+               snprintf(out, outlen, "\"user\";q=%d;w=%d", limit, RATELIMIT_WINDOW_SECONDS));
+}
+
+size_t ratelimit_format_header(char *out, size_t outlen, const ratelimit_result_t *res)
+{
+    return fit(out, outlen,
+               snprintf(out, outlen, "\"user\";r=%d;t=%d", res->remaining, res->reset_seconds));
+}

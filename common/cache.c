@@ -1,0 +1,157 @@
+/*
+ * Redis key builders and the Lua scripts behind the cache (fill, invalidate) and the shared
+ * rate limiter. The protocol they implement is described in docs/cache.md.
+ */
+#include "common/cache.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* An id is used verbatim inside the hash tag only when it cannot break the key shape. */
+#define VERBATIM_MAX 64
+
+static int is_verbatim(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= VERBATIM_MAX || c <= 0x20 || c >= 0x7f || c == '{' || c == '}')
+            return 0;
+    }
+    return n > 0;
+}
+
+static uint64_t fnv1a64(const char *s, uint64_t h)
+{
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/*
+ * Writes "<prefix>{<tag>}<suffix>". Ids outside the safe shape (too long, braces, spaces,
+ * non-ASCII: possible for a JWT `sub` or a client address) are replaced by "#" and 128 bits
+ * of hash, so every key stays short, has exactly one hash tag and is the same in every process.
+ */
+static void build(char *out, const char *prefix, const char *tag, const char *suffix)
+{
+    if (tag == NULL)
+        tag = "";
+    if (is_verbatim(tag)) {
+        snprintf(out, CACHE_KEY_MAX, "%s{%s}%s", prefix, tag, suffix);
+    } else {
+        uint64_t a = fnv1a64(tag, 0xcbf29ce484222325ULL);
+        uint64_t b = fnv1a64(tag, 0x84222325cbf29ce4ULL ^ a);
+        snprintf(out, CACHE_KEY_MAX, "%s{#%016llx%016llx}%s", prefix, (unsigned long long)a,
+                 (unsigned long long)b, suffix);
+    }
+}
+
+void cache_key_list(char *out, const char *user_id, cache_list_t list)
+{
+    build(out, "pc:", user_id, list == CACHE_LIST_HISTORY ? ":hist" : ":wl");
+}
+
+void cache_key_version(char *out, const char *user_id)
+{
+    build(out, "pc:", user_id, ":ver");
+}
+
+void cache_key_ratelimit(char *out, const char *subject)
+{
+    build(out, "rl:", subject, "");
+}
+
+void cache_key_auth_failure(char *out, const char *client_addr)
+{
+    build(out, "rla:", client_addr, "");
+}
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/*
+ * The version key keeps the highest sequence seen and only ever grows (until it expires).
+ * Its TTL is at least CACHE_VERSION_TTL_SECONDS, far longer than any list key lives, so the
+ * version outlives every cached field it protects.
+ */
+/* clang-format off */
+const char cache_lua_invalidate[] =
+    "local seq = tonumber(ARGV[1]) or 0\n"
+    "local ttl = tonumber(ARGV[2]) or " STR(CACHE_VERSION_TTL_SECONDS) "\n"
+    "local keep = redis.call('TTL', KEYS[1])\n"
+    "if keep > ttl then ttl = keep end\n"
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "if seq > cur then\n"
+    "  redis.call('SET', KEYS[1], string.format('%.0f', seq), 'EX', ttl)\n"
+    "elseif keep < ttl then\n"
+    "  redis.call('EXPIRE', KEYS[1], ttl)\n"
+    "end\n"
+    "if #KEYS > 1 then redis.call('DEL', unpack(KEYS, 2)) end\n"
+    "return 1\n";
+/* clang-format on */
+
+/*
+ * Invariant: every field of a list hash was filled at exactly the version the version key
+ * holds. A fill at a newer version than stored raises the version and first drops the fields
+ * of the older version (a write came in between whose invalidation may not have run yet).
+ * The hash's TTL is set only when the hash is created, so no field is older than the TTL.
+ */
+/* clang-format off */
+const char cache_lua_fill[] =
+    "local v = tonumber(ARGV[1])\n"
+    "local ttl = tonumber(ARGV[4])\n"
+    "if v == nil or ttl == nil or ttl <= 0 then return redis.error_reply('bad fill args') end\n"
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1') or -1\n"
+    "if cur > v then return 0 end\n"
+    "local vttl = " STR(CACHE_VERSION_TTL_SECONDS) "\n"
+    "if 2 * ttl > vttl then vttl = 2 * ttl end\n"
+    "if cur < v then\n"
+    "  local keep = redis.call('TTL', KEYS[1])\n"
+    "  if keep > vttl then vttl = keep end\n"
+    "  redis.call('SET', KEYS[1], string.format('%.0f', v), 'EX', vttl)\n"
+    "  if cur >= 0 then redis.call('DEL', KEYS[2]) end\n"
+    "elseif redis.call('TTL', KEYS[1]) < vttl then\n"
+    "  redis.call('EXPIRE', KEYS[1], vttl)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
+    "if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ttl) end\n"
+    "return 1\n";
+/* clang-format on */
+
+/*
+ * GCRA (generic cell rate algorithm, as in redis-cell): the key holds the theoretical arrival
+ * time (TAT) in microseconds. Each request is worth T = window/limit; a request is allowed
+ * when TAT + T - window <= now, i.e. at most `limit` requests fit in a burst and then one
+ * every T. A denied request does not move the TAT. The key expires when the bucket is full
+ * again, so idle callers cost no memory.
+ */
+const char cache_lua_ratelimit[] =
+    "local limit = tonumber(ARGV[1])\n"
+    "local window = tonumber(ARGV[2]) * 1000000\n"
+    "local now = tonumber(ARGV[3]) or 0\n"
+    "if limit == nil or limit <= 0 or window <= 0 then\n"
+    "  return redis.error_reply('bad ratelimit args')\n"
+    "end\n"
+    "if now <= 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "end\n"
+    "local T = window / limit\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "if tat < now then tat = now end\n"
+    "local new_tat = tat + T\n"
+    "local allow_at = new_tat - window\n"
+    "if now < allow_at then\n"
+    "  local retry = math.ceil((allow_at - now) / 1000000)\n"
+    "  if retry < 1 then retry = 1 end\n"
+    "  return {0, 0, math.ceil((tat - now) / 1000000), retry}\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX',\n"
+    "           math.ceil((new_tat - now) / 1000) + 1)\n"
+    "local remaining = math.floor((now + window - new_tat) / T + 1e-6)\n"
+    "if remaining < 0 then remaining = 0 end\n"
+    "return {1, remaining, math.ceil((new_tat - now) / 1000000), 0}\n";

@@ -29,4 +29,12 @@ void problem_render(strbuf_t *out, int status, const char *slug, const char *det
 /** The reason phrase used as the title for `status` ("Not Found"); "Error" when unknown. */
 const char *problem_title(int status);
 
+/**
+ * Appends `s` (`len` bytes, may hold anything: raw client input included) as a quoted JSON
+ * string: quotes, backslashes, C0/DEL/C1 controls, `<`, `>`, `&`, U+2028/U+2029 are escaped and
+ * every invalid UTF-8 sequence becomes U+FFFD, so the output is always valid JSON and UTF-8.
+ * `s` may be NULL when `len` is 0.
+ */
+void problem_append_json_text(strbuf_t *out, const char *s, size_t len);
+
 #endif

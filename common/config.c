@@ -184,7 +184,7 @@ int config_load_env(app_config_t *cfg, unsigned program, char *errbuf, size_t er
             add_error(&errs, "JWT_HS256_SECRET: set only one of JWT_HS256_SECRET and "
                              "JWT_PUBLIC_KEY_FILE");
         else if (cfg->jwt_hs256_secret == NULL && cfg->jwt_public_key_file == NULL &&
-                 getenv("JWT_HS256_SECRET") == NULL)
+                 (getenv("JWT_HS256_SECRET") == NULL || getenv("JWT_HS256_SECRET")[0] == '\0'))
             add_error(&errs, "JWT_HS256_SECRET: one of JWT_HS256_SECRET or JWT_PUBLIC_KEY_FILE "
                              "is required");
         if (cfg->jwt_public_key_file != NULL && access(cfg->jwt_public_key_file, R_OK) != 0)

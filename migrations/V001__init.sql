@@ -13,12 +13,18 @@ CREATE TABLE profiles (
     CONSTRAINT profiles_user_id_format CHECK (user_id ~ '^[A-Za-z0-9._-]{1,64}$'),
     CONSTRAINT profiles_display_name_length
         CHECK (char_length(display_name) BETWEEN 1 AND 100),
+    -- C0 and C1 control characters (Unicode Cc), exactly what the API refuses; spelled out
+    -- rather than [[:cntrl:]], whose meaning depends on the database's locale.
     CONSTRAINT profiles_display_name_no_controls
-        CHECK (display_name !~ '[[:cntrl:]]'),
+        CHECK (display_name !~ '[\u0001-\u001f\u007f-\u009f]'),
+    -- URI schemes are case-insensitive (RFC 3986 section 3.1), as in the API's check.
     CONSTRAINT profiles_avatar_url_format
-        CHECK (avatar_url IS NULL OR (avatar_url LIKE 'https://%' AND octet_length(avatar_url) <= 2048)),
+        CHECK (avatar_url IS NULL OR (avatar_url ~* '^https://' AND octet_length(avatar_url) <= 2048)),
+    -- The API enforces the exact limit (8 KiB of compact JSON, 400 when over). jsonb's text form
+    -- adds a space after every ':' and ',' (up to 1.5 times longer), so this backstop allows
+    -- twice that: it must never refuse what the API accepted (that would be a 500).
     CONSTRAINT profiles_preferences_object
-        CHECK (jsonb_typeof(preferences) = 'object' AND octet_length(preferences::text) <= 8192),
+        CHECK (jsonb_typeof(preferences) = 'object' AND octet_length(preferences::text) <= 16384),
     CONSTRAINT profiles_version_positive CHECK (version >= 1)
 );
 

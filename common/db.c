@@ -1,0 +1,159 @@
+/*
+ * Synchronous libpq helpers. Errors are logged once, where they happen, as the SQLSTATE and the
+ * server's primary message; connection strings are never logged and SQL only at debug level.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "common/db.h"
+#include "common/log.h"
+
+#define LOG_MODULE "db"
+
+/* Copies `msg` into `out` with line breaks folded to spaces and trailing blanks cut. */
+static void one_line(const char *msg, char *out, size_t outlen)
+{
+    size_t i, n = 0;
+
+    if (msg == NULL)
+        msg = "";
+    for (i = 0; msg[i] != '\0' && n + 1 < outlen; ++i) {
+        char c = msg[i];
+        if (c == '\n' || c == '\r' || c == '\t')
+            c = ' ';
+        out[n++] = c;
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        --n;
+    out[n] = '\0';
+}
+
+static void notice_to_log(void *arg, const PGresult *res)
+{
+    char line[1024];
+    (void)arg;
+    one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), line, sizeof(line));
+    log_debug("server notice: %s", line);
+}
+
+bool db_dsn_valid(const char *dsn)
+{
+    PQconninfoOption *opts;
+    char *err = NULL;
+
+    if (dsn == NULL || dsn[0] == '\0')
+        return false;
+    opts = PQconninfoParse(dsn, &err);
+    if (err != NULL)
+        PQfreemem(err); /* may quote parts of the string: never logged */
+    if (opts == NULL)
+        return false;
+    PQconninfoFree(opts);
+    return true;
+}
+
+PGconn *db_connect(const char *dsn, const char *application_name, int connect_timeout_s)
+{
+    char timeout[16], msg[1024];
+    /* Defaults first: with expand_dbname the values inside `dsn` override earlier entries. */
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {timeout, application_name, dsn, NULL};
+    PGconn *conn;
+
+    if (!db_dsn_valid(dsn)) {
+        log_error("cannot connect to PostgreSQL: the connection string is not valid");
+        return NULL;
+    }
+    snprintf(timeout, sizeof(timeout), "%d",
+             connect_timeout_s > 0 ? connect_timeout_s : DB_DEFAULT_CONNECT_TIMEOUT);
+    if (application_name == NULL)
+        vals[1] = "profile-service";
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL) {
+        log_error("cannot connect to PostgreSQL: out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        one_line(PQerrorMessage(conn), msg, sizeof(msg));
+        log_error("cannot connect to PostgreSQL: %s", msg);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeReceiver(conn, notice_to_log, NULL);
+    log_debug("connected to PostgreSQL (server %d, pid %d)", PQserverVersion(conn),
+              PQbackendPID(conn));
+    return conn;
+}
+
+void db_close(PGconn *conn)
+{
+    if (conn != NULL)
+        PQfinish(conn);
+}
+
+const char *db_sqlstate(const PGresult *res)
+{
+    const char *s = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return s != NULL ? s : "";
+}
+
+void db_log_error(PGconn *conn, const PGresult *res, const char *what)
+{
+    char msg[1024], extra[1024];
+    const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (primary == NULL)
+        primary = conn != NULL ? PQerrorMessage(conn) : "no connection";
+    one_line(primary, msg, sizeof(msg));
+    log_error("%s failed: SQLSTATE %s: %s", what != NULL ? what : "statement",
+              db_sqlstate(res)[0] != '\0' ? db_sqlstate(res) : "-----", msg);
+    if (res != NULL && LOG_LEVEL_DEBUG >= log_threshold) {
+        const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+        const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+        const char *where = PQresultErrorField(res, PG_DIAG_CONTEXT);
+        one_line(detail, msg, sizeof(msg));
+        one_line(hint, extra, sizeof(extra));
+        log_debug("%s: detail: %s; hint: %s", what != NULL ? what : "statement", msg, extra);
+        one_line(where, msg, sizeof(msg));
+        if (msg[0] != '\0')
+            log_debug("%s: context: %s", what != NULL ? what : "statement", msg);
+    }
+}
+
+PGresult *db_query(PGconn *conn, const char *what, const char *sql, int nparams,
+                   const char *const *values)
+{
+    PGresult *res;
+    ExecStatusType st;
+
+    if (conn == NULL) {
+        log_error("%s failed: no connection", what != NULL ? what : "statement");
+        return NULL;
+    }
+    log_debug("%s: %s", what != NULL ? what : "statement", sql);
+    if (nparams == 0)
+        res = PQexec(conn, sql);
+    else
+        res = PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    st = PQresultStatus(res);
+    if (res == NULL || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)) {
+        db_log_error(conn, res, what);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+int db_exec_params(PGconn *conn, const char *what, const char *sql, int nparams,
+                   const char *const *values)
+{
+    PGresult *res = db_query(conn, what, sql, nparams, values);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+int db_exec(PGconn *conn, const char *what, const char *sql)
+{
+    return db_exec_params(conn, what, sql, 0, NULL);
+}

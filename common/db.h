@@ -1,0 +1,63 @@
+/*
+ * Small synchronous libpq helpers for the tools and the relay (profile-migrate, profile-relay):
+ * connect with a timeout and an application_name, run statements, and log failures without
+ * leaking the DSN or SQL text (SQL appears only at debug level). The API's asynchronous pool
+ * is elsewhere.
+ */
+#ifndef PROFILE_COMMON_DB_H
+#define PROFILE_COMMON_DB_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+#include "common/alloc.h"
+
+/** Connect timeout used when the connection string does not set connect_timeout. */
+#define DB_DEFAULT_CONNECT_TIMEOUT 10
+
+/**
+ * Returns true when `dsn` is a connection string libpq can parse (URI or key=value form).
+ * Never logs the string. NULL or empty → false.
+ */
+bool db_dsn_valid(const char *dsn);
+
+/**
+ * Opens a blocking connection to `dsn` with `application_name` and a connect timeout of
+ * `connect_timeout_s` seconds (values in `dsn` take precedence over both). Server notices are
+ * routed to the debug log instead of stderr. On failure logs one error line (the server's or
+ * libpq's message, never the DSN) and returns NULL. The caller owns the connection: release it
+ * with db_close(). Not thread-safe per connection.
+ */
+PGconn *db_connect(const char *dsn, const char *application_name, int connect_timeout_s);
+
+/** Closes `conn`. NULL-safe. */
+void db_close(PGconn *conn);
+
+/**
+ * Runs `sql` (may hold several statements when `nparams` is 0) and discards the result.
+ * `what` names the operation in the error log ("apply V002"). Returns 0 on success, -1 after
+ * logging the SQLSTATE and the server's primary message (the SQL text only at debug level).
+ */
+PROFILE_MUSTCHECK int db_exec(PGconn *conn, const char *what, const char *sql);
+
+/** As db_exec() with text parameters `$1..$n` (`values` may hold NULLs for SQL NULL). */
+PROFILE_MUSTCHECK int db_exec_params(PGconn *conn, const char *what, const char *sql, int nparams,
+                                     const char *const *values);
+
+/**
+ * Runs a query with text parameters and returns its result when the status is
+ * PGRES_TUPLES_OK or PGRES_COMMAND_OK; the caller frees it with PQclear(). On failure logs as
+ * db_exec() does and returns NULL.
+ */
+PGresult *db_query(PGconn *conn, const char *what, const char *sql, int nparams,
+                   const char *const *values);
+
+/**
+ * Logs a failed result (`res` may be NULL: then the connection's message is used): SQLSTATE
+ * and primary message at error level, detail/hint at debug level.
+ */
+void db_log_error(PGconn *conn, const PGresult *res, const char *what);
+
+/** The SQLSTATE of a failed result ("23505"), or "" when unknown. */
+const char *db_sqlstate(const PGresult *res);
+
+#endif

@@ -1,0 +1,286 @@
+"""profile-migrate: Flyway-style runner (common/migrate.c, tools/migrate/main.c).
+
+Each test works on a database of its own (CREATE DATABASE on the stack's server) and, where it
+edits migration files, on a copy of migrations/ in a temporary directory.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+import support
+
+REPO_MIGRATIONS = support.MIGRATIONS_DIR
+
+
+def repo_versions():
+    out = []
+    for p in REPO_MIGRATIONS.glob("V*__*.sql"):
+        m = re.match(r"V(\d+)__(.+)\.sql$", p.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2)))
+    return sorted(out)
+
+
+def migrate_env(url, migrations_dir=None, **extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "MIGRATIONS_DIR", "LOG_LEVEL")}
+    if url is not None:
+        env["DATABASE_URL"] = url
+    if migrations_dir is not None:
+        env["MIGRATIONS_DIR"] = str(migrations_dir)
+    env.update(extra)
+    return env
+
+
+def run_migrate(url, *args, migrations_dir=None, timeout=120, **extra):
+    return subprocess.run([support.bin_path("profile-migrate"), *args],
+                          env=migrate_env(url, migrations_dir, **extra),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def log_lines(text):
+    """The JSON log lines of a run (anything else, e.g. status output, is skipped)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def errors(r):
+    return [rec["msg"] for rec in log_lines(r.stderr) if rec.get("level") == "error"]
+
+
+def history(stack, db):
+    return support.psql(stack, "SELECT version, name, checksum, applied_at FROM schema_migrations "
+                               "ORDER BY version", db=db)
+
+
+@pytest.fixture
+def fresh_db(stack):
+    name = "mig_" + uuid.uuid4().hex[:12]
+    url = support.new_database(stack, name, migrate=False)
+    yield name, url
+    support.psql(stack, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def mig_copy(tmp_path):
+    d = tmp_path / "migrations"
+    shutil.copytree(REPO_MIGRATIONS, d)
+    return d
+
+
+def test_applies_all_then_second_run_is_a_noop(stack, fresh_db):
+    db, url = fresh_db
+    r = run_migrate(url, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 0, r.stderr
+    rows = history(stack, db)
+    assert [(v, n) for v, n, _, _ in rows] == repo_versions()
+    assert all(re.fullmatch(r"[0-9a-f]{64}", c) for _, _, c, _ in rows)
+    applied_msgs = [m for m in (rec["msg"] for rec in log_lines(r.stderr)) if m.startswith("applied V")]
+    assert len(applied_msgs) == len(repo_versions())
+
+    r2 = run_migrate(url, migrations_dir=REPO_MIGRATIONS)
+    assert r2.returncode == 0, r2.stderr
+    assert history(stack, db) == rows, "a second run must not touch the history"
+    msgs = [rec["msg"] for rec in log_lines(r2.stderr)]
+    assert not any(m.startswith("applied V") for m in msgs)
+    assert any("nothing to apply" in m for m in msgs)
+    assert support.psql(stack, "SELECT schema_version()", db=db) == [(repo_versions()[-1][0],)]
+
+
+def test_checksum_is_sha256_of_the_file(stack, fresh_db):
+    import hashlib
+    db, url = fresh_db
+    assert run_migrate(url, migrations_dir=REPO_MIGRATIONS).returncode == 0
+    for version, name, checksum, _ in history(stack, db):
+        path = REPO_MIGRATIONS / f"V{version:03d}__{name}.sql"
+        assert checksum == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_default_migrations_dir_is_the_repo(stack, fresh_db):
+    db, url = fresh_db
+    r = run_migrate(url)  # no MIGRATIONS_DIR at all
+    assert r.returncode == 0, r.stderr
+    assert [(v, n) for v, n, _, _ in history(stack, db)] == repo_versions()
+
+
+def test_two_runners_at_once_apply_each_version_once(stack, fresh_db, mig_copy, tmp_path):
+    db, url = fresh_db
+    # A slow last version keeps the first runner busy while the second one starts.
+    (mig_copy / "V900__slow.sql").write_text("SELECT pg_sleep(1.5);\n")
+    versions = repo_versions() + [(900, "slow")]
+    env = migrate_env(url, mig_copy)
+    procs = []
+    outs = []
+    for i in range(2):
+        f = open(tmp_path / f"run{i}.log", "w+")
+        outs.append(f)
+        procs.append(subprocess.Popen([support.bin_path("profile-migrate")], env=env,
+                                      stdin=subprocess.DEVNULL, stdout=f, stderr=f))
+    codes = [p.wait(timeout=120) for p in procs]
+    texts = []
+    for f in outs:
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    assert codes == [0, 0], texts
+    rows = history(stack, db)
+    assert [(v, n) for v, n, _, _ in rows] == versions
+    applied = [m for t in texts for m in (rec["msg"] for rec in log_lines(t))
+               if m.startswith("applied V")]
+    assert sorted(applied) == sorted(set(applied)), "a version was applied twice"
+    assert len(applied) == len(versions)
+    waited = [m for t in texts for m in (rec["msg"] for rec in log_lines(t)) if "waiting" in m]
+    assert len(waited) == 1, "the second runner should have waited for the lock"
+
+
+def test_changed_applied_file_is_refused(stack, fresh_db, mig_copy):
+    db, url = fresh_db
+    assert run_migrate(url, migrations_dir=mig_copy).returncode == 0
+    before = history(stack, db)
+    v001 = next(mig_copy.glob("V001__*.sql"))
+    v001.write_text(v001.read_text() + "\n-- edited after it was applied\n")
+    r = run_migrate(url, migrations_dir=mig_copy)
+    assert r.returncode == 1, r.stderr
+    errs = errors(r)
+    assert len(errs) == 1, r.stderr
+    assert "changed after it was applied" in errs[0] and v001.name in errs[0]
+    assert history(stack, db) == before
+    # status shows it too, and fails
+    s = run_migrate(url, "status", migrations_dir=mig_copy)
+    assert s.returncode == 1
+    assert re.search(r"^1\s+changed\s", s.stdout, re.M), s.stdout
+
+
+def test_missing_applied_file_is_refused(stack, fresh_db, mig_copy):
+    db, url = fresh_db
+    assert run_migrate(url, migrations_dir=mig_copy).returncode == 0
+    last_version, last_name = repo_versions()[-1]
+    (mig_copy / f"V{last_version:03d}__{last_name}.sql").unlink()
+    r = run_migrate(url, migrations_dir=mig_copy)
+    assert r.returncode == 1
+    errs = errors(r)
+    assert len(errs) == 1, r.stderr
+    assert "missing" in errs[0] and f"V{last_version:03d}__{last_name}.sql" in errs[0]
+    s = run_migrate(url, "status", migrations_dir=mig_copy)
+    assert s.returncode == 1
+    assert re.search(rf"^{last_version}\s+missing\s", s.stdout, re.M), s.stdout
+
+
+def test_status_lists_applied_and_pending(stack, fresh_db, tmp_path):
+    db, url = fresh_db
+    versions = repo_versions()
+    r = run_migrate(url, "status", migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 0, r.stderr
+    for v, name in versions:
+        assert re.search(rf"^{v}\s+pending\s+-\s+{re.escape(name)}$", r.stdout, re.M), r.stdout
+    assert f"0 applied, {len(versions)} pending" in r.stdout
+    assert support.psql(stack, "SELECT to_regclass('schema_migrations')", db=db) == [(None,)], \
+        "status must not create the history table"
+
+    # apply only the first version, then look again with every file
+    only_first = tmp_path / "first"
+    only_first.mkdir()
+    first = next(REPO_MIGRATIONS.glob(f"V{versions[0][0]:03d}__*.sql"))
+    shutil.copy(first, only_first / first.name)
+    assert run_migrate(url, migrations_dir=only_first).returncode == 0
+    r = run_migrate(url, "status", migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"^{versions[0][0]}\s+applied\s+\d{{4}}-\d\d-\d\dT", r.stdout, re.M), r.stdout
+    for v, name in versions[1:]:
+        assert re.search(rf"^{v}\s+pending\s", r.stdout, re.M), r.stdout
+    assert f"1 applied, {len(versions) - 1} pending" in r.stdout
+
+    # the rest is applied later, leaving the first untouched
+    before = history(stack, db)
+    assert run_migrate(url, migrations_dir=REPO_MIGRATIONS).returncode == 0
+    after = history(stack, db)
+    assert after[0] == before[0]
+    assert [(v, n) for v, n, _, _ in after] == versions
+
+
+def test_failed_migration_rolls_back_and_is_not_recorded(stack, fresh_db, mig_copy):
+    db, url = fresh_db
+    (mig_copy / "V900__broken.sql").write_text(
+        "CREATE TABLE t_should_vanish (x int);\nSELECT 1 / 0 AS secret_sql_text;\n")
+    r = run_migrate(url, migrations_dir=mig_copy)
+    assert r.returncode == 1
+    errs = errors(r)
+    assert any("V900__broken" in e and "22012" in e for e in errs), r.stderr
+    assert "secret_sql_text" not in r.stderr, "SQL text must not be logged above debug"
+    assert support.psql(stack, "SELECT to_regclass('t_should_vanish')", db=db) == [(None,)]
+    assert [v for v, _, _, _ in history(stack, db)] == [v for v, _ in repo_versions()]
+    # fixing the file lets the next run apply it
+    (mig_copy / "V900__broken.sql").write_text("CREATE TABLE t_fixed (x int);\n")
+    assert run_migrate(url, migrations_dir=mig_copy).returncode == 0
+    assert history(stack, db)[-1][:2] == (900, "broken")
+
+
+def test_out_of_order_version_is_refused(stack, fresh_db, mig_copy):
+    db, url = fresh_db
+    (mig_copy / "V900__late.sql").write_text("SELECT 1;\n")
+    assert run_migrate(url, migrations_dir=mig_copy).returncode == 0
+    (mig_copy / "V899__older.sql").write_text("SELECT 1;\n")
+    r = run_migrate(url, migrations_dir=mig_copy)
+    assert r.returncode == 1
+    assert any("V899__older.sql" in e and "older" in e for e in errors(r)), r.stderr
+
+
+def test_database_url_unset_is_a_config_error():
+    r = run_migrate(None, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 2
+    errs = errors(r)
+    assert len(errs) == 1 and "DATABASE_URL" in errs[0], r.stderr
+
+
+@pytest.mark.parametrize("bad", ["not a connection string", "postgresql://[::1"])
+def test_bad_database_url_is_a_config_error(bad):
+    r = run_migrate(bad, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 2, r.stderr
+    errs = errors(r)
+    assert len(errs) == 1 and "DATABASE_URL" in errs[0], r.stderr
+    assert bad not in r.stderr
+
+
+def test_bad_migrations_dir_is_a_config_error(stack, tmp_path):
+    r = run_migrate(stack["DATABASE_URL"], migrations_dir=tmp_path / "nope")
+    assert r.returncode == 2
+    errs = errors(r)
+    assert len(errs) == 1 and "MIGRATIONS_DIR" in errs[0], r.stderr
+
+
+def test_unreachable_database_fails_without_leaking_the_password(tmp_path):
+    port = support.free_port()
+    url = f"postgresql://someone:hunter2secret@127.0.0.1:{port}/x?connect_timeout=2"
+    r = run_migrate(url, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 1
+    assert "hunter2secret" not in r.stderr + r.stdout
+    assert any("cannot connect" in e for e in errors(r)), r.stderr
+
+
+def test_logs_are_json_lines(stack, fresh_db):
+    _, url = fresh_db
+    r = run_migrate(url, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 0
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert lines and all(json.loads(l)["service"] == "profile-migrate" for l in lines)
+
+
+def test_unknown_command_is_a_usage_error(stack):
+    r = run_migrate(stack["DATABASE_URL"], "drop-everything", migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 2
+    assert any("unknown command" in e for e in errors(r)), r.stderr
+    h = run_migrate(stack["DATABASE_URL"], "--help")
+    assert h.returncode == 0 and "status" in h.stdout

@@ -830,11 +830,42 @@ static bool short_text_ok(json_object *v, long max)
     return n >= 1 && n <= max;
 }
 
+/* True when a string anywhere inside `v` holds a NUL character (PostgreSQL's jsonb cannot
+ * store one, so it must be a 400 here, not a database error). Depth is bounded by the scanner. */
+static bool contains_nul_string(json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_string:
+        return strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v);
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(v); ++i)
+            if (contains_nul_string(json_object_array_get_idx(v, i)))
+                return true;
+        return false;
+    case json_type_object: {
+        json_object_object_foreach(v, key, child)
+        {
+            (void)key;
+            if (contains_nul_string(child))
+                return true;
+        }
+        return false;
+    }
+    default:
+        return false;
+    }
+}
+
 /* Type checks of the well-known preference members; other members are free-form. */
 static int check_preferences(json_object *prefs, validate_errors_t *errs)
 {
     int bad = 0;
     json_object *v;
+
+    if (contains_nul_string(prefs)) {
+        validate_errors_add(errs, "preferences", "must not contain NUL characters");
+        ++bad;
+    }
 
     if (get_member(prefs, "language", &v) &&
         !(json_object_is_type(v, json_type_string) &&

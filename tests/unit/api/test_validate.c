@@ -201,6 +201,9 @@ static void test_duplicate_nested_path(void **state)
 
 static const body_case_t profile_cases[] = {
     {"{\"displayName\":\"Ann\"}", 1, NULL},
+    /* NUL cannot be stored by PostgreSQL: refused anywhere, also deep in preferences */
+    {"{\"displayName\":\"Ann\",\"preferences\":{\"x\":[\"a\\u0000b\"]}}", 0, "preferences"},
+    {"{\"displayName\":\"A\\u0000\"}", 0, "displayName"},
     {"{\"displayName\":\"Ann\",\"avatarUrl\":null,\"preferences\":{}}", 1, NULL},
     {"{\"displayName\":\"Ann\",\"avatarUrl\":\"https://cdn.example.com/a.png?x=1#f\"}", 1, NULL},
     {"{\"displayName\":\"Ann\",\"avatarUrl\":\"https://[::1]:8443/a\"}", 1, NULL},

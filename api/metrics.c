@@ -1,0 +1,169 @@
+/*
+ * Per-thread counters summed on scrape. Writers are the owning loop thread only; the scraping
+ * thread reads with relaxed atomics, so a scrape may be a few events behind, never torn.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include "api/metrics.h"
+#include "common/alloc.h"
+
+/* Buckets in seconds around a 50 ms SLO. */
+static const double bucket_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+#define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
+
+typedef struct st_metrics_thread_t {
+    uint64_t requests[ROUTE__COUNT][ROUTE_METHOD__COUNT][5];
+    uint64_t hist[ROUTE__COUNT][NBUCKETS + 1]; /* last = +Inf */
+    uint64_t hist_sum_us[ROUTE__COUNT];
+    metrics_pool_gauges_t pool;
+    uint64_t pool_rejected, pool_reconnects, db_retries;
+    char pad[64];
+} metrics_thread_t;
+
+static metrics_thread_t *threads;
+static int nthreads;
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ADD(x, v) __atomic_store_n(&(x), LOAD(x) + (v), __ATOMIC_RELAXED)
+
+void metrics_init(int n)
+{
+    nthreads = n;
+    threads = xcalloc((size_t)n, sizeof(*threads));
+}
+
+void metrics_observe_request(int thread, route_id_t route, route_method_t method, int status,
+                             double duration_ms)
+{
+    metrics_thread_t *t;
+    int cls = status / 100 - 1;
+    size_t b;
+    if (threads == NULL || thread < 0 || thread >= nthreads)
+        return;
+    t = &threads[thread];
+    if (cls < 0 || cls > 4)
+        cls = 4;
+    if ((unsigned)route >= ROUTE__COUNT)
+        route = ROUTE_NONE;
+    ADD(t->requests[route][method][cls], 1);
+    for (b = 0; b < NBUCKETS; b++)
+        if (duration_ms / 1000.0 <= bucket_le[b])
+            break;
+    ADD(t->hist[route][b], 1);
+    ADD(t->hist_sum_us[route], (uint64_t)(duration_ms * 1000.0));
+}
+
+void metrics_set_pool(int thread, const metrics_pool_gauges_t *g)
+{
+    if (threads == NULL || thread < 0 || thread >= nthreads)
+        return;
+    __atomic_store_n(&threads[thread].pool.conns_total, g->conns_total, __ATOMIC_RELAXED);
+    __atomic_store_n(&threads[thread].pool.conns_ready, g->conns_ready, __ATOMIC_RELAXED);
+    __atomic_store_n(&threads[thread].pool.inflight, g->inflight, __ATOMIC_RELAXED);
+    __atomic_store_n(&threads[thread].pool.queued, g->queued, __ATOMIC_RELAXED);
+}
+
+void metrics_inc_pool_rejected(int thread)
+{
+    if (threads != NULL && thread >= 0 && thread < nthreads)
+        ADD(threads[thread].pool_rejected, 1);
+}
+
+void metrics_inc_pool_reconnect(int thread)
+{
+    if (threads != NULL && thread >= 0 && thread < nthreads)
+        ADD(threads[thread].pool_reconnects, 1);
+}
+
+void metrics_inc_db_retry(int thread)
+{
+    if (threads != NULL && thread >= 0 && thread < nthreads)
+        ADD(threads[thread].db_retries, 1);
+}
+
+static void counter(strbuf_t *out, const char *name, const char *help, size_t off)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < nthreads; i++)
+        sum += __atomic_load_n((uint64_t *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
+    strbuf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                   (unsigned long long)sum);
+}
+
+static void gauge(strbuf_t *out, const char *name, const char *help, size_t off)
+{
+    long sum = 0;
+    for (int i = 0; i < nthreads; i++)
+        sum += __atomic_load_n((int *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
+    strbuf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %ld\n", name, help, name, name, sum);
+}
+
+void metrics_render(strbuf_t *out)
+{
+    static const char *classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    if (threads == NULL)
+        return;
+    strbuf_append_str(out, "# HELP profile_api_requests_total HTTP requests by route, method "
+                           "and status class.\n# TYPE profile_api_requests_total counter\n");
+    for (int r = 0; r < ROUTE__COUNT; r++)
+        for (int m = 0; m < ROUTE_METHOD__COUNT; m++)
+            for (int c = 0; c < 5; c++) {
+                uint64_t sum = 0;
+                for (int i = 0; i < nthreads; i++)
+                    sum += LOAD(threads[i].requests[r][m][c]);
+                if (sum == 0)
+                    continue;
+                strbuf_appendf(out,
+                               "profile_api_requests_total{route=\"%s\",method=\"%s\","
+                               "status=\"%s\"} %llu\n",
+                               route_template((route_id_t)r), route_method_name((route_method_t)m),
+                               classes[c], (unsigned long long)sum);
+            }
+    strbuf_append_str(out, "# HELP profile_api_request_duration_seconds Request latency by "
+                           "route.\n# TYPE profile_api_request_duration_seconds histogram\n");
+    for (int r = 0; r < ROUTE__COUNT; r++) {
+        uint64_t cum = 0, total_us = 0, any = 0;
+        for (size_t b = 0; b <= NBUCKETS; b++)
+            for (int i = 0; i < nthreads; i++)
+                any += LOAD(threads[i].hist[r][b]);
+        if (any == 0)
+            continue;
+        for (size_t b = 0; b <= NBUCKETS; b++) {
+            for (int i = 0; i < nthreads; i++)
+                cum += LOAD(threads[i].hist[r][b]);
+            if (b < NBUCKETS)
+                strbuf_appendf(out,
+                               "profile_api_request_duration_seconds_bucket{route=\"%s\","
+                               "le=\"%g\"} %llu\n",
+                               route_template((route_id_t)r), bucket_le[b],
+                               (unsigned long long)cum);
+            else
+                strbuf_appendf(out,
+                               "profile_api_request_duration_seconds_bucket{route=\"%s\","
+                               "le=\"+Inf\"} %llu\n",
+                               route_template((route_id_t)r), (unsigned long long)cum);
+        }
+        for (int i = 0; i < nthreads; i++)
+            total_us += LOAD(threads[i].hist_sum_us[r]);
+        strbuf_appendf(out, "profile_api_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
+                       route_template((route_id_t)r), (double)total_us / 1e6);
+        strbuf_appendf(out, "profile_api_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                       route_template((route_id_t)r), (unsigned long long)cum);
+    }
+    gauge(out, "profile_api_db_pool_connections", "Configured PostgreSQL connections.",
+          offsetof(metrics_thread_t, pool.conns_total));
+    gauge(out, "profile_api_db_pool_connections_ready", "Connected and prepared connections.",
+          offsetof(metrics_thread_t, pool.conns_ready));
+    gauge(out, "profile_api_db_pool_inflight", "Statements awaiting their result.",
+          offsetof(metrics_thread_t, pool.inflight));
+    gauge(out, "profile_api_db_pool_queued", "Requests waiting for a connection.",
+          offsetof(metrics_thread_t, pool.queued));
+    counter(out, "profile_api_db_pool_rejected_total", "Requests refused with 503 (queue full).",
+            offsetof(metrics_thread_t, pool_rejected));
+    counter(out, "profile_api_db_reconnects_total", "Connections re-established.",
+            offsetof(metrics_thread_t, pool_reconnects));
+    counter(out, "profile_api_db_retries_total",
+            "Statements retried after serialization "
+            "failure or deadlock.",
+            offsetof(metrics_thread_t, db_retries));
+}

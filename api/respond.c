@@ -1,0 +1,391 @@
+/*
+ * Response helpers shared by every handler: common headers, problem+json, 503 mapping for pool
+ * errors, the access log line and request metrics, and the write-result mapping.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "api/respond.h"
+#include "api/metrics.h"
+#include "api/validate.h"
+#include "api/reqhash.h"
+#include "api/cors.h"
+#include "common/buf.h"
+#include "common/log.h"
+
+#define LOG_MODULE "http"
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    default:
+        return status >= 400 ? problem_title(status) : "OK";
+    }
+}
+
+void api_add_header(api_req_t *ar, const char *name, const char *value, size_t len)
+{
+    h2o_req_t *req = ar->req;
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, v.base,
+                          v.len);
+}
+
+const h2o_iovec_t *api_find_header(const api_req_t *ar, const char *name, size_t name_len)
+{
+    ssize_t i = h2o_find_header_by_str(&ar->req->headers, name, name_len, -1);
+    return i < 0 ? NULL : &ar->req->headers.entries[i].value;
+}
+
+void api_random_hex(api_thread_t *thr, char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        /* xorshift64*: ids need uniqueness, not secrecy */
+        uint64_t x = thr->rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        thr->rng = x;
+        x *= 2685821657736338717ull;
+        out[2 * i] = hex[(x >> 60) & 0xf];
+        out[2 * i + 1] = hex[(x >> 56) & 0xf];
+    }
+    out[2 * n] = '\0';
+}
+
+static double sample_unit(api_thread_t *thr)
+{
+    char tmp[5];
+    unsigned v;
+    api_random_hex(thr, tmp, 2);
+    sscanf(tmp, "%4x", &v);
+    return (double)v / 65536.0;
+}
+
+static void access_log(api_req_t *ar, int status, double ms)
+{
+    const app_config_t *cfg = ar->thr->server->cfg;
+    char mem[512];
+    strbuf_t b;
+    log_ctx_t ctx = {ar->request_id, ar->trace_id[0] ? ar->trace_id : NULL,
+                     ar->authed ? ar->principal.sub : NULL};
+    if (LOG_LEVEL_INFO < log_threshold)
+        return;
+    if (cfg->access_log_sample < 1.0 && sample_unit(ar->thr) >= cfg->access_log_sample)
+        return;
+    strbuf_init_fixed(&b, mem, sizeof(mem));
+    strbuf_append_str(&b, "\"method\":");
+    strbuf_append_json_string(&b, ar->req->method.base, ar->req->method.len);
+    strbuf_appendf(&b, ",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f",
+                   route_template(ar->rm.route), status, ms);
+    log_write_fields(LOG_LEVEL_INFO, "access", &ctx, "request", b.data);
+    strbuf_dispose(&b);
+}
+
+void api_respond(api_req_t *ar, int status, const char *ctype, const char *body, size_t len)
+{
+    h2o_req_t *req = ar->req;
+    struct timespec now;
+    double ms;
+
+    if (ar->responded)
+        return;
+    ar->responded = true;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    if (status == 204 || status == 304)
+        ctype = NULL; /* no body, no Content-Type */
+    if (ctype != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
+                       strlen(ctype));
+    api_add_header(ar, "x-request-id", ar->request_id, strlen(ar->request_id));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 1,
+                          NULL, H2O_STRLIT("nosniff"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    if (ar->origin != NULL) {
+        api_add_header(ar, "access-control-allow-origin", ar->origin, ar->origin_len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+        h2o_add_header_by_str(&req->pool, &req->res.headers,
+                              H2O_STRLIT("access-control-expose-headers"), 1, NULL,
+                              H2O_STRLIT(CORS_EXPOSE_HEADERS));
+    }
+    if (status == 204 || status == 304) {
+        body = NULL;
+        len = 0;
+    }
+    /* 204/304 carry neither a body nor Content-Length (RFC 9110 8.6) */
+    req->res.content_length = (status == 204 || status == 304) ? SIZE_MAX : len;
+    h2o_send_inline(req, body, len);
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (double)(now.tv_sec - ar->started.tv_sec) * 1e3 +
+         (double)(now.tv_nsec - ar->started.tv_nsec) / 1e6;
+    metrics_observe_request(ar->thr->index, ar->rm.route, ar->rm.method, status, ms);
+    access_log(ar, status, ms);
+}
+
+void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,
+                         const problem_field_error_t *errors, size_t nerrors)
+{
+    char mem[1024];
+    strbuf_t b;
+    strbuf_init_fixed(&b, mem, sizeof(mem));
+    problem_render(&b, status, slug, detail, errors, nerrors);
+    api_respond(ar, status, PROBLEM_CONTENT_TYPE, b.data, b.len);
+    strbuf_dispose(&b);
+}
+
+void api_respond_validation(api_req_t *ar, const problem_field_error_t *errors, size_t n)
+{
+    api_respond_problem(ar, 400, "validation-error", "The request is not valid.", errors, n);
+}
+
+void api_respond_unavailable(api_req_t *ar, pgpool_err_t err)
+{
+    h2o_add_header(&ar->req->pool, &ar->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                   H2O_STRLIT("1"));
+    api_respond_problem(ar, 503, "service-unavailable",
+                        err == PGPOOL_ERR_BUSY ? "The server is busy; retry shortly."
+                                               : "The database is unavailable; retry shortly.",
+                        NULL, 0);
+}
+
+void api_respond_sql_error(api_req_t *ar, const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    log_ctx_t ctx = {ar->request_id, ar->trace_id, NULL};
+    log_error_ctx(&ctx, "statement failed: sqlstate %s: %s", state != NULL ? state : "?",
+                  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) != NULL
+                      ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                      : "?");
+    /* connection trouble, server shutting down, retries exhausted: the client may retry */
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        api_respond_problem(ar, 500, "internal-error", "An unexpected error occurred.", NULL, 0);
+        return;
+    }
+    if (state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+        strncmp(state, "57", 2) == 0 || strncmp(state, "58", 2) == 0 ||
+        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
+        api_respond_unavailable(ar, PGPOOL_ERR_CONN);
+        return;
+    }
+    if (strncmp(state, "22", 2) == 0) {
+        api_respond_problem(ar, 400, "invalid-value", "A value is out of range.", NULL, 0);
+        return;
+    }
+    api_respond_problem(ar, 500, "internal-error", "An unexpected error occurred.", NULL, 0);
+}
+
+int api_db_submit(api_req_t *ar, pgpool_stmt_t stmt, int nparams, const char *const *values,
+                  pgpool_cb cb)
+{
+    pgpool_err_t err = pgpool_submit(ar->thr->pool, stmt, nparams, values, cb, ar, &ar->op);
+    if (err != PGPOOL_OK) {
+        ar->op = NULL;
+        api_respond_unavailable(ar, err);
+        return -1;
+    }
+    return 0;
+}
+
+int api_check_body(api_req_t *ar)
+{
+    h2o_req_t *req = ar->req;
+    const h2o_iovec_t *ct;
+    ssize_t cl = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_LENGTH, -1);
+
+    if (cl >= 0) {
+        h2o_iovec_t v = req->headers.entries[cl].value;
+        unsigned long long n = 0;
+        for (size_t i = 0; i < v.len && v.base[i] >= '0' && v.base[i] <= '9' && n <= API_MAX_BODY;
+             i++)
+            n = n * 10 + (unsigned)(v.base[i] - '0');
+        if (n > API_MAX_BODY) {
+            api_respond_problem(ar, 413, "payload-too-large",
+                                "The request body is larger than 64 KiB.", NULL, 0);
+            return -1;
+        }
+    }
+    if (req->entity.len > API_MAX_BODY) {
+        api_respond_problem(ar, 413, "payload-too-large", "The request body is larger than 64 KiB.",
+                            NULL, 0);
+        return -1;
+    }
+    ct = api_find_header(ar, H2O_STRLIT("content-type"));
+    if (ct == NULL || !validate_json_content_type(ct->base, ct->len)) {
+        api_respond_problem(ar, 415, "unsupported-media-type",
+                            "The request body must be application/json.", NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+int api_write_common_params(api_req_t *ar, const char **values)
+{
+    h2o_req_t *req = ar->req;
+    const h2o_iovec_t *key = api_find_header(ar, H2O_STRLIT("idempotency-key"));
+    char *ttl = h2o_mem_alloc_pool(&req->pool, 16);
+
+    values[0] = ar->principal.sub;
+    values[1] = NULL;
+    values[2] = NULL;
+    if (key != NULL) {
+        uint8_t digest[REQHASH_LEN];
+        char *hex = h2o_mem_alloc_pool(&req->pool, 2 * REQHASH_LEN + 1);
+        size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+        if (!validate_idempotency_key(key->base, key->len)) {
+            problem_field_error_t e = {"Idempotency-Key",
+                                       "must be 1-255 printable ASCII characters"};
+            api_respond_validation(ar, &e, 1);
+            return -1;
+        }
+        values[1] = h2o_strdup(&req->pool, key->base, key->len).base;
+        reqhash_compute(req->method.base, req->method.len, req->path.base, pathlen,
+                        req->entity.base, req->entity.len, digest);
+        reqhash_hex(digest, hex);
+        values[2] = hex;
+    }
+    snprintf(ttl, 16, "%d", ar->thr->server->cfg->idempotency_ttl_seconds);
+    values[3] = ttl;
+    values[4] = ar->traceparent;
+    return 0;
+}
+
+void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err)
+{
+    api_req_t *ar = data;
+    int status;
+    const char *body;
+    size_t len;
+
+    ar->op = NULL;
+    if (err != PGPOOL_OK) {
+        api_respond_unavailable(ar, err);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 5) {
+        api_respond_sql_error(ar, res);
+        return;
+    }
+    status = atoi(PQgetvalue(res, 0, 0));
+    body = PQgetvalue(res, 0, 1);
+    len = (size_t)PQgetlength(res, 0, 1);
+    if (!PQgetisnull(res, 0, 2))
+        h2o_add_header(
+            &ar->req->pool, &ar->req->res.headers, H2O_TOKEN_ETAG, NULL,
+            h2o_strdup(&ar->req->pool, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)).base,
+            (size_t)PQgetlength(res, 0, 2));
+    if (!PQgetisnull(res, 0, 3))
+        api_add_header(ar, "location", PQgetvalue(res, 0, 3), (size_t)PQgetlength(res, 0, 3));
+    if (!PQgetisnull(res, 0, 4) && PQgetvalue(res, 0, 4)[0] == 't')
+        h2o_add_header_by_str(&ar->req->pool, &ar->req->res.headers,
+                              H2O_STRLIT("idempotent-replayed"), 1, NULL, H2O_STRLIT("true"));
+    api_respond(ar, status,
+                status >= 400 ? PROBLEM_CONTENT_TYPE : "application/json; charset=utf-8", body,
+                len);
+}
+
+int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t *q, cursor_t *after,
+                         bool *have_after)
+{
+    h2o_req_t *req = ar->req;
+    validate_errors_t errs;
+    const char *qs = NULL;
+    size_t qslen = 0;
+
+    memset(&errs, 0, sizeof(errs));
+    if (req->query_at != SIZE_MAX) {
+        qs = req->path.base + req->query_at + 1;
+        qslen = req->path.len - req->query_at - 1;
+    }
+    if (validate_list_query(qs, qslen, allow, q, &errs) != 0) {
+        api_respond_validation(ar, errs.items, errs.count);
+        return -1;
+    }
+    if (kind == 'h' && q->view_continue)
+        kind = 'c';
+    ar->cursor_kind = kind;
+    *have_after = false;
+    if (q->cursor[0] != '\0') {
+        if (cursor_decode(q->cursor, strlen(q->cursor), kind, after) != 0) {
+            problem_field_error_t e = {"cursor", "is not a valid cursor for this list"};
+            api_respond_validation(ar, &e, 1);
+            return -1;
+        }
+        *have_after = true;
+    }
+    return 0;
+}
+
+void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err)
+{
+    api_req_t *ar = data;
+    strbuf_t b;
+
+    ar->op = NULL;
+    if (err != PGPOOL_OK) {
+        api_respond_unavailable(ar, err);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
+        api_respond_sql_error(ar, res);
+        return;
+    }
+    strbuf_init(&b);
+    strbuf_reserve(&b, (size_t)PQgetlength(res, 0, 0) + 256);
+    strbuf_append_str(&b, "{\"items\":");
+    if (PQgetisnull(res, 0, 0))
+        strbuf_append_str(&b, "[]");
+    else
+        strbuf_append(&b, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+    strbuf_append_str(&b, ",\"nextCursor\":");
+    if (PQgetisnull(res, 0, 1) || PQgetisnull(res, 0, 2) ||
+        (size_t)PQgetlength(res, 0, 2) > CURSOR_MAX_ID) {
+        strbuf_append_str(&b, "null");
+    } else {
+        cursor_t c;
+        char enc[CURSOR_MAX_ENCODED];
+        memset(&c, 0, sizeof(c));
+        c.kind = ar->cursor_kind;
+        c.ts_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        memcpy(c.id, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
+        cursor_encode(&c, enc);
+        strbuf_append_json_string(&b, enc, strlen(enc));
+    }
+    strbuf_append_char(&b, '}');
+    api_respond(ar, 200, "application/json; charset=utf-8", b.data, b.len);
+    strbuf_dispose(&b);
+}
+
+void api_submit_list(api_req_t *ar, pgpool_stmt_t stmt, const list_query_t *q,
+                     const cursor_t *after, bool have_after, const char *extra)
+{
+    h2o_req_t *req = ar->req;
+    char *limit = h2o_mem_alloc_pool(&req->pool, 16), *ts = NULL;
+    const char *values[5];
+    int n = 4;
+
+    snprintf(limit, 16, "%d", q->limit);
+    if (have_after) {
+        ts = h2o_mem_alloc_pool(&req->pool, 32);
+        snprintf(ts, 32, "%lld", (long long)after->ts_us);
+    }
+    values[0] = ar->rm.user_id.value;
+    values[1] = limit;
+    values[2] = ts;
+    values[3] = have_after ? after->id : NULL;
+    if (stmt != PGPOOL_STMT_LIST_WATCHLIST) {
+        values[4] = extra;
+        n = 5;
+    }
+    (void)api_db_submit(ar, stmt, n, values, api_on_list_result);
+}

@@ -1,0 +1,141 @@
+/*
+ * The per-request context every handler works on, the per-thread and process-wide server
+ * state, and the response helpers that add the headers every response carries (request id,
+ * nosniff, no-store, CORS) and write the access log line and metrics.
+ */
+#ifndef PROFILE_API_RESPOND_H
+#define PROFILE_API_RESPOND_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <h2o.h>
+#include "api/auth.h"
+#include "api/cursor.h"
+#include "api/validate.h"
+#include "api/pgpool.h"
+#include "api/problem.h"
+#include "api/routes.h"
+#include "common/config.h"
+
+#define API_SCHEMA_VERSION 2     /* migrations this binary needs (readiness) */
+#define API_MAX_BODY (64 * 1024) /* DESIGN.md: larger bodies are 413 */
+
+typedef struct st_api_server_t api_server_t;
+
+/** One event-loop thread. `ctx` must stay first: handlers map req->conn->ctx back to it. */
+typedef struct st_api_thread_t {
+    h2o_context_t ctx;
+    int index;
+    api_server_t *server;
+    pgpool_t *pool;
+    h2o_socket_t *listener;
+    int listen_fd;
+    h2o_accept_ctx_t accept_ctx;
+    uint64_t active; /* requests not yet disposed */
+    uint64_t rng;    /* xorshift state for ids and sampling */
+    pthread_t tid;
+    h2o_timeout_t cleanup_timeout;
+    h2o_timeout_entry_t cleanup_entry;
+} api_thread_t;
+
+struct st_api_server_t {
+    const app_config_t *cfg;
+    auth_verifier_t *verifier;
+    struct st_cors_config_t *cors;
+    h2o_globalconf_t globalconf;
+    api_thread_t *threads;
+    int nthreads;
+    atomic_int draining;       /* SIGTERM received: readiness 503 */
+    atomic_int stop_accepting; /* drain over: close listeners, finish in-flight work */
+};
+
+/** Per-request state, allocated in req->pool (shared, with a dispose that detaches DB work). */
+typedef struct st_api_req_t {
+    h2o_req_t *req;
+    api_thread_t *thr;
+    route_match_t rm;
+    struct timespec started;
+    char request_id[65];
+    char trace_id[33];
+    char span_id[17];
+    char traceparent[56]; /* 00-<trace>-<server span>-01 */
+    const char *origin;   /* the request's Origin when it is an allowed one, else NULL */
+    size_t origin_len;
+    bool authed;
+    auth_principal_t principal;
+    pgpool_op_t *op; /* statement in flight, or NULL */
+    bool responded;
+    /* list endpoints: which cursor kind the reply's nextCursor gets */
+    char cursor_kind;
+} api_req_t;
+
+/** Adds a response header (name lower-case literal, value copied into the request pool). */
+void api_add_header(api_req_t *ar, const char *name, const char *value, size_t len);
+
+/**
+ * Sends the response: sets status, Content-Type (when `ctype` not NULL), the common headers,
+ * then the body (copied). Records metrics and the sampled access log. Exactly once per request.
+ */
+void api_respond(api_req_t *ar, int status, const char *ctype, const char *body, size_t len);
+
+/** api_respond with a problem+json body (problem_render). */
+void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,
+                         const problem_field_error_t *errors, size_t nerrors);
+
+/** A 503 problem with Retry-After for pool errors (busy, unavailable, connection lost). */
+void api_respond_unavailable(api_req_t *ar, pgpool_err_t err);
+
+/** A 500 problem for an unexpected SQL error; logs the server-side message (never sent). */
+void api_respond_sql_error(api_req_t *ar, const PGresult *res);
+
+/** Fills `out` (2*n+1 bytes) with 2*n random lowercase hex digits from the thread's rng. */
+void api_random_hex(api_thread_t *thr, char *out, size_t n);
+
+/** Finds a request header (lower-case name); returns NULL when absent. */
+const h2o_iovec_t *api_find_header(const api_req_t *ar, const char *name, size_t name_len);
+
+/** Submits a statement for `ar`, answering 503 itself when the pool refuses. Returns 0 when
+ * queued (the callback then receives `ar`), -1 when a response was already sent. */
+int api_db_submit(api_req_t *ar, pgpool_stmt_t stmt, int nparams, const char *const *values,
+                  pgpool_cb cb);
+
+/** Handlers (one file per resource). Each runs after routing, auth and id checks. */
+void handler_profiles(api_req_t *ar);
+void handler_watchlist(api_req_t *ar);
+void handler_history(api_req_t *ar);
+void handler_ratings(api_req_t *ar);
+void handler_health(api_req_t *ar);
+
+/** Common body checks for writes (413, 415); returns 0 or -1 when a response was sent. */
+int api_check_body(api_req_t *ar);
+
+/**
+ * Writes: builds the five common parameters (caller, Idempotency-Key, request hash, TTL,
+ * traceparent) into values[0..4] and returns 0, or answers 400 for a bad key and returns -1.
+ * Strings live in the request pool.
+ */
+int api_write_common_params(api_req_t *ar, const char **values);
+
+/** Completion callback for every write function: maps (status, body, etag, location, replayed)
+ * to the response. */
+void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err);
+
+/** Responds 400 validation-error with the given field errors. */
+void api_respond_validation(api_req_t *ar, const problem_field_error_t *errors, size_t n);
+
+/**
+ * List endpoints: parses the query (limit, cursor, and the parameters in `allow`) and decodes
+ * the cursor of list `kind` ('h' becomes 'c' with view=continue). Returns 0, or -1 after
+ * answering 400.
+ */
+int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t *q, cursor_t *after,
+                         bool *have_after);
+
+/** Submits a list statement (user, limit, after_ts, after_id[, extra]) answered by
+ * api_on_list_result: {"items":[...],"nextCursor":...}. */
+void api_submit_list(api_req_t *ar, pgpool_stmt_t stmt, const list_query_t *q,
+                     const cursor_t *after, bool have_after, const char *extra);
+void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err);
+
+#endif

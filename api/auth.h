@@ -19,15 +19,15 @@ typedef struct st_auth_verifier_t auth_verifier_t; /* opaque; immutable after cr
 
 typedef enum {
     AUTH_OK = 0,
-    AUTH_ERR_MISSING,   /* no Authorization header or not "Bearer <token>" -> 401 */
-    AUTH_ERR_INVALID,   /* bad signature/format/alg/exp/nbf/iss/aud/sub -> 401 */
-    AUTH_ERR_ROLES,     /* token valid but roles missing, not an array of strings -> 403 */
+    AUTH_ERR_MISSING, /* no Authorization header or not "Bearer <token>" -> 401 */
+    AUTH_ERR_INVALID, /* bad signature/format/alg/exp/nbf/iss/aud/sub -> 401 */
+    AUTH_ERR_ROLES,   /* token valid but roles missing, not an array of strings -> 403 */
 } auth_status_t;
 
 typedef struct st_auth_principal_t {
-    char sub[256];      /* NUL-terminated; compared byte for byte with path ids */
+    char sub[256]; /* NUL-terminated; compared byte for byte with path ids */
     size_t sub_len;
-    unsigned roles;     /* AUTH_ROLE_* bits; may be 0 (token valid, no known role -> 403) */
+    unsigned roles; /* AUTH_ROLE_* bits; may be 0 (token valid, no known role -> 403) */
 } auth_principal_t;
 
 /**

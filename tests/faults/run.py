@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""Orchestrates one fault-injection run (tools/test-faults.sh calls it; docs/faults.md):
+services up, consumer, workload + faults for --duration seconds, recovery, drain, checker,
+then the planted fault, which the checker must catch.
+
+Exit status: 0 when the main run has no violation AND the checker fails the planted fault as
+expected; 1 otherwise; 2 on a set-up error.
+"""
+
+import argparse
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import checker  # noqa: E402
+from common import load_env_file, log, make_token, pg_query, write_json, write_jsonl  # noqa: E402
+from faults import FaultInjector, Services  # noqa: E402
+from planted import plant  # noqa: E402
+from workload import READ_PATHS, EventConsumer, Workload  # noqa: E402
+
+
+def drain(database_url, consumer, timeout):
+    """Waits until no outbox row is pending and the consumer has read up to the high
+    watermarks. Returns (drained, seconds, pending)."""
+    t0 = time.time()
+    pending = None
+    while time.time() - t0 < timeout:
+        try:
+            pending = pg_query(database_url,
+                               "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                               timeout=10)[0][0]
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            log("drain: %s" % e)
+            pending = None
+        if pending == 0:
+            try:
+                highs = consumer.high_watermarks()
+            except Exception as e:  # noqa: BLE001
+                log("drain: watermarks: %s" % e)
+                highs = None
+            while highs is not None and time.time() - t0 < timeout:
+                if consumer.caught_up(highs):
+                    return True, time.time() - t0, 0
+                time.sleep(0.2)
+        time.sleep(0.3)
+    return False, time.time() - t0, pending
+
+
+def progress(wl, consumer, t0, stop):
+    while not stop.wait(10):
+        s = wl.stats()
+        log("t=%3.0fs acked=%d uncertain=%d rejected=%d retries=%d events=%d" % (
+            time.time() - t0, s.get("writes_acked", 0), s.get("writes_uncertain", 0),
+            s.get("writes_rejected", 0), s.get("retries", 0), len(consumer.events)))
+
+
+def main():
+    # SIGTERM (tools/test-faults.sh interrupted, or its timeout): unwind so that the services
+    # are stopped by the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stack-env", required=True)
+    ap.add_argument("--stack-sh", required=True)
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--users", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--drain-timeout", type=float, default=60)
+    args = ap.parse_args()
+
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    run_id = "%06x" % (seed % (1 << 24))
+    stack = load_env_file(args.stack_env)
+    dburl = stack["DATABASE_URL"]
+    for b in ("profile-api", "profile-relay"):
+        if not os.access(os.path.join(args.bin_dir, b), os.X_OK):
+            log("missing %s in %s" % (b, args.bin_dir))
+            return 2
+    log("run %s: seed=%d duration=%.0fs users=%d threads=%d run dir %s" % (
+        run_id, seed, args.duration, args.users, args.threads, args.run_dir))
+
+    services = Services(stack, args.bin_dir, args.run_dir)
+    consumer = None
+    try:
+        try:
+            services.start_all()
+            consumer = EventConsumer(stack["KAFKA_BOOTSTRAP_SERVERS"],
+                                     stack.get("KAFKA_TOPIC", "profile.events"), run_id)
+            consumer.start()
+        except Exception as e:  # noqa: BLE001
+            log("set-up failed: %s" % e)
+            return 2
+
+        users = ["f%s-u%03d" % (run_id, i) for i in range(args.users)]
+        t0 = time.time()
+        wl = Workload(services.api_urls(), users, args.threads, seed, t0)
+        inj = FaultInjector(services, stack, args.stack_sh, args.duration, seed, t0)
+        stop_progress = threading.Event()
+        threading.Thread(target=progress, args=(wl, consumer, t0, stop_progress),
+                         daemon=True).start()
+        wl.start()
+        inj.start()
+        time.sleep(max(0.0, t0 + args.duration - time.time()))
+        inj.stop_event.set()
+        inj.join(60)
+        finished = wl.stop()
+        stop_progress.set()
+        if not finished:
+            log("some clients did not finish their last write in time")
+        # Recovery: writes started in the quiet window after the last fault must be acked.
+        quiet = inj.quiet_from()
+        recovered = sum(1 for o in wl.ops if o["t_start"] >= quiet and o["outcome"] == "acked")
+        stats = wl.stats()
+        log("workload done: %s" % " ".join("%s=%d" % kv for kv in sorted(stats.items())))
+        log("faults injected: %s%s" % (
+            " ".join("%s=%d" % kv for kv in sorted(inj.counts().items())),
+            (" (failed: %s)" % "; ".join(inj.errors)) if inj.errors else ""))
+
+        drained, secs, pending = drain(dburl, consumer, args.drain_timeout)
+        log("drain: %s in %.1fs (pending %s, consumed %d records)" % (
+            "done" if drained else "NOT done", secs, pending, len(consumer.events)))
+        time.sleep(1.0)  # let the relays' cache invalidations land
+        db = checker.collect_db(dburl)
+        cache = checker.collect_cache(services.api_urls(), wl.tokens, dburl, stack["REDIS_URL"],
+                                      users, READ_PATHS)
+        events = consumer.snapshot()
+        ops = list(wl.ops)
+        write_jsonl(os.path.join(args.run_dir, "ops.jsonl"), ops)
+        write_jsonl(os.path.join(args.run_dir, "events.jsonl"), events)
+        write_json(os.path.join(args.run_dir, "db.json"), db)
+        write_json(os.path.join(args.run_dir, "cache.json"), cache)
+        rep = checker.check(ops, events, db, cache)
+        if consumer.offset_jumps:
+            log("consumer saw %d offset jumps (records gone before they were read)"
+                % consumer.offset_jumps)
+        checker.print_report(rep)
+        main_ok = rep.ok()
+        problems = []
+        if not main_ok:
+            problems.append("violations %s" % rep.violations())
+        if recovered == 0:
+            problems.append("no write was acknowledged after the faults stopped")
+        if stats.get("writes_acked", 0) < 100:
+            problems.append("only %d acknowledged writes" % stats.get("writes_acked", 0))
+        if inj.errors:
+            problems.append("faults that could not be injected: %s" % inj.errors)
+        if not drained:
+            problems.append("the drain did not finish in %.0fs" % args.drain_timeout)
+        if consumer.offset_jumps:
+            problems.append("the consumer skipped offsets %d time(s): records expired before it "
+                            "read them, so the check is incomplete" % consumer.offset_jumps)
+
+        # ---------------------------------------------------------------- planted fault
+        planted_ok = False
+        puser = "f%s-planted" % run_id
+        wl.tokens[puser] = make_token(puser)
+        try:
+            pops = plant(wl, services, dburl, puser)
+            pdrained, psecs, _ = drain(dburl, consumer, 30)
+            pdb = checker.collect_db(dburl)
+            pevents = consumer.snapshot()
+            prep = checker.check(ops + pops, pevents, pdb, None)
+            planted_ok = (not prep.ok()) and prep.c["lost"] >= 1 and prep.c["gaps"] >= 1
+            print("faults: planted fault (outbox row of %s seq 2 deleted): checker %s: %s" % (
+                puser, "FAILED as expected" if planted_ok else "did NOT catch it",
+                prep.summary()[len("faults: "):]))
+            for d in prep.details.get("lost", [])[:3] + prep.details.get("gaps", [])[:3]:
+                print("faults: planted: %s" % d)
+        except Exception as e:  # noqa: BLE001
+            print("faults: planted fault could not be run: %s" % e)
+        if not planted_ok:
+            problems.append("the planted fault was not caught")
+
+        exits = services.stop_all()
+        bad_exits = {k: v for k, v in exits.items() if v not in (0, None)}
+        if bad_exits:
+            log("note: exit status on SIGTERM: %s" % bad_exits)
+        for p in problems:
+            print("faults: FAIL: %s" % p)
+        print(rep.summary())
+        sys.stdout.flush()
+        return 0 if not problems else 1
+    finally:
+        if consumer is not None:
+            consumer.stop_event.set()
+            consumer.join(10)
+        services.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Fault-injection suite (`make test-faults`, docs/faults.md): its own local stack under
+# .local/faults-<pid>, migrated; two profile-api and two profile-relay processes; a workload with
+# faults for FAULTS_DURATION seconds (default 60); a final drain; the checker and its one-line
+# summary; then a planted fault (an outbox row deleted behind the relays' back) that the checker
+# must catch. Exits non-zero on any violation. Everything it started is stopped on exit.
+#
+#   tools/test-faults.sh [BUILD_DIR]
+#
+# Environment: FAULTS_DURATION (seconds, default 60), FAULTS_SEED (reproduce a schedule),
+# FAULTS_USERS (300), FAULTS_THREADS (16), FAULTS_KEEP=1 (keep the run directory on success),
+# FAULTS_PRODUCE_ERRORS=0 (no injected Produce errors: see docs/faults.md, Findings).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${1:-build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$REPO/$BUILD_DIR ;; esac
+BIN_DIR=$BUILD_DIR/bin
+PY=/usr/bin/python3
+DURATION=${FAULTS_DURATION:-60}
+RUN_DIR=$REPO/.local/faults-$$
+STACK_DIR=$RUN_DIR/stack
+
+for b in profile-api profile-relay profile-migrate kafka-mock; do
+    if [ ! -x "$BIN_DIR/$b" ]; then
+        echo "test-faults: $BIN_DIR/$b not found: build first (make build)" >&2
+        exit 2
+    fi
+done
+if ! [[ $DURATION =~ ^[0-9]+$ ]] || [ "$DURATION" -lt 10 ]; then
+    echo "test-faults: FAULTS_DURATION must be a whole number of seconds >= 10" >&2
+    exit 2
+fi
+
+echo "test-faults: checker unit tests"
+(cd "$REPO" && "$PY" -m pytest -q -p no:cacheprovider tests/faults/test_checker.py)
+
+# True when pid is alive and its command name is $2 (a recycled pid is left alone).
+pid_is() {
+    local comm
+    [ -n "$1" ] && [ -r "/proc/$1/comm" ] || return 1
+    comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
+    [ "$comm" = "$2" ]
+}
+
+RUNNER=""
+
+cleanup() {
+    local rc=$? f pid name i
+    trap - EXIT INT TERM
+    # The Python runner first (timeout passes SIGTERM on), so it restarts nothing afterwards.
+    if [ -n "$RUNNER" ] && kill -0 "$RUNNER" 2>/dev/null; then
+        kill -TERM "$RUNNER" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do kill -0 "$RUNNER" 2>/dev/null || break; sleep 0.1; done
+    fi
+    # Services started by run.py (normally already stopped by it).
+    for f in "$RUN_DIR"/pids/*.pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        case $(basename "$f") in api-*) name=profile-api ;; relay-*) name=profile-relay ;; *) continue ;; esac
+        if pid_is "$pid" "$name"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do pid_is "$pid" "$name" || break; sleep 0.1; done
+            if pid_is "$pid" "$name"; then kill -KILL "$pid" 2>/dev/null || true; fi
+        fi
+    done
+    if [ -d "$STACK_DIR" ]; then
+        PROFILE_BIN_DIR=$BIN_DIR "$REPO/tools/stack.sh" stop "$STACK_DIR" >/dev/null 2>&1 ||
+            echo "test-faults: stack stop failed (see $STACK_DIR)" >&2
+    fi
+    if [ "$rc" -eq 0 ] && [ "${FAULTS_KEEP:-0}" != 1 ]; then
+        rm -rf "$RUN_DIR"
+    else
+        echo "test-faults: logs and records kept in $RUN_DIR" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$RUN_DIR"
+PROFILE_BIN_DIR=$BIN_DIR "$REPO/tools/stack.sh" start "$STACK_DIR" >"$RUN_DIR/stack-start.log" 2>&1 ||
+    { cat "$RUN_DIR/stack-start.log" >&2; exit 1; }
+DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' "$STACK_DIR/stack.env")
+DATABASE_URL=$DATABASE_URL MIGRATIONS_DIR=$REPO/migrations "$BIN_DIR/profile-migrate" \
+    >"$RUN_DIR/migrate.log" 2>&1 || { cat "$RUN_DIR/migrate.log" >&2; exit 1; }
+
+echo "test-faults: ${DURATION}s of workload with faults (run dir $RUN_DIR)"
+args=(--stack-env "$STACK_DIR/stack.env" --stack-sh "$REPO/tools/stack.sh" --bin-dir "$BIN_DIR"
+    --run-dir "$RUN_DIR" --duration "$DURATION"
+    --users "${FAULTS_USERS:-300}" --threads "${FAULTS_THREADS:-16}")
+[ -n "${FAULTS_SEED:-}" ] && args+=(--seed "$FAULTS_SEED")
+# Bounded: the run, the client retry budget, two drains, the cache check and the stops.
+set +e
+PROFILE_BIN_DIR=$BIN_DIR timeout --signal=TERM --kill-after=20 $((DURATION + 240)) \
+    "$PY" "$REPO/tests/faults/run.py" "${args[@]}" &
+RUNNER=$!
+wait "$RUNNER"
+rc=$?
+RUNNER=""
+set -e
+if [ "$rc" -eq 124 ]; then
+    echo "test-faults: FAIL: the run did not finish within $((DURATION + 240))s" >&2
+fi
+exit "$rc"

@@ -28,10 +28,13 @@ else
 fi
 
 mkdir -p "$OUT/obj"
-CFLAGS=(-std=gnu11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I"$ROOT" $(pkg-config --cflags json-c openssl)
-    -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+read -r -a PKG_CFLAGS <<<"$(pkg-config --cflags json-c openssl)"
+read -r -a PKG_LIBS <<<"$(pkg-config --libs json-c openssl)"
+SANITIZERS="fuzzer-no-link,address,undefined"
+CFLAGS=(-std=gnu11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I"$ROOT" "${PKG_CFLAGS[@]}"
+    "-fsanitize=$SANITIZERS" -fno-sanitize-recover=all -fno-omit-frame-pointer
     -Wall -Wextra -Werror -Wno-unused-parameter)
-LIBS=($(pkg-config --libs json-c openssl) -lm -lpthread)
+LIBS=("${PKG_LIBS[@]}" -lm -lpthread)
 SOURCES=(api/b64url.c api/problem.c api/cursor.c api/validate.c api/auth.c api/trace.c
     api/reqhash.c api/cors.c common/alloc.c common/buf.c)
 

@@ -1,0 +1,52 @@
+/*
+ * Partition leases: the relay holds outbox partitions with session advisory locks on a
+ * dedicated PostgreSQL connection, and shares them fairly with the other live relays (each
+ * aims at ceil(64 / relays)). A relay that dies loses its locks with its connection.
+ */
+#ifndef PROFILE_RELAY_LEASE_H
+#define PROFILE_RELAY_LEASE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "relay/outbox.h"
+
+typedef struct st_lease_t lease_t;
+
+/** application_name of lease connections; live relays are counted by it. */
+#define LEASE_APPLICATION_NAME "profile-relay"
+
+/** Creates an unconnected lease manager for `dsn` (copied). */
+lease_t *lease_create(const char *dsn);
+
+/** Closes the connection (releasing every lock). NULL-safe. */
+void lease_destroy(lease_t *l);
+
+/**
+ * Connects when needed (with backoff), counts live relays, releases partitions over the fair
+ * share once they have nothing in flight (`inflight[p]` rows), and takes free ones up to it.
+ * Returns 0, or -1 when the connection is down (then nothing is held).
+ */
+int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS]);
+
+/**
+ * Writes the partitions that may be claimed (held and not being released) into `out`, starting
+ * at a rotating offset so that every partition gets its turn first. Returns how many.
+ */
+int lease_claimable(lease_t *l, int out[OUTBOX_PARTITIONS]);
+
+/** Bit p set when partition p may be claimed (held and not being released). */
+uint64_t lease_claimable_mask(const lease_t *l);
+
+/** Number of partitions held (including ones being released). */
+int lease_held_count(const lease_t *l);
+
+/** Backend pid of the lease connection (0 when disconnected). */
+int lease_backend_pid(const lease_t *l);
+
+/** Forgets the connection after an error seen elsewhere (e.g. a claim reported it gone). */
+void lease_reset(lease_t *l);
+
+/** Fair share of partitions for `relays` live relays: ceil(64 / relays), at least 1 relay. */
+int lease_fair_share(int relays);
+
+#endif

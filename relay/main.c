@@ -1,0 +1,133 @@
+/*
+ * profile-relay: configuration, signals, the metrics server and the relay loop; plus the
+ * operator's dead-letter commands (`profile-relay dlq list|requeue ID|skip ID`).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/config.h"
+#include "common/log.h"
+#include "relay/event.h"
+#include "relay/metrics.h"
+#include "relay/outbox.h"
+#include "relay/relay.h"
+
+#define LOG_MODULE "main"
+
+static relay_t *the_relay;
+
+static void on_signal(int sig)
+{
+    if (the_relay != NULL)
+        relay_request_stop(the_relay);
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: profile-relay            run the relay (configured by the environment)\n"
+            "       profile-relay dlq list   list dead letters\n"
+            "       profile-relay dlq requeue ID   retry a dead letter\n"
+            "       profile-relay dlq skip ID      mark it published without sending\n"
+            "ID is <userId>:<seq> or the event UUID.\n");
+    return 2;
+}
+
+/* The dlq commands need only DATABASE_URL: load the configuration as profile-migrate does. */
+static int run_dlq(int argc, char **argv)
+{
+    app_config_t cfg;
+    char errbuf[4096] = "", err[512];
+    event_dlq_id_t id;
+    int status = 1;
+
+    if (argc < 3 || (strcmp(argv[2], "list") != 0 && argc != 4) ||
+        (strcmp(argv[2], "list") == 0 && argc != 3))
+        return usage();
+    if (strcmp(argv[2], "list") != 0 && strcmp(argv[2], "requeue") != 0 &&
+        strcmp(argv[2], "skip") != 0)
+        return usage();
+    if (argc == 4 && event_parse_dlq_id(argv[3], &id) != 0) {
+        fprintf(stderr, "profile-relay: bad dead-letter id %s (want <userId>:<seq> or a UUID)\n",
+                argv[3]);
+        return 2;
+    }
+    if (config_load_env(&cfg, CFG_PROG_MIGRATE, errbuf, sizeof(errbuf)) != 0) {
+        fputs(errbuf, stderr);
+        config_dispose(&cfg);
+        return 2;
+    }
+    log_init("profile-relay", cfg.log_level);
+    PGconn *conn = outbox_connect(cfg.database_url, "profile-relay-cli", err, sizeof(err));
+    if (conn == NULL) {
+        fprintf(stderr, "profile-relay: cannot connect to PostgreSQL: %s\n", err);
+        config_dispose(&cfg);
+        return 1;
+    }
+    if (strcmp(argv[2], "list") == 0) {
+        status = outbox_dlq_list(conn, stdout) == 0 ? 0 : 1;
+    } else {
+        bool skip = strcmp(argv[2], "skip") == 0;
+        int rc = outbox_dlq_resolve(conn, &id, skip);
+        if (rc == 1) {
+            printf("%s %s\n", skip ? "skipped" : "requeued", argv[3]);
+            status = 0;
+        } else if (rc == 0) {
+            fprintf(stderr, "profile-relay: no dead letter %s\n", argv[3]);
+            status = 1;
+        }
+    }
+    PQfinish(conn);
+    config_dispose(&cfg);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    app_config_t cfg;
+    char errbuf[4096] = "";
+    int status;
+
+    if (argc >= 2 && strcmp(argv[1], "dlq") == 0)
+        return run_dlq(argc, argv);
+    if (argc != 1)
+        return usage();
+
+    if (config_load_env(&cfg, CFG_PROG_RELAY, errbuf, sizeof(errbuf)) != 0) {
+        fputs(errbuf, stderr);
+        config_dispose(&cfg);
+        return 2;
+    }
+    log_init("profile-relay", cfg.log_level);
+    config_log_effective(&cfg, CFG_PROG_RELAY);
+
+    the_relay = relay_create(&cfg, errbuf, sizeof(errbuf));
+    if (the_relay == NULL) {
+        fprintf(stderr, "%s\n", errbuf);
+        config_dispose(&cfg);
+        return 2;
+    }
+    if (metrics_server_start(cfg.relay_metrics_port, errbuf, sizeof(errbuf)) != 0) {
+        fprintf(stderr, "%s\n", errbuf);
+        relay_destroy(the_relay);
+        config_dispose(&cfg);
+        return 2;
+    }
+    log_info("metrics on port %d (/metrics, /health/live, /health/ready)", metrics_server_port());
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    status = relay_run(the_relay);
+    metrics_server_stop();
+    relay_destroy(the_relay);
+    the_relay = NULL;
+    config_dispose(&cfg);
+    return status;
+}

@@ -1,0 +1,382 @@
+/*
+ * Outbox SQL for the relay (libpq, synchronous, text parameters). Arrays travel as literals so
+ * that a whole batch is one statement (unnest), whatever its size.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/buf.h"
+#include "common/log.h"
+#include "relay/outbox.h"
+
+#define LOG_MODULE "outbox"
+
+static void log_failure(PGconn *conn, const PGresult *res, const char *what)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (msg == NULL)
+        msg = PQerrorMessage(conn);
+    char clean[512];
+    snprintf(clean, sizeof(clean), "%s", msg != NULL ? msg : "");
+    size_t n = strlen(clean);
+    while (n > 0 && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
+        clean[--n] = '\0';
+    log_error("%s failed (sqlstate %s): %s", what, state != NULL ? state : "-", clean);
+}
+
+static PGresult *run(PGconn *conn, const char *what, const char *sql, int n,
+                     const char *const *vals)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return res;
+    log_failure(conn, res, what);
+    PQclear(res);
+    return NULL;
+}
+
+PGconn *outbox_connect(const char *dsn, const char *application_name, char *errbuf, size_t errlen)
+{
+    /*
+     * Keepalives: a peer that vanished without a FIN is noticed within about 25 s. The DSN
+     * comes after these defaults so that what it sets wins, but not over application_name:
+     * relays count each other by it.
+     */
+    const char *keys[] = {
+        "connect_timeout",  "keepalives", "keepalives_idle",  "keepalives_interval",
+        "keepalives_count", "dbname",     "application_name", NULL};
+    const char *vals[] = {"5", "1", "10", "5", "3", dsn, application_name, NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(errbuf, errlen, "%s", PQerrorMessage(conn));
+        size_t n = strlen(errbuf);
+        while (n > 0 && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
+            errbuf[--n] = '\0';
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+bool outbox_conn_ok(PGconn *conn)
+{
+    return conn != NULL && PQstatus(conn) == CONNECTION_OK;
+}
+
+int outbox_session_init(PGconn *conn, bool listen)
+{
+    /*
+     * Marks and dead letters are safe to lose in a server crash (the rows are sent again, with
+     * the same ce_id), so these sessions do not wait for WAL flushes: it halves a mark's cost.
+     */
+    PGresult *res = PQexec(conn, listen ? "SET synchronous_commit = off;"
+                                          " SET statement_timeout = '60s'; LISTEN outbox_new"
+                                        : "SET synchronous_commit = off;"
+                                          " SET statement_timeout = '60s'");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        log_failure(conn, res, "session set-up");
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int outbox_drain_notifies(PGconn *conn, uint64_t *partitions)
+{
+    PGnotify *n;
+    int count = 0;
+    if (!PQconsumeInput(conn))
+        return -1;
+    while ((n = PQnotifies(conn)) != NULL) {
+        char *end;
+        long p = strtol(n->extra != NULL ? n->extra : "", &end, 10);
+        if (n->extra != NULL && end != n->extra && *end == '\0' && p >= 0 && p < OUTBOX_PARTITIONS)
+            *partitions |= (uint64_t)1 << p;
+        else
+            *partitions = ~(uint64_t)0; /* a hint without a partition wakes every relay */
+        PQfreemem(n);
+        ++count;
+    }
+    return count;
+}
+
+char *outbox_text_array(const char *const *items, int n)
+{
+    strbuf_t b;
+    strbuf_init(&b);
+    strbuf_append_char(&b, '{');
+    for (int i = 0; i < n; ++i) {
+        if (i > 0)
+            strbuf_append_char(&b, ',');
+        strbuf_append_char(&b, '"');
+        for (const char *p = items[i]; *p; ++p) {
+            if (*p == '"' || *p == '\\')
+                strbuf_append_char(&b, '\\');
+            strbuf_append_char(&b, *p);
+        }
+        strbuf_append_char(&b, '"');
+    }
+    strbuf_append_char(&b, '}');
+    return strbuf_steal(&b, NULL);
+}
+
+static char *int_array(const int *items, int n)
+{
+    strbuf_t b;
+    strbuf_init(&b);
+    strbuf_append_char(&b, '{');
+    for (int i = 0; i < n; ++i)
+        strbuf_appendf(&b, i > 0 ? ",%d" : "%d", items[i]);
+    strbuf_append_char(&b, '}');
+    return strbuf_steal(&b, NULL);
+}
+
+/*
+ * One index scan per partition (LATERAL over outbox_pending_idx), in the caller's partition
+ * order, stopping at the limit. Partitions whose lock the lease backend no longer holds are
+ * dropped here, so a relay that lost its lease connection never publishes a row it does not own.
+ */
+static const char claim_sql[] =
+    "SELECT o.user_id, o.seq, o.event_id::text, o.event_type, o.partition_no, o.payload::text,"
+    " o.traceparent,"
+    " to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    " (extract(epoch FROM o.created_at) * 1000000)::bigint"
+    " FROM unnest($1::smallint[]) WITH ORDINALITY AS p(no, ord)"
+    " CROSS JOIN LATERAL ("
+    "   SELECT * FROM outbox o"
+    "   WHERE o.partition_no = p.no AND o.published_at IS NULL"
+    "     AND o.user_id <> ALL ($2::text[])"
+    "     AND NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.user_id = o.user_id)"
+    "   ORDER BY o.user_id, o.seq LIMIT $3) o"
+    " WHERE p.no IN (SELECT l.objid::int FROM pg_locks l WHERE l.locktype = 'advisory'"
+    "   AND l.pid = $4::int AND l.classid = $5::oid AND l.objsubid = 2 AND l.granted)"
+    " LIMIT $3";
+
+int outbox_claim(PGconn *conn, const int *parts, int nparts, const char *const *busy, int nbusy,
+                 int lease_pid, int limit, outbox_batch_t *out)
+{
+    char lim[16], pid[16], cls[16];
+    char *parr = int_array(parts, nparts);
+    char *barr = outbox_text_array(busy, nbusy);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(pid, sizeof(pid), "%d", lease_pid);
+    snprintf(cls, sizeof(cls), "%d", OUTBOX_LEASE_CLASS);
+    const char *vals[] = {parr, barr, lim, pid, cls};
+
+    out->res = run(conn, "claim pending rows", claim_sql, 5, vals);
+    free(parr);
+    free(barr);
+    if (out->res == NULL) {
+        out->n = 0;
+        return -1;
+    }
+    out->n = PQntuples(out->res);
+    return 0;
+}
+
+void outbox_batch_row(const outbox_batch_t *b, int i, relay_event_t *ev)
+{
+    PGresult *r = b->res;
+    ev->user_id = PQgetvalue(r, i, 0);
+    ev->seq = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    ev->event_id = PQgetvalue(r, i, 2);
+    ev->event_type = PQgetvalue(r, i, 3);
+    ev->partition_no = atoi(PQgetvalue(r, i, 4));
+    ev->payload = PQgetvalue(r, i, 5);
+    ev->payload_len = (size_t)PQgetlength(r, i, 5);
+    ev->traceparent = PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6);
+    ev->ce_time = PQgetvalue(r, i, 7);
+    ev->created_us = strtoll(PQgetvalue(r, i, 8), NULL, 10);
+}
+
+void outbox_batch_dispose(outbox_batch_t *b)
+{
+    if (b->res != NULL)
+        PQclear(b->res);
+    b->res = NULL;
+    b->n = 0;
+}
+
+static const char mark_sql[] =
+    "UPDATE outbox o SET published_at = now()"
+    " FROM unnest($1::text[], $2::bigint[]) AS d(user_id, seq)"
+    " WHERE o.user_id = d.user_id AND o.seq = d.seq AND o.published_at IS NULL";
+
+/* The two array literals of a mark; the caller frees both. */
+static void mark_params(const char *const *users, const int64_t *seqs, int n, char **uarr,
+                        char **sarr)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    strbuf_append_char(&sb, '{');
+    for (int i = 0; i < n; ++i)
+        strbuf_appendf(&sb, i > 0 ? ",%" PRId64 : "%" PRId64, seqs[i]);
+    strbuf_append_char(&sb, '}');
+    *sarr = strbuf_steal(&sb, NULL);
+    *uarr = outbox_text_array(users, n);
+}
+
+int outbox_mark_published(PGconn *conn, const char *const *users, const int64_t *seqs, int n)
+{
+    char *uarr, *sarr;
+    mark_params(users, seqs, n, &uarr, &sarr);
+    const char *vals[] = {uarr, sarr};
+    PGresult *res = run(conn, "mark published", mark_sql, 2, vals);
+    free(uarr);
+    free(sarr);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+int outbox_mark_send(PGconn *conn, const char *const *users, const int64_t *seqs, int n)
+{
+    char *uarr, *sarr;
+    mark_params(users, seqs, n, &uarr, &sarr);
+    const char *vals[] = {uarr, sarr};
+    int ok = PQsendQueryParams(conn, mark_sql, 2, NULL, vals, NULL, NULL, 0);
+    free(uarr);
+    free(sarr);
+    if (!ok) {
+        log_failure(conn, NULL, "send mark published");
+        return -1;
+    }
+    return 0;
+}
+
+int outbox_mark_poll(PGconn *conn)
+{
+    PGresult *res;
+    int status = 1;
+    if (!PQconsumeInput(conn)) {
+        log_failure(conn, NULL, "mark published");
+        return -1;
+    }
+    if (PQisBusy(conn))
+        return 0;
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            log_failure(conn, res, "mark published");
+            status = -1;
+        }
+        PQclear(res);
+    }
+    return status;
+}
+
+int outbox_dead_letter(PGconn *conn, const char *user_id, int64_t seq, const char *event_id,
+                       const char *error)
+{
+    static const char sql[] = "INSERT INTO outbox_dead_letters (user_id, seq, event_id, error)"
+                              " SELECT user_id, seq, event_id, $4 FROM outbox"
+                              " WHERE user_id = $1 AND seq = $2::bigint AND event_id = $3::uuid"
+                              " ON CONFLICT DO NOTHING";
+    char s[24];
+    snprintf(s, sizeof(s), "%" PRId64, seq);
+    const char *vals[] = {user_id, s, event_id, error};
+    PGresult *res = run(conn, "insert dead letter", sql, 4, vals);
+    if (res == NULL)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int nparts, int limit)
+{
+    static const char sql[] =
+        "WITH doomed AS (SELECT user_id, seq FROM outbox"
+        "   WHERE published_at < now() - make_interval(secs => $1::int)"
+        "     AND partition_no = ANY ($2::smallint[])"
+        "   ORDER BY published_at LIMIT $3::int FOR UPDATE SKIP LOCKED)"
+        " DELETE FROM outbox o USING doomed d WHERE o.user_id = d.user_id AND o.seq = d.seq";
+    char ret[16], lim[16];
+    char *parr = int_array(parts, nparts);
+    snprintf(ret, sizeof(ret), "%d", retention_s);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    const char *vals[] = {ret, parr, lim};
+    PGresult *res = run(conn, "delete published rows", sql, 3, vals);
+    free(parr);
+    if (res == NULL)
+        return -1;
+    int n = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return n;
+}
+
+int outbox_stats(PGconn *conn, outbox_stats_t *out)
+{
+    static const char sql[] =
+        "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),"
+        " (SELECT coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)"
+        "    FROM outbox WHERE published_at IS NULL),"
+        " (SELECT count(*) FROM outbox_dead_letters)";
+    PGresult *res = run(conn, "outbox statistics", sql, 0, NULL);
+    if (res == NULL)
+        return -1;
+    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->oldest_age_seconds = strtod(PQgetvalue(res, 0, 1), NULL);
+    if (out->oldest_age_seconds < 0)
+        out->oldest_age_seconds = 0;
+    out->dead_letters = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
+int outbox_dlq_list(PGconn *conn, FILE *out)
+{
+    static const char sql[] =
+        "SELECT d.user_id || ':' || d.seq, d.event_id::text, o.event_type,"
+        " to_char(d.failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), d.error"
+        " FROM outbox_dead_letters d JOIN outbox o USING (user_id, seq)"
+        " ORDER BY d.failed_at, d.user_id, d.seq";
+    PGresult *res = run(conn, "list dead letters", sql, 0, NULL);
+    if (res == NULL)
+        return -1;
+    for (int i = 0; i < PQntuples(res); ++i) {
+        fprintf(out, "%s\t%s\t%s\t%s\t%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 4));
+    }
+    PQclear(res);
+    return 0;
+}
+
+int outbox_dlq_resolve(PGconn *conn, const event_dlq_id_t *id, bool skip)
+{
+    static const char requeue_sql[] =
+        "WITH gone AS (DELETE FROM outbox_dead_letters"
+        "   WHERE ($1::text IS NOT NULL AND user_id = $1 AND seq = $2::bigint)"
+        "      OR ($3::uuid IS NOT NULL AND event_id = $3::uuid) RETURNING user_id, seq)"
+        " SELECT count(*) FROM gone";
+    static const char skip_sql[] =
+        "WITH gone AS (DELETE FROM outbox_dead_letters"
+        "   WHERE ($1::text IS NOT NULL AND user_id = $1 AND seq = $2::bigint)"
+        "      OR ($3::uuid IS NOT NULL AND event_id = $3::uuid) RETURNING user_id, seq),"
+        " marked AS (UPDATE outbox o SET published_at = coalesce(o.published_at, now())"
+        "   FROM gone g WHERE o.user_id = g.user_id AND o.seq = g.seq RETURNING 1)"
+        " SELECT count(*) FROM marked";
+    char s[24];
+    snprintf(s, sizeof(s), "%" PRId64, id->seq);
+    const char *vals[] = {id->by_uuid ? NULL : id->user_id, id->by_uuid ? NULL : s,
+                          id->by_uuid ? id->uuid : NULL};
+    PGresult *res = run(conn, skip ? "skip dead letter" : "requeue dead letter",
+                        skip ? skip_sql : requeue_sql, 3, vals);
+    if (res == NULL)
+        return -1;
+    int n = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (n > 0) {
+        res = run(conn, "notify", "NOTIFY outbox_new", 0, NULL);
+        if (res != NULL)
+            PQclear(res);
+    }
+    return n > 0 ? 1 : 0;
+}

@@ -1,0 +1,740 @@
+/*
+ * The relay loop (claim → produce → poll → mark), single-threaded: PostgreSQL calls are
+ * synchronous, librdkafka reports wake the loop through a pipe, NOTIFY through the PG socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include "common/cache.h"
+#include "common/log.h"
+#include "relay/inflight.h"
+#include "relay/inval.h"
+#include "relay/lease.h"
+#include "relay/metrics.h"
+#include "relay/outbox.h"
+#include "relay/producer.h"
+#include "relay/relay.h"
+
+#define LOG_MODULE "relay"
+
+#define LEASE_TICK_MS 1000
+#define STATS_TICK_MS 5000
+#define RETENTION_TICK_MS 10000
+#define RETENTION_BATCH 5000
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+#define CLAIM_BACKOFF_MAX_MS 5000
+#define FATAL_DRAIN_MS 5000
+#define LINGER_MS 1
+#define MESSAGE_TIMEOUT_MS 300000
+/*
+ * A broker fails a whole ProduceRequest (several users' messages) with one error, so a
+ * "permanent" error reported by a broker is trusted only when the same event fails so again.
+ */
+#define PERMANENT_STRIKES 2
+
+/* One produced message, from producer_send() until its delivery report is settled. */
+typedef struct st_relay_msg_t {
+    struct st_relay_msg_t *next;
+    char *user_id;
+    int64_t seq;
+    char event_id[EVENT_UUID_LEN + 1];
+    event_type_t type;
+    int partition;
+    int64_t created_us;
+    bool ok;
+    bool permanent;
+    bool classified;     /* permanent failure already counted in strikes */
+    long long report_us; /* wall clock of the delivery report */
+    char *error;
+} relay_msg_t;
+
+struct st_relay_t {
+    const app_config_t *cfg;
+    PGconn *db;     /* claims, dead letters, NOTIFY, housekeeping */
+    PGconn *markdb; /* marks, sent without waiting so claims overlap them */
+    lease_t *lease;
+    producer_t *producer;
+    inval_t *inval;
+    inflight_t *inflight;
+    inflight_t *strikes; /* event id -> permanent failures reported by a broker */
+    int part_inflight[OUTBOX_PARTITIONS];
+    relay_msg_t *reports, **reports_tail; /* delivery reports not yet settled */
+    relay_msg_t *to_mark, **to_mark_tail; /* delivered, mark not yet sent */
+    relay_msg_t *marking;                 /* delivered, mark running on markdb */
+    int nmarking;
+    long long mark_sent_us;
+    int wake_pipe[2]; /* librdkafka writes here when reports are ready */
+    int stop_pipe[2]; /* relay_request_stop() writes here */
+    atomic_bool stop;
+    int window; /* max messages in flight */
+    bool more;  /* claim again without waiting */
+    long long next_poll_ms, next_lease_ms, next_stats_ms, next_retention_ms;
+    long long db_next_attempt_ms, claim_not_before_ms;
+    int db_backoff_ms, claim_backoff_ms;
+    bool db_down_logged, db_ever_up;
+    long long retry_log_ms;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long wall_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static void msg_free(relay_msg_t *m)
+{
+    if (m == NULL)
+        return;
+    free(m->user_id);
+    free(m->error);
+    free(m);
+}
+
+/* Delivery report: called from producer_poll() on the loop thread; settled later in batches. */
+static void on_delivery(void *app, void *opaque, bool ok, bool permanent, const char *errstr)
+{
+    relay_t *r = app;
+    relay_msg_t *m = opaque;
+    m->ok = ok;
+    m->permanent = permanent;
+    m->error = ok ? NULL : xstrdup(errstr);
+    m->report_us = wall_us();
+    m->next = NULL;
+    *r->reports_tail = m;
+    r->reports_tail = &m->next;
+}
+
+relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
+{
+    relay_t *r = xcalloc(1, sizeof(*r));
+    int vttl = 2 * cfg->cache_ttl_seconds;
+    if (vttl < CACHE_VERSION_TTL_SECONDS)
+        vttl = CACHE_VERSION_TTL_SECONDS;
+    r->cfg = cfg;
+    r->inval = inval_create(cfg->redis_url, vttl, errbuf, errlen);
+    if (r->inval == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->lease = lease_create(cfg->database_url);
+    r->inflight = inflight_create();
+    r->strikes = inflight_create();
+    r->reports_tail = &r->reports;
+    r->to_mark_tail = &r->to_mark;
+    r->window = cfg->relay_batch_size * 4 < 2000 ? 2000 : cfg->relay_batch_size * 4;
+    r->db_backoff_ms = PG_BACKOFF_MIN_MS;
+    atomic_init(&r->stop, false);
+    if (pipe2(r->wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
+        pipe2(r->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        PROFILE_FATAL("pipe2 failed");
+    return r;
+}
+
+void relay_request_stop(relay_t *r)
+{
+    int saved = errno;
+    atomic_store(&r->stop, true);
+    if (write(r->stop_pipe[1], "s", 1) < 0) {
+        /* the pipe is full: a stop is already pending */
+    }
+    errno = saved;
+}
+
+void relay_destroy(relay_t *r)
+{
+    if (r == NULL)
+        return;
+    relay_msg_t *lists[] = {r->reports, r->to_mark, r->marking};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); ++i) {
+        while (lists[i] != NULL) {
+            relay_msg_t *m = lists[i];
+            lists[i] = m->next;
+            msg_free(m);
+        }
+    }
+    if (r->db != NULL)
+        PQfinish(r->db);
+    if (r->markdb != NULL)
+        PQfinish(r->markdb);
+    lease_destroy(r->lease);
+    inval_destroy(r->inval);
+    inflight_destroy(r->inflight);
+    inflight_destroy(r->strikes);
+    close(r->wake_pipe[0]);
+    close(r->wake_pipe[1]);
+    close(r->stop_pipe[0]);
+    close(r->stop_pipe[1]);
+    free(r);
+}
+
+static void db_lost(relay_t *r)
+{
+    if (r->db != NULL)
+        PQfinish(r->db);
+    if (r->markdb != NULL)
+        PQfinish(r->markdb);
+    r->db = r->markdb = NULL;
+    /* A mark that was running is sent again after the reconnect (it is idempotent). */
+    if (r->marking != NULL) {
+        relay_msg_t *last = r->marking;
+        while (last->next != NULL)
+            last = last->next;
+        last->next = r->to_mark;
+        if (r->to_mark == NULL)
+            r->to_mark_tail = &last->next;
+        r->to_mark = r->marking;
+        r->marking = NULL;
+    }
+    metrics_set(METRIC_PG_UP, 0);
+    if (!r->db_down_logged)
+        log_error("lost the PostgreSQL connection; reconnecting with backoff");
+    r->db_down_logged = true;
+    r->db_next_attempt_ms = now_ms() + r->db_backoff_ms;
+}
+
+/* After a failed statement: drop the connection if it is gone, else it was a one-off error. */
+static void db_check(relay_t *r)
+{
+    if (!outbox_conn_ok(r->db))
+        db_lost(r);
+}
+
+static void ensure_db(relay_t *r)
+{
+    char err[512];
+    if (r->db != NULL || now_ms() < r->db_next_attempt_ms)
+        return;
+    r->db = outbox_connect(r->cfg->database_url, "profile-relay-worker", err, sizeof(err));
+    if (r->db != NULL)
+        r->markdb = outbox_connect(r->cfg->database_url, "profile-relay-worker", err, sizeof(err));
+    if (r->db == NULL || r->markdb == NULL || outbox_session_init(r->db, true) != 0 ||
+        outbox_session_init(r->markdb, false) != 0) {
+        if ((r->db == NULL || r->markdb == NULL) && !r->db_down_logged)
+            log_error("PostgreSQL connection failed: %s; retrying with backoff", err);
+        if (r->db != NULL)
+            PQfinish(r->db);
+        if (r->markdb != NULL)
+            PQfinish(r->markdb);
+        r->db = r->markdb = NULL;
+        r->db_down_logged = true;
+        r->db_next_attempt_ms = now_ms() + r->db_backoff_ms;
+        r->db_backoff_ms =
+            r->db_backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : r->db_backoff_ms * 2;
+        return;
+    }
+    if (r->db_ever_up) {
+        log_info("PostgreSQL connection restored");
+        metrics_add(METRIC_PG_RECONNECTS, 1);
+    }
+    r->db_ever_up = true;
+    r->db_down_logged = false;
+    r->db_backoff_ms = PG_BACKOFF_MIN_MS;
+    r->more = true; /* anything may have been missed while away */
+    metrics_set(METRIC_PG_UP, 1);
+}
+
+static void ensure_producer(relay_t *r)
+{
+    char err[512];
+    producer_conf_t pc = {
+        .bootstrap_servers = r->cfg->kafka_bootstrap_servers,
+        .topic = r->cfg->kafka_topic,
+        .ce_source = r->cfg->ce_source,
+        .linger_ms = LINGER_MS,
+        .message_timeout_ms = MESSAGE_TIMEOUT_MS,
+    };
+    if (r->producer != NULL)
+        return;
+    r->producer = producer_create(&pc, on_delivery, r, err, sizeof(err));
+    if (r->producer == NULL) {
+        log_error("cannot create the Kafka producer: %s", err);
+        return;
+    }
+    producer_set_wakeup_fd(r->producer, r->wake_pipe[1]);
+    metrics_set(METRIC_PRODUCER_UP, 1);
+    r->more = true;
+}
+
+/* Accounting when a message leaves the in-flight window (delivered, failed or never sent). */
+static void release_msg(relay_t *r, relay_msg_t *m)
+{
+    inflight_dec(r->inflight, m->user_id);
+    r->part_inflight[m->partition]--;
+    metrics_set(METRIC_INFLIGHT, inflight_total(r->inflight));
+}
+
+/*
+ * Decides which permanent failures become dead letters: an event needs PERMANENT_STRIKES
+ * broker-reported failures, and per user only the lowest sequence is dead-lettered (the later
+ * ones are held back by it and retried after a requeue). Runs once per report.
+ */
+static void classify_failures(relay_t *r, relay_msg_t *list)
+{
+    inflight_t *dead_users = inflight_create();
+    for (relay_msg_t *m = list; m != NULL; m = m->next) {
+        if (m->ok || !m->permanent)
+            continue;
+        if (!m->classified) {
+            m->classified = true;
+            inflight_inc(r->strikes, m->event_id);
+            if (inflight_count(r->strikes, m->event_id) < PERMANENT_STRIKES) {
+                log_warn("event %s (%s:%" PRId64 ") failed: %s; retrying once before "
+                         "dead-lettering",
+                         m->event_id, m->user_id, m->seq, m->error);
+                m->permanent = false;
+                continue;
+            }
+        }
+        /* Reports of one partition come in produce order: the first is the lowest seq. */
+        if (inflight_count(dead_users, m->user_id) > 0) {
+            m->permanent = false;
+            continue;
+        }
+        inflight_inc(dead_users, m->user_id);
+    }
+    inflight_destroy(dead_users);
+}
+
+static void forget_strikes(relay_t *r, const char *event_id)
+{
+    while (inflight_total(r->strikes) > 0 && inflight_dec(r->strikes, event_id) > 0) {
+    }
+}
+
+/* A delivered and marked message leaves the window. */
+static void finish_delivered(relay_t *r, relay_msg_t *m)
+{
+    metrics_published(m->type, m->report_us - m->created_us);
+    inval_add(r->inval, m->user_id, m->seq);
+    forget_strikes(r, m->event_id);
+    release_msg(r, m);
+    msg_free(m);
+}
+
+/*
+ * Marks delivered rows: one UPDATE for everything delivered since the last one, running on
+ * markdb while the loop goes on claiming. A user stays "in flight" until its rows are marked,
+ * so it is never re-claimed early.
+ */
+static void pump_marks(relay_t *r)
+{
+    if (r->markdb == NULL)
+        return;
+    if (r->marking != NULL) {
+        int st = outbox_mark_poll(r->markdb);
+        if (st == 0)
+            return;
+        if (st < 0) {
+            if (!outbox_conn_ok(r->markdb)) {
+                db_lost(r);
+                return;
+            }
+            /* a one-off failure: send the same rows again below */
+            relay_msg_t *last = r->marking;
+            while (last->next != NULL)
+                last = last->next;
+            last->next = r->to_mark;
+            if (r->to_mark == NULL)
+                r->to_mark_tail = &last->next;
+            r->to_mark = r->marking;
+        } else {
+            log_debug("mark: %d row(s) done in %lld us", r->nmarking, wall_us() - r->mark_sent_us);
+            while (r->marking != NULL) {
+                relay_msg_t *m = r->marking;
+                r->marking = m->next;
+                finish_delivered(r, m);
+            }
+            r->claim_backoff_ms = 0;
+            r->more = true; /* users released: their later rows may be claimable */
+        }
+        r->marking = NULL;
+    }
+    if (r->to_mark == NULL)
+        return;
+    int n = 0;
+    for (relay_msg_t *m = r->to_mark; m != NULL; m = m->next)
+        ++n;
+    const char **users = xmalloc(sizeof(*users) * (size_t)n);
+    int64_t *seqs = xmalloc(sizeof(*seqs) * (size_t)n);
+    int i = 0;
+    for (relay_msg_t *m = r->to_mark; m != NULL; m = m->next) {
+        users[i] = m->user_id;
+        seqs[i++] = m->seq;
+    }
+    int rc = outbox_mark_send(r->markdb, users, seqs, n);
+    free(users);
+    free(seqs);
+    if (rc != 0) {
+        if (!outbox_conn_ok(r->markdb))
+            db_lost(r);
+        return;
+    }
+    r->marking = r->to_mark;
+    r->nmarking = n;
+    r->mark_sent_us = wall_us();
+    r->to_mark = NULL;
+    r->to_mark_tail = &r->to_mark;
+}
+
+/*
+ * Settles delivery reports: delivered messages queue for the next mark; a permanent failure
+ * gets its dead letter (synchronously, before its user is released); retriable failures are
+ * released at once and claims back off. When PostgreSQL is away the reports wait here.
+ */
+static void settle(relay_t *r)
+{
+    relay_msg_t *list = r->reports;
+    int nfail = 0;
+    if (list == NULL || r->db == NULL) {
+        pump_marks(r);
+        return;
+    }
+    for (relay_msg_t *m = list; m != NULL; m = m->next)
+        nfail += !m->ok;
+    if (nfail > 0) {
+        classify_failures(r, list);
+        for (relay_msg_t *m = list; m != NULL; m = m->next) {
+            if (m->ok || !m->permanent)
+                continue;
+            if (outbox_dead_letter(r->db, m->user_id, m->seq, m->event_id, m->error) != 0) {
+                db_check(r); /* settled again later; inserting twice is a no-op */
+                return;
+            }
+        }
+    }
+
+    bool retriable = false;
+    while (list != NULL) {
+        relay_msg_t *m = list;
+        list = m->next;
+        if (m->ok) {
+            m->next = NULL;
+            *r->to_mark_tail = m;
+            r->to_mark_tail = &m->next;
+            continue;
+        }
+        metrics_failed(m->type);
+        if (m->permanent) {
+            forget_strikes(r, m->event_id);
+            metrics_add(METRIC_DEAD_LETTERED, 1);
+            log_error("event %s (%s:%" PRId64 ") can never be published: %s; dead-lettered, "
+                      "user held back until requeue or skip",
+                      m->event_id, m->user_id, m->seq, m->error);
+        } else {
+            retriable = true;
+            if (now_ms() >= r->retry_log_ms) {
+                log_warn("delivery of %s:%" PRId64 " failed: %s; will retry", m->user_id, m->seq,
+                         m->error);
+                r->retry_log_ms = now_ms() + 1000;
+            }
+        }
+        release_msg(r, m);
+        msg_free(m);
+        r->more = true;
+    }
+    r->reports = NULL;
+    r->reports_tail = &r->reports;
+    if (retriable) {
+        r->claim_backoff_ms = r->claim_backoff_ms == 0 ? 100 : r->claim_backoff_ms * 2;
+        if (r->claim_backoff_ms > CLAIM_BACKOFF_MAX_MS)
+            r->claim_backoff_ms = CLAIM_BACKOFF_MAX_MS;
+        r->claim_not_before_ms = now_ms() + r->claim_backoff_ms;
+    }
+    pump_marks(r);
+}
+
+static void drain_fd(int fd)
+{
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+static void serve_reports(relay_t *r, int timeout_ms)
+{
+    if (r->producer != NULL)
+        producer_poll(r->producer, timeout_ms);
+    settle(r);
+}
+
+/* Fatal producer error: let in-flight reports arrive (bounded), then recreate the producer. */
+static void reset_producer(relay_t *r)
+{
+    long long deadline = now_ms() + FATAL_DRAIN_MS;
+    metrics_set(METRIC_PRODUCER_UP, 0);
+    producer_purge(r->producer, false);
+    while (producer_outq_len(r->producer) > 0 && now_ms() < deadline)
+        serve_reports(r, 100);
+    producer_purge(r->producer, true);
+    serve_reports(r, 0);
+    producer_destroy(r->producer, 0);
+    r->producer = NULL;
+    settle(r);
+    metrics_add(METRIC_PRODUCER_RESETS, 1);
+    log_warn("producer recreated after a fatal error; pending rows are re-read (same ce_id)");
+}
+
+/* Returns the number of rows claimed, or -1. */
+static int claim_and_produce(relay_t *r)
+{
+    int parts[OUTBOX_PARTITIONS];
+    int nparts = lease_claimable(r->lease, parts);
+    int room = r->window - inflight_total(r->inflight);
+    int limit = room < r->cfg->relay_batch_size ? room : r->cfg->relay_batch_size;
+    outbox_batch_t batch = {NULL, 0};
+
+    if (nparts == 0 || limit <= 0 || lease_backend_pid(r->lease) == 0)
+        return 0;
+    int nbusy = inflight_users(r->inflight);
+    const char **busy = xmalloc(sizeof(*busy) * (size_t)(nbusy + 1));
+    nbusy = inflight_list(r->inflight, busy, nbusy);
+    long long t0 = wall_us();
+    int rc =
+        outbox_claim(r->db, parts, nparts, busy, nbusy, lease_backend_pid(r->lease), limit, &batch);
+    log_debug("claim: %d row(s) in %lld us (%d busy users, %d in flight)", batch.n, wall_us() - t0,
+              nbusy, inflight_total(r->inflight));
+    free(busy);
+    metrics_add(METRIC_CLAIMS, 1);
+    if (rc != 0) {
+        db_check(r);
+        return -1;
+    }
+
+    const char *blocked = NULL; /* a user whose earlier row could not be sent in this batch */
+    for (int i = 0; i < batch.n && !atomic_load(&r->stop); ++i) {
+        relay_event_t ev;
+        char err[512];
+        outbox_batch_row(&batch, i, &ev);
+        if (blocked != NULL && strcmp(blocked, ev.user_id) == 0)
+            continue;
+        relay_msg_t *m = xcalloc(1, sizeof(*m));
+        m->user_id = xstrdup(ev.user_id);
+        m->seq = ev.seq;
+        snprintf(m->event_id, sizeof(m->event_id), "%s", ev.event_id);
+        m->type = event_type_from_name(ev.event_type);
+        m->partition = ev.partition_no;
+        m->created_us = ev.created_us;
+
+        producer_status_t st;
+        while ((st = producer_send(r->producer, &ev, m, err, sizeof(err))) == PRODUCER_QUEUE_FULL &&
+               !atomic_load(&r->stop))
+            producer_poll(r->producer, 1000);
+        if (st == PRODUCER_OK) {
+            inflight_inc(r->inflight, m->user_id);
+            r->part_inflight[m->partition]++;
+            continue;
+        }
+        blocked = ev.user_id;
+        metrics_failed(m->type);
+        if (st == PRODUCER_PERMANENT) {
+            if (outbox_dead_letter(r->db, m->user_id, m->seq, m->event_id, err) == 0) {
+                metrics_add(METRIC_DEAD_LETTERED, 1);
+                log_error("event %s (%s:%" PRId64 ") can never be published: %s; dead-lettered, "
+                          "user held back until requeue or skip",
+                          m->event_id, m->user_id, m->seq, err);
+            } else {
+                db_check(r);
+            }
+        } else if (st != PRODUCER_QUEUE_FULL) {
+            log_warn("cannot produce %s:%" PRId64 ": %s; will retry", m->user_id, m->seq, err);
+        }
+        msg_free(m);
+        if (r->db == NULL || producer_is_fatal(r->producer))
+            break;
+    }
+    metrics_set(METRIC_INFLIGHT, inflight_total(r->inflight));
+    int n = batch.n;
+    outbox_batch_dispose(&batch);
+    return n;
+}
+
+/* Half the retention, between 1 s and RETENTION_TICK_MS: short retentions are honoured. */
+static long long retention_tick(const relay_t *r)
+{
+    long long t = (long long)r->cfg->outbox_retention_seconds * 500;
+    return t < 1000 ? 1000 : t > RETENTION_TICK_MS ? RETENTION_TICK_MS : t;
+}
+
+static void housekeeping(relay_t *r, long long now)
+{
+    if (r->db == NULL)
+        return;
+    if (now >= r->next_stats_ms) {
+        outbox_stats_t s;
+        r->next_stats_ms = now + STATS_TICK_MS;
+        if (outbox_stats(r->db, &s) == 0) {
+            metrics_set(METRIC_PENDING, s.pending);
+            metrics_set(METRIC_OLDEST_PENDING_MS, (long long)(s.oldest_age_seconds * 1000.0));
+            metrics_set(METRIC_DEAD_LETTERS, s.dead_letters);
+        } else {
+            db_check(r);
+            return;
+        }
+    }
+    if (now >= r->next_retention_ms && lease_held_count(r->lease) > 0) {
+        int claimable[OUTBOX_PARTITIONS];
+        int nc = lease_claimable(r->lease, claimable);
+        int deleted = outbox_purge_published(r->db, r->cfg->outbox_retention_seconds, claimable, nc,
+                                             RETENTION_BATCH);
+        if (deleted < 0) {
+            db_check(r);
+            r->next_retention_ms = now + retention_tick(r);
+            return;
+        }
+        if (deleted > 0)
+            log_debug("retention: deleted %d published row(s)", deleted);
+        /* A full batch means more is due: come back soon, still bounded per loop. */
+        r->next_retention_ms = now + (deleted >= RETENTION_BATCH ? 200 : retention_tick(r));
+    }
+}
+
+/* Sleeps until NOTIFY, a delivery report, a stop request or `timeout_ms`. */
+static void wait_events(relay_t *r, int timeout_ms)
+{
+    struct pollfd pfd[4];
+    int n = 0, dbi = -1;
+    pfd[n++] = (struct pollfd){r->wake_pipe[0], POLLIN, 0};
+    pfd[n++] = (struct pollfd){r->stop_pipe[0], POLLIN, 0};
+    if (r->db != NULL && PQsocket(r->db) >= 0) {
+        dbi = n;
+        pfd[n++] = (struct pollfd){PQsocket(r->db), POLLIN, 0};
+    }
+    if (r->marking != NULL && r->markdb != NULL && PQsocket(r->markdb) >= 0)
+        pfd[n++] = (struct pollfd){PQsocket(r->markdb), POLLIN, 0};
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    /* A NOTIFY may have been read along with a query's result: then the socket stays quiet. */
+    if (dbi >= 0 && timeout_ms > 0) {
+        uint64_t parts = 0;
+        int got = outbox_drain_notifies(r->db, &parts);
+        if (got < 0) {
+            db_lost(r);
+            return;
+        }
+        if (got > 0 && (parts & lease_claimable_mask(r->lease)) != 0) {
+            r->more = true;
+            return;
+        }
+    }
+    if (poll(pfd, (nfds_t)n, timeout_ms) < 0 && errno != EINTR)
+        log_warn("poll: %s", strerror(errno));
+    if (pfd[0].revents & POLLIN)
+        drain_fd(r->wake_pipe[0]);
+    if (dbi >= 0 && (pfd[dbi].revents & (POLLIN | POLLHUP | POLLERR))) {
+        uint64_t parts = 0;
+        int got = outbox_drain_notifies(r->db, &parts);
+        if (got < 0)
+            db_lost(r);
+        else if (got > 0 && (parts & lease_claimable_mask(r->lease)) != 0)
+            r->more = true; /* a row in a partition of ours committed */
+    }
+}
+
+static void shutdown_flush(relay_t *r)
+{
+    long long deadline = now_ms() + RELAY_SHUTDOWN_FLUSH_MS;
+    log_info("stopping: no new claims; flushing %d in-flight message(s)",
+             inflight_total(r->inflight));
+    while (r->producer != NULL && producer_outq_len(r->producer) > 0 && now_ms() < deadline) {
+        serve_reports(r, 100);
+        if (r->db == NULL)
+            ensure_db(r);
+    }
+    /* Give PostgreSQL a last chance to take the marks. */
+    while ((r->reports != NULL || r->to_mark != NULL || r->marking != NULL) &&
+           now_ms() < deadline) {
+        ensure_db(r);
+        settle(r);
+        if (r->reports != NULL || r->to_mark != NULL || r->marking != NULL)
+            usleep(2000);
+    }
+    if (r->producer != NULL) {
+        int left = producer_outq_len(r->producer);
+        if (left > 0)
+            log_warn("%d message(s) still in the producer queue at shutdown; their rows stay "
+                     "pending and are sent again (same ce_id)",
+                     left);
+        producer_destroy(r->producer, 0);
+        r->producer = NULL;
+    }
+    if (r->reports != NULL || r->to_mark != NULL || r->marking != NULL)
+        log_warn("some delivered rows could not be marked; they will be re-sent (same ce_id)");
+    inval_flush(r->inval);
+}
+
+int relay_run(relay_t *r)
+{
+    log_info("relay started: topic %s, batch %d, window %d, poll every %d ms", r->cfg->kafka_topic,
+             r->cfg->relay_batch_size, r->window, r->cfg->relay_poll_interval_ms);
+    while (!atomic_load(&r->stop)) {
+        long long now = now_ms();
+
+        ensure_db(r);
+        if (r->producer != NULL && producer_is_fatal(r->producer))
+            reset_producer(r);
+        ensure_producer(r);
+
+        if (now >= r->next_lease_ms) {
+            int before = lease_held_count(r->lease);
+            if (lease_tick(r->lease, r->part_inflight) == 0 && lease_held_count(r->lease) > before)
+                r->more = true;
+            metrics_set(METRIC_PARTITIONS_HELD, lease_held_count(r->lease));
+            r->next_lease_ms = now + LEASE_TICK_MS;
+        }
+
+        serve_reports(r, 0);
+        if (inval_pending(r->inval) > 0)
+            inval_flush(r->inval);
+
+        bool full = false;
+        if (r->db != NULL && r->producer != NULL && !producer_is_fatal(r->producer) &&
+            now >= r->claim_not_before_ms && (r->more || now >= r->next_poll_ms) &&
+            inflight_total(r->inflight) < r->window) {
+            int n = claim_and_produce(r);
+            r->more = false;
+            r->next_poll_ms = now + r->cfg->relay_poll_interval_ms;
+            if (n > 0) {
+                producer_poll(r->producer, 0);
+                full = n >= r->cfg->relay_batch_size;
+                r->more = full;
+            }
+        }
+        housekeeping(r, now_ms());
+
+        if (full && inflight_total(r->inflight) < r->window)
+            continue;
+        now = now_ms();
+        long long until = r->next_poll_ms;
+        if (r->next_lease_ms < until)
+            until = r->next_lease_ms;
+        if (r->db == NULL && r->db_next_attempt_ms < until)
+            until = r->db_next_attempt_ms;
+        if (r->more && r->claim_not_before_ms < until)
+            until = r->claim_not_before_ms;
+        if (r->reports != NULL || r->to_mark != NULL || inval_pending(r->inval) > 0)
+            until = now + 100 < until ? now + 100 : until;
+        if (r->more && now >= r->claim_not_before_ms && inflight_total(r->inflight) < r->window)
+            until = now;
+        wait_events(r, (int)(until - now));
+    }
+    shutdown_flush(r);
+    log_info("relay stopped");
+    return 0;
+}

@@ -1,0 +1,55 @@
+/* Unit tests for relay/metrics.c: exposition format, histogram buckets, lease fair share. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "relay/lease.h"
+#include "relay/metrics.h"
+
+static void test_render(void **state)
+{
+    metrics_published(EVENT_TYPE_RATING, 3000);      /* 3 ms */
+    metrics_published(EVENT_TYPE_RATING, 40000);     /* 40 ms */
+    metrics_published(EVENT_TYPE_PROFILE, 90000000); /* 90 s: only +Inf */
+    metrics_failed(EVENT_TYPE_HISTORY);
+    metrics_set(METRIC_PARTITIONS_HELD, 21);
+    metrics_add(METRIC_DEAD_LETTERED, 2);
+    strbuf_t b;
+    strbuf_init(&b);
+    metrics_render(&b);
+    assert_non_null(strstr(b.data, "relay_events_published_total{type=\"VideoRated\"} 2\n"));
+    assert_non_null(strstr(b.data, "relay_events_published_total{type=\"ProfileUpdated\"} 1\n"));
+    assert_non_null(strstr(b.data, "relay_events_failed_total{type=\"HistoryUpdated\"} 1\n"));
+    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"0.0025\"} 0\n"));
+    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"0.005\"} 1\n"));
+    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"0.05\"} 2\n"));
+    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"30\"} 2\n"));
+    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_count 3\n"));
+    assert_non_null(strstr(b.data, "relay_partitions_held 21\n"));
+    assert_non_null(strstr(b.data, "relay_dead_lettered_total 2\n"));
+    assert_non_null(strstr(b.data, "# TYPE relay_commit_to_delivery_seconds histogram\n"));
+    assert_non_null(strstr(b.data, "relay_build_info{version="));
+    strbuf_dispose(&b);
+}
+
+static void test_fair_share(void **state)
+{
+    assert_int_equal(lease_fair_share(0), 64);
+    assert_int_equal(lease_fair_share(1), 64);
+    assert_int_equal(lease_fair_share(2), 32);
+    assert_int_equal(lease_fair_share(3), 22);
+    assert_int_equal(lease_fair_share(64), 1);
+    assert_int_equal(lease_fair_share(100), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_fair_share),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -11,7 +11,7 @@ PACKAGES=(
     redis-server redis-tools kcat
     python3 python3-pytest python3-psycopg2 python3-redis python3-requests
     python3-confluent-kafka python3-jwt python3-cryptography
-    wrk yamllint shellcheck curl procps iproute2 util-linux
+    wrk yamllint shellcheck curl procps iproute2 util-linux docker-compose nodejs prometheus
 )
 
 # The OpenAPI linter runs on Node.js; keep a Node the machine already has.

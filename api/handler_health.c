@@ -1,6 +1,7 @@
 /*
  * /health/live, /health/ready, /health and /metrics: no authentication. Readiness asks
  * PostgreSQL for schema_version() through the pool, so "ready" means a connection answered.
+ * /health also reports Redis (informational: readiness does not depend on it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +31,16 @@ static void send_health(api_req_t *ar, bool ok, const char *pg_state, int versio
         }
         return;
     }
+    /* Redis is reported but does not decide readiness: without it the API still serves
+     * (reads from PostgreSQL, limiter failing open; docs/cache.md) */
     n = snprintf(body, sizeof(body),
                  "{\"status\":\"%s\",\"draining\":%s,\"checks\":{\"postgres\":{\"status\":\"%s\","
-                 "\"schemaVersion\":%d,\"expectedSchemaVersion\":%d,\"connectionsReady\":%d}}}",
+                 "\"schemaVersion\":%d,\"expectedSchemaVersion\":%d,\"connectionsReady\":%d},"
+                 "\"redis\":{\"status\":\"%s\",\"pendingInvalidations\":%u,\"outages\":%llu}}}",
                  ok ? "ok" : "unavailable", ar->thr->server->draining ? "true" : "false", pg_state,
-                 version, API_SCHEMA_VERSION, pgpool_ready_count(ar->thr->pool));
+                 version, API_SCHEMA_VERSION, pgpool_ready_count(ar->thr->pool),
+                 ar->thr->redis != NULL && redis_client_is_up(ar->thr->redis) ? "up" : "down",
+                 listcache_pending_invalidations(), (unsigned long long)redis_client_outages());
     api_respond(ar, ok ? 200 : 503, "application/json; charset=utf-8", body, (size_t)n);
 }
 
@@ -68,6 +74,7 @@ void handler_health(api_req_t *ar)
     case ROUTE_METRICS: {
         strbuf_t b;
         strbuf_init(&b);
+        api_publish_redis_stats(ar->thr); /* this thread's figures are fresh; others <= 1 s */
         metrics_render(&b);
         api_respond(ar, 200, METRICS_CONTENT_TYPE, b.data, b.len);
         strbuf_dispose(&b);

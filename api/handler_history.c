@@ -19,8 +19,8 @@ void handler_history(api_req_t *ar)
         bool have_after;
         if (api_parse_list_query(ar, VALIDATE_Q_VIEW, 'h', &q, &after, &have_after) != 0)
             return;
-        api_submit_list(ar, PGPOOL_STMT_LIST_HISTORY, &q, &after, have_after,
-                        q.view_continue ? "true" : "false");
+        api_submit_list_cached(ar, CACHE_LIST_HISTORY, PGPOOL_STMT_LIST_HISTORY, &q, &after,
+                               have_after, q.view_continue ? "true" : "false");
         return;
     }
     if (api_check_body(ar) != 0)

@@ -1,5 +1,6 @@
 /*
  * /profiles/{userId}/watchlist (GET list, POST add) and .../watchlist/{videoId} (DELETE).
+ * GET goes through the read-through list cache (api_submit_list_cached).
  * Add and remove are idempotent by meaning in SQL (no duplicate rows, no event on no-op).
  */
 #include <string.h>
@@ -24,7 +25,8 @@ void handler_watchlist(api_req_t *ar)
         bool have_after;
         if (api_parse_list_query(ar, 0, 'w', &q, &after, &have_after) != 0)
             return;
-        api_submit_list(ar, PGPOOL_STMT_LIST_WATCHLIST, &q, &after, have_after, NULL);
+        api_submit_list_cached(ar, CACHE_LIST_WATCHLIST, PGPOOL_STMT_LIST_WATCHLIST, &q, &after,
+                               have_after, NULL);
         return;
     }
     {

@@ -1,10 +1,13 @@
 /*
  * profile-api entry point: load the configuration (exit 2 with one line per bad variable),
- * set up logging, run the server until SIGTERM.
+ * set up logging and the Redis modules (limiter, list cache), run the server until SIGTERM.
  */
 #include <stdio.h>
 #include <string.h>
 #include "api/server.h"
+#include "api/listcache.h"
+#include "api/ratelimit.h"
+#include "api/redis_client.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -23,14 +26,31 @@ int main(void)
         config_dispose(&cfg);
         return 2;
     }
+    /* a malformed REDIS_URL is a configuration error (exit 2); a Redis that is down is not */
+    if (redis_client_check_url(cfg.redis_url, errbuf, sizeof(errbuf)) != 0) {
+        fprintf(stderr, "REDIS_URL: %s\n", errbuf);
+        config_dispose(&cfg);
+        return 2;
+    }
     log_init("profile-api", cfg.log_level);
     config_log_effective(&cfg, CFG_PROG_API);
+
+    {
+        ratelimit_config_t rlc = {.limit_per_minute = cfg.rate_limit_per_minute,
+                                  .auth_failure_limit_per_minute =
+                                      cfg.auth_failure_limit_per_minute};
+        ratelimit_global_init(&rlc);
+    }
+    listcache_global_init(cfg.cache_ttl_seconds);
+    if (cfg.test_cache_fill_delay_ms > 0)
+        (void)listcache_set_fill_delay_ms((unsigned)cfg.test_cache_fill_delay_ms);
 
     rc = server_run(&cfg, errbuf, sizeof(errbuf));
     if (rc != 0) {
         log_error("%s", errbuf[0] != '\0' ? errbuf : "start-up failed");
         fprintf(stderr, "%s\n", errbuf);
     }
+    ratelimit_global_dispose();
     config_dispose(&cfg);
     return rc;
 }

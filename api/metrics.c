@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include "api/metrics.h"
+#include "api/listcache.h"
+#include "api/redis_client.h"
 #include "common/alloc.h"
 
 /* Buckets in seconds around a 50 ms SLO. */
@@ -17,6 +19,7 @@ typedef struct st_metrics_thread_t {
     uint64_t hist_sum_us[ROUTE__COUNT];
     metrics_pool_gauges_t pool;
     uint64_t pool_rejected, pool_reconnects, db_retries;
+    metrics_redis_t redis;
     char pad[64];
 } metrics_thread_t;
 
@@ -61,6 +64,16 @@ void metrics_set_pool(int thread, const metrics_pool_gauges_t *g)
     __atomic_store_n(&threads[thread].pool.conns_ready, g->conns_ready, __ATOMIC_RELAXED);
     __atomic_store_n(&threads[thread].pool.inflight, g->inflight, __ATOMIC_RELAXED);
     __atomic_store_n(&threads[thread].pool.queued, g->queued, __ATOMIC_RELAXED);
+}
+
+void metrics_set_redis(int thread, const metrics_redis_t *r)
+{
+    if (threads == NULL || thread < 0 || thread >= nthreads)
+        return;
+    const uint64_t *src = (const uint64_t *)r;
+    uint64_t *dst = (uint64_t *)&threads[thread].redis;
+    for (size_t i = 0; i < sizeof(*r) / sizeof(uint64_t); i++)
+        __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
 }
 
 void metrics_inc_pool_rejected(int thread)
@@ -166,4 +179,68 @@ void metrics_render(strbuf_t *out)
             "Statements retried after serialization "
             "failure or deadlock.",
             offsetof(metrics_thread_t, db_retries));
+
+#define R(f) offsetof(metrics_thread_t, redis.f)
+    counter(out, "profile_api_cache_hits_total", "List cache lookups answered from Redis.",
+            R(cache_hits));
+    counter(out, "profile_api_cache_misses_total",
+            "List cache lookups not served (absent, Redis error or bypass).", R(cache_misses));
+    counter(out, "profile_api_cache_fills_total", "Pages stored in the list cache.",
+            R(cache_fills));
+    counter(out, "profile_api_cache_fill_rejections_total",
+            "Fills refused as stale by the version check (race prevented).",
+            R(cache_fill_rejections));
+    counter(out, "profile_api_cache_errors_total",
+            "Redis errors, timeouts or unavailability on cache operations.", R(cache_errors));
+    counter(out, "profile_api_cache_invalidations_total",
+            "Invalidations after writes confirmed by Redis.", R(cache_invalidations));
+    counter(out, "profile_api_cache_invalidation_failures_total",
+            "Invalidations that failed and were queued for replay.",
+            R(cache_invalidation_failures));
+    counter(out, "profile_api_cache_bypassed_total",
+            "Cache reads and fills skipped while invalidations await replay.", R(cache_bypassed));
+    strbuf_appendf(out,
+                   "# HELP profile_api_cache_pending_invalidations Invalidations waiting for "
+                   "Redis.\n# TYPE profile_api_cache_pending_invalidations gauge\n"
+                   "profile_api_cache_pending_invalidations %u\n",
+                   listcache_pending_invalidations());
+    counter(out, "profile_api_ratelimit_checks_total", "Requests checked by the rate limiter.",
+            R(rl_checks));
+    counter(out, "profile_api_rate_limited_total", "Requests answered 429 (over the limit).",
+            R(rl_denied));
+    counter(out, "profile_api_ratelimit_degraded_total",
+            "Limiter decisions made without Redis (fail open or local stand-in).", R(rl_degraded));
+    counter(out, "profile_api_ratelimit_local_denied_total",
+            "Requests denied by the local stand-in while Redis was down.", R(rl_local_denied));
+    counter(out, "profile_api_ratelimit_errors_total", "Limiter Redis errors and timeouts.",
+            R(rl_errors));
+    counter(out, "profile_api_auth_failures_total", "Failed authentications counted.",
+            R(auth_failures));
+    counter(out, "profile_api_auth_failures_limited_total",
+            "Failed authentications answered 429 (per-address limit).", R(auth_failures_denied));
+    counter(out, "profile_api_redis_commands_total", "Redis commands sent.", R(redis_commands));
+    counter(out, "profile_api_redis_errors_total",
+            "Redis commands that failed (down, timeout, broken connection).", R(redis_failed));
+    counter(out, "profile_api_redis_timeouts_total", "Redis command timeouts.", R(redis_timeouts));
+    counter(out, "profile_api_redis_connects_total", "Redis connections established.",
+            R(redis_connects));
+    counter(out, "profile_api_redis_disconnects_total",
+            "Redis connections lost or failed to establish.", R(redis_disconnects));
+#undef R
+    {
+        uint64_t up = nthreads > 0 ? 1 : 0;
+        for (int i = 0; i < nthreads; i++)
+            if (LOAD(threads[i].redis.redis_up) == 0)
+                up = 0;
+        strbuf_appendf(out,
+                       "# HELP profile_api_redis_up 1 when every event-loop thread is connected "
+                       "to Redis.\n# TYPE profile_api_redis_up gauge\nprofile_api_redis_up "
+                       "%llu\n",
+                       (unsigned long long)up);
+        strbuf_appendf(out,
+                       "# HELP profile_api_redis_outages_total Redis outages seen by this "
+                       "process.\n# TYPE profile_api_redis_outages_total counter\n"
+                       "profile_api_redis_outages_total %llu\n",
+                       (unsigned long long)redis_client_outages());
+    }
 }

@@ -19,6 +19,16 @@ typedef struct st_metrics_pool_gauges_t {
     int queued;      /* requests waiting for a connection */
 } metrics_pool_gauges_t;
 
+/** Redis, list cache and limiter counters of one thread (snapshots of the modules' stats). */
+typedef struct st_metrics_redis_t {
+    uint64_t cache_hits, cache_misses, cache_fills, cache_fill_rejections, cache_errors;
+    uint64_t cache_invalidations, cache_invalidation_failures, cache_bypassed;
+    uint64_t rl_checks, rl_denied, rl_degraded, rl_local_denied, rl_errors;
+    uint64_t auth_failures, auth_failures_denied;
+    uint64_t redis_commands, redis_failed, redis_timeouts, redis_connects, redis_disconnects;
+    uint64_t redis_up; /* 1 when the thread's client is connected */
+} metrics_redis_t;
+
 /** Allocates per-thread storage for `nthreads` threads. Call once before the loops start. */
 void metrics_init(int nthreads);
 
@@ -28,6 +38,9 @@ void metrics_observe_request(int thread, route_id_t route, route_method_t method
 
 /** Publishes thread `thread`'s pool gauges. */
 void metrics_set_pool(int thread, const metrics_pool_gauges_t *g);
+
+/** Publishes thread `thread`'s Redis counters (that thread only). */
+void metrics_set_redis(int thread, const metrics_redis_t *r);
 
 /** Counts events without labels: pool rejections (queue full), reconnects, retries. */
 void metrics_inc_pool_rejected(int thread);

@@ -30,22 +30,22 @@ static const struct {
     [PGPOOL_STMT_GET_PROFILE] = {"get_profile",
                                  "SELECT status, body, etag FROM api_get_profile($1)"},
     [PGPOOL_STMT_PUT_PROFILE] = {"put_profile",
-                                 "SELECT status, body, etag, location, replayed FROM "
+                                 "SELECT status, body, etag, location, replayed, seq FROM "
                                  "api_put_profile($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
                                  "$9::jsonb, $10)"},
     [PGPOOL_STMT_WATCHLIST_ADD] = {"watchlist_add",
-                                   "SELECT status, body, etag, location, replayed FROM "
+                                   "SELECT status, body, etag, location, replayed, seq FROM "
                                    "api_watchlist_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7)"},
     [PGPOOL_STMT_WATCHLIST_REMOVE] = {"watchlist_remove",
-                                      "SELECT status, body, etag, location, replayed FROM "
+                                      "SELECT status, body, etag, location, replayed, seq FROM "
                                       "api_watchlist_remove($1, $2, decode($3, 'hex'), $4, $5, "
                                       "$6, $7)"},
     [PGPOOL_STMT_HISTORY_ADD] = {"history_add",
-                                 "SELECT status, body, etag, location, replayed FROM "
+                                 "SELECT status, body, etag, location, replayed, seq FROM "
                                  "api_history_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
                                  "$9, $10::timestamptz)"},
     [PGPOOL_STMT_RATING_PUT] = {"rating_put",
-                                "SELECT status, body, etag, location, replayed FROM "
+                                "SELECT status, body, etag, location, replayed, seq FROM "
                                 "api_rating_put($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
                                 "$9)"},
     [PGPOOL_STMT_LIST_WATCHLIST] = {"list_watchlist",

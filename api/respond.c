@@ -11,6 +11,7 @@
 #include "api/validate.h"
 #include "api/reqhash.h"
 #include "api/cors.h"
+#include "common/alloc.h"
 #include "common/buf.h"
 #include "common/log.h"
 
@@ -28,6 +29,63 @@ static const char *reason_phrase(int status)
     default:
         return status >= 400 ? problem_title(status) : "OK";
     }
+}
+
+api_wait_t *api_wait_begin(api_req_t *ar)
+{
+    api_wait_t *w = xmalloc(sizeof(*w));
+    w->ar = ar;
+    ar->wait = w;
+    return w;
+}
+
+api_req_t *api_wait_end(api_wait_t *w)
+{
+    api_req_t *ar = w->ar;
+    if (ar != NULL)
+        ar->wait = NULL;
+    free(w);
+    return ar;
+}
+
+void api_publish_redis_stats(api_thread_t *thr)
+{
+    metrics_redis_t m;
+    if (thr->redis_closing)
+        return; /* the client is being destroyed; the last published figures stay */
+    memset(&m, 0, sizeof(m));
+    if (thr->lc != NULL) {
+        const listcache_stats_t *c = listcache_stats(thr->lc);
+        m.cache_hits = c->hits;
+        m.cache_misses = c->misses;
+        m.cache_fills = c->fills;
+        m.cache_fill_rejections = c->fill_rejections;
+        m.cache_errors = c->errors;
+        m.cache_invalidations = c->invalidations;
+        m.cache_invalidation_failures = c->invalidation_failures;
+        m.cache_bypassed = c->bypassed;
+    }
+    if (thr->rl != NULL) {
+        const ratelimit_stats_t *r = ratelimit_stats(thr->rl);
+        m.rl_checks = r->checks;
+        m.rl_denied = r->denied;
+        m.rl_degraded = r->degraded;
+        m.rl_local_denied = r->local_denied;
+        m.rl_errors = r->errors;
+        m.auth_failures = r->auth_failures;
+        m.auth_failures_denied = r->auth_failures_denied;
+    }
+    if (thr->redis != NULL) {
+        redis_client_stats_t st;
+        redis_client_get_stats(thr->redis, &st);
+        m.redis_commands = st.commands;
+        m.redis_failed = st.failed;
+        m.redis_timeouts = st.timeouts;
+        m.redis_connects = st.connects;
+        m.redis_disconnects = st.disconnects;
+        m.redis_up = redis_client_is_up(thr->redis) ? 1 : 0;
+    }
+    metrics_set_redis(thr->index, &m);
 }
 
 void api_add_header(api_req_t *ar, const char *name, const char *value, size_t len)
@@ -118,6 +176,14 @@ void api_respond(api_req_t *ar, int status, const char *ctype, const char *body,
                               H2O_STRLIT("access-control-expose-headers"), 1, NULL,
                               H2O_STRLIT(CORS_EXPOSE_HEADERS));
     }
+    if (ar->has_ratelimit) {
+        char v[96];
+        size_t n = ratelimit_format_policy(v, sizeof(v), ar->ratelimit.limit);
+        if (n > 0)
+            api_add_header(ar, "ratelimit-policy", v, n);
+        if ((n = ratelimit_format_header(v, sizeof(v), &ar->ratelimit)) > 0)
+            api_add_header(ar, "ratelimit", v, n);
+    }
     if (status == 204 || status == 304) {
         body = NULL;
         len = 0;
@@ -131,6 +197,9 @@ void api_respond(api_req_t *ar, int status, const char *ctype, const char *body,
          (double)(now.tv_nsec - ar->started.tv_nsec) / 1e6;
     metrics_observe_request(ar->thr->index, ar->rm.route, ar->rm.method, status, ms);
     access_log(ar, status, ms);
+    if (ar->rm.route == ROUTE_METRICS)
+        return;
+    api_publish_redis_stats(ar->thr);
 }
 
 void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,
@@ -260,9 +329,25 @@ int api_write_common_params(api_req_t *ar, const char **values)
     return 0;
 }
 
+static void send_write_result(api_req_t *ar)
+{
+    int status = ar->pending_status;
+    api_respond(ar, status,
+                status >= 400 ? PROBLEM_CONTENT_TYPE : "application/json; charset=utf-8",
+                ar->pending_body, ar->pending_len);
+}
+
+static void on_write_invalidated(bool ok, void *ud)
+{
+    api_req_t *ar = api_wait_end(ud);
+    if (ar != NULL)
+        send_write_result(ar);
+}
+
 void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err)
 {
     api_req_t *ar = data;
+    api_thread_t *thr = ar->thr;
     int status;
     const char *body;
     size_t len;
@@ -289,9 +374,28 @@ void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err)
     if (!PQgetisnull(res, 0, 4) && PQgetvalue(res, 0, 4)[0] == 't')
         h2o_add_header_by_str(&ar->req->pool, &ar->req->res.headers,
                               H2O_STRLIT("idempotent-replayed"), 1, NULL, H2O_STRLIT("true"));
-    api_respond(ar, status,
-                status >= 400 ? PROBLEM_CONTENT_TYPE : "application/json; charset=utf-8", body,
-                len);
+    ar->pending_status = status;
+    ar->pending_body = body;
+    ar->pending_len = len;
+    /*
+     * The write produced event `seq`: drop the user's cached lists before answering, so the
+     * client's next read (on any thread or replica) cannot see the old page. If Redis is down
+     * the module queues the invalidation and bypasses the cache meanwhile; the write stands.
+     */
+    if (PQnfields(res) >= 6 && !PQgetisnull(res, 0, 5) && thr->lc != NULL && !thr->redis_closing) {
+        int64_t seq = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+        api_wait_t *w;
+        char *copy = h2o_mem_alloc_pool(&ar->req->pool, len + 1);
+        memcpy(copy, body, len);
+        copy[len] = '\0';
+        ar->pending_body = copy; /* `res` is cleared when this callback returns */
+        w = api_wait_begin(ar);
+        if (listcache_invalidate(thr->lc, ar->rm.user_id.value, seq, on_write_invalidated, w) ==
+            LISTCACHE_PENDING)
+            return;
+        (void)api_wait_end(w);
+    }
+    send_write_result(ar);
 }
 
 int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t *q, cursor_t *after,
@@ -329,6 +433,7 @@ int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t 
 void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err)
 {
     api_req_t *ar = data;
+    api_thread_t *thr = ar->thr;
     strbuf_t b;
 
     ar->op = NULL;
@@ -362,8 +467,60 @@ void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err)
         strbuf_append_json_string(&b, enc, strlen(enc));
     }
     strbuf_append_char(&b, '}');
+    /* the version was read in the same snapshot as the rows: the fill script refuses it when a
+     * write committed meanwhile has already raised the user's version in Redis */
+    if (ar->list != NULL && ar->list->cacheable && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3) &&
+        thr->lc != NULL && !thr->redis_closing)
+        listcache_fill(thr->lc, ar->rm.user_id.value, ar->list->list, ar->list->field, b.data,
+                       b.len, strtoll(PQgetvalue(res, 0, 3), NULL, 10));
     api_respond(ar, 200, "application/json; charset=utf-8", b.data, b.len);
     strbuf_dispose(&b);
+}
+
+static void on_cache_get(const char *value, size_t len, void *ud)
+{
+    api_req_t *ar = api_wait_end(ud);
+    api_list_ctx_t *l;
+    if (ar == NULL)
+        return;
+    l = ar->list;
+    if (value != NULL) {
+        api_respond(ar, 200, "application/json; charset=utf-8", value, len);
+        return;
+    }
+    api_submit_list(ar, l->stmt, &l->q, &l->after, l->have_after, l->extra);
+}
+
+void api_submit_list_cached(api_req_t *ar, cache_list_t list, pgpool_stmt_t stmt,
+                            const list_query_t *q, const cursor_t *after, bool have_after,
+                            const char *extra)
+{
+    api_thread_t *thr = ar->thr;
+    api_list_ctx_t *l = h2o_mem_alloc_pool(&ar->req->pool, sizeof(*l));
+    api_wait_t *w;
+
+    memset(l, 0, sizeof(*l));
+    l->stmt = stmt;
+    l->q = *q;
+    if (have_after)
+        l->after = *after;
+    l->have_after = have_after;
+    l->extra = extra;
+    l->list = list;
+    l->cacheable = thr->lc != NULL && !thr->redis_closing &&
+                   listcache_field(l->field, sizeof(l->field), q->limit,
+                                   q->view_continue ? "continue" : "", q->cursor) > 0;
+    ar->list = l;
+    if (!l->cacheable) {
+        api_submit_list(ar, stmt, &l->q, &l->after, have_after, extra);
+        return;
+    }
+    w = api_wait_begin(ar);
+    if (listcache_get(thr->lc, ar->rm.user_id.value, list, l->field, on_cache_get, w) ==
+        LISTCACHE_PENDING)
+        return;
+    (void)api_wait_end(w);
+    api_submit_list(ar, stmt, &l->q, &l->after, have_after, extra);
 }
 
 void api_submit_list(api_req_t *ar, pgpool_stmt_t stmt, const list_query_t *q,

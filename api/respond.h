@@ -16,6 +16,9 @@
 #include "api/pgpool.h"
 #include "api/problem.h"
 #include "api/routes.h"
+#include "api/ratelimit.h"
+#include "api/listcache.h"
+#include "api/redis_client.h"
 #include "common/config.h"
 
 #define API_SCHEMA_VERSION 2     /* migrations this binary needs (readiness) */
@@ -37,6 +40,13 @@ typedef struct st_api_thread_t {
     pthread_t tid;
     h2o_timeout_t cleanup_timeout;
     h2o_timeout_entry_t cleanup_entry;
+    /* Redis (docs/cache.md): one client per thread, borrowed by the limiter and the cache */
+    redis_client_t *redis;
+    ratelimit_t *rl;
+    listcache_t *lc;
+    bool redis_closing; /* set before the client is destroyed: callbacks must not use it */
+    h2o_timeout_t stats_timeout;
+    h2o_timeout_entry_t stats_entry;
 } api_thread_t;
 
 struct st_api_server_t {
@@ -49,6 +59,25 @@ struct st_api_server_t {
     atomic_int draining;       /* SIGTERM received: readiness 503 */
     atomic_int stop_accepting; /* drain over: close listeners, finish in-flight work */
 };
+
+/**
+ * A Redis step in flight for a request (rate limit, cache get, invalidation). Heap-allocated;
+ * the request clears `ar` when it is disposed first (the client went away), so the callback
+ * only frees it. See api_wait_begin()/api_wait_end().
+ */
+typedef struct st_api_wait_t api_wait_t;
+
+/** GET watchlist/history: what a miss needs to query PostgreSQL and fill the cache. */
+typedef struct st_api_list_ctx_t {
+    pgpool_stmt_t stmt;
+    list_query_t q;
+    cursor_t after;
+    bool have_after;
+    const char *extra;
+    bool cacheable; /* false: no field (too long) or no cache for this list */
+    cache_list_t list;
+    char field[256]; /* listcache_field() */
+} api_list_ctx_t;
 
 /** Per-request state, allocated in req->pool (shared, with a dispose that detaches DB work). */
 typedef struct st_api_req_t {
@@ -68,7 +97,30 @@ typedef struct st_api_req_t {
     bool responded;
     /* list endpoints: which cursor kind the reply's nextCursor gets */
     char cursor_kind;
+    api_wait_t *wait;   /* Redis step in flight, or NULL */
+    bool has_ratelimit; /* RateLimit headers go on the response (limiter on, authed) */
+    ratelimit_result_t ratelimit;
+    int auth_status;      /* auth_status_t of step 3 (kept across the async limiter) */
+    api_list_ctx_t *list; /* GET watchlist/history, else NULL */
+    /* a committed write waiting for its cache invalidation before it is answered */
+    int pending_status;
+    const char *pending_body;
+    size_t pending_len;
 } api_req_t;
+
+struct st_api_wait_t {
+    api_req_t *ar; /* NULL once the request is gone */
+};
+
+/** Starts a Redis step for `ar` (at most one at a time); pass the result as the callback's ud. */
+api_wait_t *api_wait_begin(api_req_t *ar);
+
+/**
+ * Ends a step: frees `w` and returns its request, or NULL when the request has gone (the
+ * callback must then do nothing else). Also call it when the module answered DONE (no
+ * callback will run).
+ */
+api_req_t *api_wait_end(api_wait_t *w);
 
 /** Adds a response header (name lower-case literal, value copied into the request pool). */
 void api_add_header(api_req_t *ar, const char *name, const char *value, size_t len);
@@ -136,6 +188,18 @@ int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t 
  * api_on_list_result: {"items":[...],"nextCursor":...}. */
 void api_submit_list(api_req_t *ar, pgpool_stmt_t stmt, const list_query_t *q,
                      const cursor_t *after, bool have_after, const char *extra);
+
+/**
+ * Read-through variant for watchlist and history (docs/cache.md): looks the page variant up in
+ * the thread's list cache; a hit is answered from it, a miss goes to api_submit_list() and the
+ * result is filled into the cache with the version PostgreSQL returned.
+ */
+void api_submit_list_cached(api_req_t *ar, cache_list_t list, pgpool_stmt_t stmt,
+                            const list_query_t *q, const cursor_t *after, bool have_after,
+                            const char *extra);
+
+/** Publishes the thread's Redis, cache and limiter counters to the metrics registry. */
+void api_publish_redis_stats(api_thread_t *thr);
 void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err);
 
 #endif

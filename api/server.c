@@ -1,10 +1,12 @@
 /*
  * h2o server: one event loop and one SO_REUSEPORT listener per thread, the ordered request
  * pipeline (route, CORS preflight, authentication, rate limit, authorization, ids, then the
- * resource handler), per-thread PostgreSQL pools, the idempotency cleanup timer and the
- * SIGTERM drain.
+ * resource handler; the rate limit and the failed-authentication limit are asynchronous Redis
+ * steps), per-thread PostgreSQL pools and Redis clients (limiter, list cache), the idempotency
+ * cleanup timer and the SIGTERM drain.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -34,34 +36,10 @@
 #define CLEANUP_BATCH_STR "1000"
 #define REQ_TIMEOUT_MS 10000 /* h2o: idle keep-alive and slow request cut-off */
 #define MAX_PATH_LEN 2048
+#define REDIS_COMMAND_TIMEOUT_MS 250 /* a slow Redis costs a request at most this much */
+#define STATS_INTERVAL_MS 1000       /* Redis counters are published to /metrics this often */
 
 static api_server_t server;
-
-/* ---- hooks filled in by other modules ---- */
-
-/**
- * Rate limit hook, step 4 of the pipeline. Returns true when the request may proceed; when it
- * returns false it has answered (429). Must add RateLimit-Policy / RateLimit to `ar`'s response
- * headers in both cases.
- * TODO(redis): call the Redis limiter (api/ratelimit.h) here; it currently allows everything.
- */
-static bool ratelimit_hook(api_req_t *ar)
-{
-    (void)ar;
-    return true;
-}
-
-/**
- * Failed-authentication limit hook (DESIGN.md "Rate limit": AUTH_FAILURE_LIMIT_PER_MINUTE per
- * client address). Called before answering 401; returns true when the 401 may be sent, false
- * after it has answered 429 itself.
- * TODO(redis): count the failure for the client address in Redis; allows everything for now.
- */
-static bool auth_failure_hook(api_req_t *ar)
-{
-    (void)ar;
-    return true;
-}
 
 /* ---- request helpers ---- */
 
@@ -119,6 +97,10 @@ static void on_req_dispose(void *p)
         pgpool_detach(ar->op); /* the client went away: drop the result when it comes */
         ar->op = NULL;
     }
+    if (ar->wait != NULL) {
+        ar->wait->ar = NULL; /* a Redis step is in flight: its callback only frees the wait */
+        ar->wait = NULL;
+    }
     ar->thr->active--;
 }
 
@@ -144,6 +126,162 @@ static void respond_preflight(api_req_t *ar)
 static bool method_is_write(route_method_t m)
 {
     return m == ROUTE_METHOD_PUT || m == ROUTE_METHOD_POST || m == ROUTE_METHOD_DELETE;
+}
+
+static void respond_too_many(api_req_t *ar, const ratelimit_result_t *res, const char *detail)
+{
+    char v[16];
+    int n =
+        snprintf(v, sizeof(v), "%d", res->retry_after_seconds >= 1 ? res->retry_after_seconds : 1);
+    api_add_header(ar, "retry-after", v, (size_t)n);
+    api_respond_problem(ar, 429, "too-many-requests", detail, NULL, 0);
+}
+
+/* ---- step 3b: failed authentication, limited per client address ---- */
+
+static void respond_unauthorized(api_req_t *ar)
+{
+    h2o_req_t *req = ar->req;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                   H2O_STRLIT("Bearer"));
+    api_respond_problem(ar, 401, "unauthorized",
+                        ar->auth_status == AUTH_ERR_MISSING ? "A bearer token is required."
+                                                            : "The bearer token is not valid.",
+                        NULL, 0);
+}
+
+static void finish_auth_failure(api_req_t *ar, const ratelimit_result_t *res)
+{
+    if (!res->allowed) {
+        respond_too_many(ar, res, "Too many failed authentications from this address.");
+        return;
+    }
+    respond_unauthorized(ar);
+}
+
+static void on_auth_failure_counted(const ratelimit_result_t *res, void *ud)
+{
+    api_req_t *ar = api_wait_end(ud);
+    if (ar != NULL)
+        finish_auth_failure(ar, res);
+}
+
+/* Text form of the peer's IP address ("unknown" when it cannot be had). */
+static void peer_address(api_req_t *ar, char *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = ar->req->conn->callbacks->get_peername(ar->req->conn, (struct sockaddr *)&ss);
+    if (len == 0 || h2o_socket_getnumerichost((struct sockaddr *)&ss, len, out) == SIZE_MAX)
+        strcpy(out, "unknown");
+}
+
+/**
+ * Counts the failure against the client address (DESIGN.md "Rate limit",
+ * AUTH_FAILURE_LIMIT_PER_MINUTE) and answers 401, or 429 with Retry-After once over the limit.
+ */
+static void auth_failed(api_req_t *ar)
+{
+    api_thread_t *thr = ar->thr;
+    char addr[NI_MAXHOST];
+    ratelimit_result_t res;
+    api_wait_t *w;
+
+    if (thr->rl == NULL || thr->redis_closing) {
+        respond_unauthorized(ar);
+        return;
+    }
+    peer_address(ar, addr);
+    w = api_wait_begin(ar);
+    if (ratelimit_auth_failure(thr->rl, addr, &res, on_auth_failure_counted, w) ==
+        RATELIMIT_PENDING)
+        return;
+    (void)api_wait_end(w);
+    finish_auth_failure(ar, &res);
+}
+
+/* ---- steps 5.. after the rate limit ---- */
+
+static void after_ratelimit(api_req_t *ar)
+{
+    /* 5. authorization */
+    if (ar->auth_status == AUTH_ERR_ROLES ||
+        !auth_may_access(&ar->principal, ar->rm.user_id.value, ar->rm.user_id.len,
+                         method_is_write(ar->rm.method))) {
+        api_respond_problem(ar, 403, "forbidden", "The token does not allow this operation.", NULL,
+                            0);
+        return;
+    }
+    /* 6. ids in the path */
+    {
+        problem_field_error_t errs[2];
+        size_t n = 0;
+        if (ar->rm.user_id.bad || !validate_id(ar->rm.user_id.value, ar->rm.user_id.len))
+            errs[n++] = (problem_field_error_t){"userId", "must match ^[A-Za-z0-9._-]{1,64}$"};
+        if (ar->rm.route == ROUTE_WATCHLIST_ITEM &&
+            (ar->rm.video_id.bad || !validate_id(ar->rm.video_id.value, ar->rm.video_id.len)))
+            errs[n++] = (problem_field_error_t){"videoId", "must match ^[A-Za-z0-9._-]{1,64}$"};
+        if (n > 0) {
+            api_respond_validation(ar, errs, n);
+            return;
+        }
+    }
+    /* 7.. body size, content type, body, state: per resource */
+    switch (ar->rm.route) {
+    case ROUTE_PROFILE:
+        handler_profiles(ar);
+        break;
+    case ROUTE_WATCHLIST:
+    case ROUTE_WATCHLIST_ITEM:
+        handler_watchlist(ar);
+        break;
+    case ROUTE_HISTORY:
+        handler_history(ar);
+        break;
+    case ROUTE_RATINGS:
+        handler_ratings(ar);
+        break;
+    default:
+        api_respond_problem(ar, 404, "not-found", "No such resource.", NULL, 0);
+        break;
+    }
+}
+
+/* ---- step 4: rate limit (asynchronous: Redis) ---- */
+
+static void apply_ratelimit(api_req_t *ar, const ratelimit_result_t *res)
+{
+    /* from here on every response, errors included, carries RateLimit-Policy and RateLimit */
+    ar->has_ratelimit = true;
+    ar->ratelimit = *res;
+    if (!res->allowed) {
+        respond_too_many(ar, res, "The rate limit of this caller is exhausted.");
+        return;
+    }
+    after_ratelimit(ar);
+}
+
+static void on_ratelimit(const ratelimit_result_t *res, void *ud)
+{
+    api_req_t *ar = api_wait_end(ud);
+    if (ar != NULL)
+        apply_ratelimit(ar, res);
+}
+
+static void check_ratelimit(api_req_t *ar)
+{
+    api_thread_t *thr = ar->thr;
+    ratelimit_result_t res;
+    api_wait_t *w;
+
+    if (!ratelimit_enabled() || thr->rl == NULL || thr->redis_closing) {
+        after_ratelimit(ar);
+        return;
+    }
+    w = api_wait_begin(ar);
+    if (ratelimit_check(thr->rl, ar->principal.sub, &res, on_ratelimit, w) == RATELIMIT_PENDING)
+        return; /* continues in on_ratelimit */
+    (void)api_wait_end(w);
+    apply_ratelimit(ar, &res);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -194,65 +332,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         auth_status_t st = auth_verify(
             server.verifier, i >= 0 ? req->headers.entries[i].value.base : NULL,
             i >= 0 ? req->headers.entries[i].value.len : 0, time(NULL), &ar->principal, &reason);
+        ar->auth_status = (int)st;
         if (st == AUTH_ERR_MISSING || st == AUTH_ERR_INVALID) {
             log_ctx_t lctx = {ar->request_id, ar->trace_id, NULL};
             log_debug_ctx(&lctx, "authentication failed: %s", reason != NULL ? reason : "?");
-            if (!auth_failure_hook(ar))
-                return 0;
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-                           H2O_STRLIT("Bearer"));
-            api_respond_problem(ar, 401, "unauthorized",
-                                st == AUTH_ERR_MISSING ? "A bearer token is required."
-                                                       : "The bearer token is not valid.",
-                                NULL, 0);
+            auth_failed(ar);
             return 0;
         }
         ar->authed = true;
-        /* 4. rate limit */
-        if (!ratelimit_hook(ar))
-            return 0;
-        /* 5. authorization */
-        if (st == AUTH_ERR_ROLES ||
-            !auth_may_access(&ar->principal, ar->rm.user_id.value, ar->rm.user_id.len,
-                             method_is_write(ar->rm.method))) {
-            api_respond_problem(ar, 403, "forbidden", "The token does not allow this operation.",
-                                NULL, 0);
-            return 0;
-        }
     }
-    /* 6. ids in the path */
-    {
-        problem_field_error_t errs[2];
-        size_t n = 0;
-        if (ar->rm.user_id.bad || !validate_id(ar->rm.user_id.value, ar->rm.user_id.len))
-            errs[n++] = (problem_field_error_t){"userId", "must match ^[A-Za-z0-9._-]{1,64}$"};
-        if (ar->rm.route == ROUTE_WATCHLIST_ITEM &&
-            (ar->rm.video_id.bad || !validate_id(ar->rm.video_id.value, ar->rm.video_id.len)))
-            errs[n++] = (problem_field_error_t){"videoId", "must match ^[A-Za-z0-9._-]{1,64}$"};
-        if (n > 0) {
-            api_respond_validation(ar, errs, n);
-            return 0;
-        }
-    }
-    /* 7.. body size, content type, body, state: per resource */
-    switch (ar->rm.route) {
-    case ROUTE_PROFILE:
-        handler_profiles(ar);
-        break;
-    case ROUTE_WATCHLIST:
-    case ROUTE_WATCHLIST_ITEM:
-        handler_watchlist(ar);
-        break;
-    case ROUTE_HISTORY:
-        handler_history(ar);
-        break;
-    case ROUTE_RATINGS:
-        handler_ratings(ar);
-        break;
-    default:
-        api_respond_problem(ar, 404, "not-found", "No such resource.", NULL, 0);
-        break;
-    }
+    /* 4. rate limit, then 5. authorization, 6. ids, 7.. the resource */
+    check_ratelimit(ar);
     return 0;
 }
 
@@ -333,6 +423,54 @@ Error:
     return -1;
 }
 
+/* ---- Redis: client, limiter and cache of one loop thread ---- */
+
+static void on_stats_timer(h2o_timeout_entry_t *entry)
+{
+    api_thread_t *thr = H2O_STRUCT_FROM_MEMBER(api_thread_t, stats_entry, entry);
+    api_publish_redis_stats(thr);
+    h2o_timeout_link(thr->ctx.loop, &thr->stats_timeout, &thr->stats_entry);
+}
+
+static void redis_open(api_thread_t *thr)
+{
+    redis_client_config_t rc;
+    char err[256];
+
+    memset(&rc, 0, sizeof(rc));
+    rc.url = server.cfg->redis_url;
+    rc.command_timeout_ms = REDIS_COMMAND_TIMEOUT_MS;
+    /* the URL was checked at start-up, so this does not fail; without Redis we still serve */
+    if ((thr->redis = redis_client_create(thr->ctx.loop, &rc, err, sizeof(err))) == NULL) {
+        log_error("thread %d runs without Redis: %s", thr->index, err);
+    } else {
+        thr->rl = ratelimit_create(thr->redis);
+        thr->lc = listcache_create(thr->redis);
+    }
+    h2o_timeout_init(thr->ctx.loop, &thr->stats_timeout, STATS_INTERVAL_MS);
+    thr->stats_entry.cb = on_stats_timer;
+    h2o_timeout_link(thr->ctx.loop, &thr->stats_timeout, &thr->stats_entry);
+}
+
+/*
+ * The client goes first: destroying it runs every pending callback with NULL, and those still
+ * use the limiter and the cache (and may finish requests, which must not touch Redis again:
+ * redis_closing tells them so).
+ */
+static void redis_close(api_thread_t *thr)
+{
+    if (h2o_timeout_is_linked(&thr->stats_entry))
+        h2o_timeout_unlink(&thr->stats_entry);
+    h2o_timeout_dispose(thr->ctx.loop, &thr->stats_timeout);
+    thr->redis_closing = true;
+    redis_client_destroy(thr->redis);
+    thr->redis = NULL;
+    ratelimit_destroy(thr->rl);
+    thr->rl = NULL;
+    listcache_destroy(thr->lc);
+    thr->lc = NULL;
+}
+
 static void *thread_main(void *arg)
 {
     api_thread_t *thr = arg;
@@ -347,6 +485,7 @@ static void *thread_main(void *arg)
     thr->accept_ctx.hosts = server.globalconf.hosts;
     thr->pool =
         pgpool_create(thr->ctx.loop, cfg->database_url, nconns, thr->index, QUEUE_MAX_PER_THREAD);
+    redis_open(thr);
     thr->listener =
         h2o_evloop_socket_create(thr->ctx.loop, thr->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     thr->listener->data = thr;
@@ -383,6 +522,7 @@ static void *thread_main(void *arg)
     }
     if (thr->index == 0 && h2o_timeout_is_linked(&thr->cleanup_entry))
         h2o_timeout_unlink(&thr->cleanup_entry);
+    redis_close(thr);
     pgpool_destroy(thr->pool);
     thr->pool = NULL;
     return NULL;

@@ -73,6 +73,10 @@ static const cfg_entry_t config_table[] = {
      0, 0},
     {"SHUTDOWN_DRAIN_SECONDS", CFG_INT, F(shutdown_drain_seconds), "5", 0, 600, API, 0, 0},
     {"MIGRATIONS_DIR", CFG_STR, F(migrations_dir), "", 0, 4096, CFG_PROG_MIGRATE, 0, 0},
+#ifdef PROFILE_TEST_HOOKS
+    /* test-only: holds every cache fill between its PostgreSQL read and its Redis write */
+    {"TEST_CACHE_FILL_DELAY_MS", CFG_INT, F(test_cache_fill_delay_ms), "0", 0, 60000, API, 0, 0},
+#endif
 };
 
 #undef F

@@ -42,6 +42,7 @@ typedef struct st_app_config_t {
     char *otel_exporter_otlp_endpoint;
     int shutdown_drain_seconds;
     char *migrations_dir;
+    int test_cache_fill_delay_ms; /* test builds only (PROFILE_TEST_HOOKS); else always 0 */
 } app_config_t;
 
 /**

@@ -51,7 +51,9 @@ typedef struct st_replay_entry_t {
 
 static int g_ttl = 300;
 static redis_script_t g_fill_script, g_inval_script;
+#ifdef PROFILE_TEST_HOOKS
 static unsigned g_fill_delay_ms;
+#endif
 
 /* Invalidations that did not reach Redis: queued plus being replayed. */
 static pthread_mutex_t g_replay_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -359,8 +359,8 @@ def test_slow_client_is_cut_while_others_are_served(api):
 
 def test_auth_failures_are_limited_per_address(stack):
     import redis
-    r = redis.Redis.from_url(stack["REDIS_URL"])
-    r.delete("rla:{127.0.0.1}")  # the budget is shared through Redis with earlier tests' 401s
+    rds = redis.Redis.from_url(stack["REDIS_URL"])
+    rds.delete("rla:{127.0.0.1}")  # the budget is shared through Redis with earlier tests' 401s
     p, base = start_api(stack, AUTH_FAILURE_LIMIT_PER_MINUTE=5)
     try:
         statuses = [requests.get(f"{base}/profiles/u1", headers=auth("garbage")).status_code
@@ -373,7 +373,7 @@ def test_auth_failures_are_limited_per_address(stack):
             assert int(r.headers["Retry-After"]) >= 1
     finally:
         assert p.stop() == 0
-        r.delete("rla:{127.0.0.1}")
+        rds.delete("rla:{127.0.0.1}")
 
 
 # ---------------------------------------------------------------- bad-input sweep

@@ -54,6 +54,25 @@ bool event_traceparent_valid(const char *s)
     return all_hex_lower(s + 53, 2, &zero);
 }
 
+static uint8_t hex_byte(const char *s)
+{
+    int hi = s[0] <= '9' ? s[0] - '0' : s[0] - 'a' + 10;
+    int lo = s[1] <= '9' ? s[1] - '0' : s[1] - 'a' + 10;
+    return (uint8_t)(hi << 4 | lo);
+}
+
+int event_traceparent_parse(const char *s, uint8_t trace_id[16], uint8_t span_id[8], uint8_t *flags)
+{
+    if (!event_traceparent_valid(s))
+        return -1;
+    for (size_t i = 0; i < 16; ++i)
+        trace_id[i] = hex_byte(s + 3 + 2 * i);
+    for (size_t i = 0; i < 8; ++i)
+        span_id[i] = hex_byte(s + 36 + 2 * i);
+    *flags = hex_byte(s + 53);
+    return 0;
+}
+
 static void fill_random(unsigned char *p, size_t n)
 {
     size_t got = 0;

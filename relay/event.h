@@ -64,6 +64,13 @@ void event_build_headers(const relay_event_t *ev, const char *ce_source,
 /** True when `s` is a W3C traceparent of version 00 with non-zero trace and span ids. */
 bool event_traceparent_valid(const char *s);
 
+/**
+ * Splits a traceparent that event_traceparent_valid() accepts into its trace id, parent span id
+ * and flags byte. Returns 0, or -1 (outputs untouched) when `s` is not valid.
+ */
+PROFILE_MUSTCHECK int event_traceparent_parse(const char *s, uint8_t trace_id[16],
+                                              uint8_t span_id[8], uint8_t *flags);
+
 /** Writes a new random traceparent "00-<trace>-<span>-01" (NUL-terminated) into `out`. */
 void event_new_traceparent(char out[EVENT_TRACEPARENT_LEN + 1]);
 

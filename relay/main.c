@@ -8,12 +8,18 @@
 #include <string.h>
 #include "common/config.h"
 #include "common/log.h"
+#include "common/otel.h"
 #include "relay/event.h"
 #include "relay/metrics.h"
 #include "relay/outbox.h"
 #include "relay/relay.h"
 
 #define LOG_MODULE "main"
+
+/* Publish spans waiting for the exporter thread; beyond this they are dropped and counted. */
+#define OTEL_QUEUE_CAPACITY 8192
+/* How long shutdown waits for the last spans to reach the collector. */
+#define OTEL_SHUTDOWN_FLUSH_MS 2000
 
 static relay_t *the_relay;
 
@@ -102,15 +108,25 @@ int main(int argc, char **argv)
     log_init("profile-relay", cfg.log_level);
     config_log_effective(&cfg, CFG_PROG_RELAY);
 
+    if (cfg.otel_exporter_otlp_endpoint != NULL && cfg.otel_exporter_otlp_endpoint[0] != '\0' &&
+        otel_exporter_start(cfg.otel_exporter_otlp_endpoint, "profile-relay",
+                            cfg.otel_traces_sampler_arg, OTEL_QUEUE_CAPACITY, errbuf,
+                            sizeof(errbuf)) != 0) {
+        fprintf(stderr, "%s\n", errbuf);
+        config_dispose(&cfg);
+        return 2;
+    }
     the_relay = relay_create(&cfg, errbuf, sizeof(errbuf));
     if (the_relay == NULL) {
         fprintf(stderr, "%s\n", errbuf);
+        otel_exporter_stop(0);
         config_dispose(&cfg);
         return 2;
     }
     if (metrics_server_start(cfg.relay_metrics_port, errbuf, sizeof(errbuf)) != 0) {
         fprintf(stderr, "%s\n", errbuf);
         relay_destroy(the_relay);
+        otel_exporter_stop(0);
         config_dispose(&cfg);
         return 2;
     }
@@ -125,6 +141,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     status = relay_run(the_relay);
+    otel_exporter_stop(OTEL_SHUTDOWN_FLUSH_MS); /* after the last delivery report's span */
     metrics_server_stop();
     relay_destroy(the_relay);
     the_relay = NULL;

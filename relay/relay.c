@@ -22,6 +22,7 @@
 #include "relay/outbox.h"
 #include "relay/producer.h"
 #include "relay/relay.h"
+#include "relay/span.h"
 
 #define LOG_MODULE "relay"
 
@@ -55,6 +56,8 @@ typedef struct st_relay_msg_t {
     bool classified;     /* permanent failure already counted in strikes */
     long long report_us; /* wall clock of the delivery report */
     char *error;
+    bool traced; /* `span` started and sampled: exported at the delivery report */
+    span_publish_t span;
 } relay_msg_t;
 
 struct st_relay_t {
@@ -82,6 +85,7 @@ struct st_relay_t {
     int db_backoff_ms, claim_backoff_ms;
     bool db_down_logged, db_ever_up;
     long long retry_log_ms;
+    bool tracing; /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
 };
 
 static long long now_ms(void)
@@ -96,6 +100,20 @@ static long long wall_us(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* Ends a traced message's publish span; `error` NULL when Kafka stored it. */
+static void end_span(relay_t *r, relay_msg_t *m, const char *error)
+{
+    span_info_t info = {
+        .topic = r->cfg->kafka_topic,
+        .user_id = m->user_id,
+        .event_id = m->event_id,
+        .event_type = event_type_name(m->type),
+        .seq = m->seq,
+    };
+    span_end(&m->span, &info, error);
+    m->traced = false;
 }
 
 static void msg_free(relay_msg_t *m)
@@ -116,6 +134,8 @@ static void on_delivery(void *app, void *opaque, bool ok, bool permanent, const 
     m->permanent = permanent;
     m->error = ok ? NULL : xstrdup(errstr);
     m->report_us = wall_us();
+    if (m->traced)
+        end_span(r, m, ok ? NULL : errstr);
     m->next = NULL;
     *r->reports_tail = m;
     r->reports_tail = &m->next;
@@ -128,6 +148,7 @@ relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
     if (vttl < CACHE_VERSION_TTL_SECONDS)
         vttl = CACHE_VERSION_TTL_SECONDS;
     r->cfg = cfg;
+    r->tracing = cfg->otel_exporter_otlp_endpoint != NULL && cfg->otel_exporter_otlp_endpoint[0];
     r->inval = inval_create(cfg->redis_url, vttl, errbuf, errlen);
     if (r->inval == NULL) {
         free(r);
@@ -520,7 +541,7 @@ static int claim_and_produce(relay_t *r)
     const char *blocked = NULL; /* a user whose earlier row could not be sent in this batch */
     for (int i = 0; i < batch.n && !atomic_load(&r->stop); ++i) {
         relay_event_t ev;
-        char err[512];
+        char err[512], tp[EVENT_TRACEPARENT_LEN + 1];
         outbox_batch_row(&batch, i, &ev);
         if (blocked != NULL && strcmp(blocked, ev.user_id) == 0)
             continue;
@@ -531,6 +552,8 @@ static int claim_and_produce(relay_t *r)
         m->type = event_type_from_name(ev.event_type);
         m->partition = ev.partition_no;
         m->created_us = ev.created_us;
+        if (r->tracing)
+            m->traced = span_begin(&ev, tp, &m->span);
 
         producer_status_t st;
         while ((st = producer_send(r->producer, &ev, m, err, sizeof(err))) == PRODUCER_QUEUE_FULL &&
@@ -543,6 +566,8 @@ static int claim_and_produce(relay_t *r)
         }
         blocked = ev.user_id;
         metrics_failed(m->type);
+        if (m->traced && st != PRODUCER_QUEUE_FULL) /* queue full: stopping, nothing sent */
+            end_span(r, m, err);
         if (st == PRODUCER_PERMANENT) {
             if (outbox_dead_letter(r->db, m->user_id, m->seq, m->event_id, err) == 0) {
                 metrics_add(METRIC_DEAD_LETTERED, 1);

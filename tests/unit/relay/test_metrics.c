@@ -1,4 +1,5 @@
-/* Unit tests for relay/metrics.c: exposition format, histogram buckets, lease fair share. */
+/* Unit tests for relay/metrics.c: exposition format, histogram buckets, build and process
+ * metrics, lease fair share. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -31,7 +32,14 @@ static void test_render(void **state)
     assert_non_null(strstr(b.data, "relay_partitions_held 21\n"));
     assert_non_null(strstr(b.data, "relay_dead_lettered_total 2\n"));
     assert_non_null(strstr(b.data, "# TYPE relay_commit_to_delivery_seconds histogram\n"));
-    assert_non_null(strstr(b.data, "relay_build_info{version="));
+    assert_non_null(strstr(b.data, "\nprofile_relay_build_info{version=\""));
+    assert_non_null(strstr(b.data, "\",commit=\""));
+    assert_non_null(strstr(b.data, "\nrelay_otel_spans_dropped_total 0\n"));
+    assert_non_null(strstr(b.data, "# TYPE process_cpu_seconds_total counter\n"));
+    assert_non_null(strstr(b.data, "\nprocess_resident_memory_bytes "));
+    assert_non_null(strstr(b.data, "\nprocess_open_fds "));
+    assert_non_null(strstr(b.data, "\nprocess_start_time_seconds "));
+    assert_non_null(strstr(b.data, "\nprocess_max_fds "));
     strbuf_dispose(&b);
 }
 

@@ -1,0 +1,329 @@
+"""Observability: Prometheus expositions checked by promtool (relay and API), the relay's publish
+spans received by tools/otlp-receiver.py (trace, parent and link taken from the outbox row's
+traceparent; sampling by flag and ratio), and the relay's JSON log lines without secrets.
+
+Relay helpers (fresh database per test, SQL row inserts, Kafka collector) come from
+test_relay_e2e.py; the API is started as in api_helpers.py.
+"""
+import json
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+
+import support
+from api_helpers import new_user, start_api
+from test_relay_e2e import Collector, Relay, emit, fresh_db, run_sql, wait_for
+
+PROMTOOL = "/usr/bin/promtool"
+RECEIVER = str(support.REPO / "tools" / "otlp-receiver.py")
+
+TRACE_A = "5bd66ef5095369c7b0d1f8f4bd33716a"
+SPAN_A = "c532cb4098ac3dd2"
+TRACE_B = "0af7651916cd43dd8448eb211c80319c"
+SPAN_B = "b7ad6b7169203331"
+
+
+def promtool_check(text):
+    """Runs `promtool check metrics` on an exposition; returns (exit status, its output)."""
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=30)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+class Receiver:
+    """tools/otlp-receiver.py on a kernel-chosen port, writing spans to a file of its own."""
+
+    def __init__(self):
+        fd, self.path = tempfile.mkstemp(prefix="otlp-spans-", suffix=".jsonl")
+        os.close(fd)
+        self.proc = support.spawn(["/usr/bin/python3", RECEIVER, "0", self.path], {})
+        deadline = time.monotonic() + 10
+        while True:
+            first = self.proc.output().split("\n", 1)
+            if len(first) == 2 and first[0].strip().isdigit():
+                self.port = int(first[0])
+                break
+            if self.proc.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"otlp-receiver did not start:\n{self.proc.output()}")
+            time.sleep(0.05)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def spans(self):
+        with open(self.path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def stop(self):
+        self.proc.stop(timeout=5)
+        os.unlink(self.path)
+
+
+@pytest.fixture
+def topic():
+    return f"obs-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def cleanup():
+    items = []
+    yield items
+    for it in reversed(items):
+        try:
+            it.close() if isinstance(it, Collector) else it.stop()
+        except Exception:  # noqa: BLE001 - teardown must go on
+            pass
+
+
+def uid(prefix="o"):
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def attrs(span):
+    out = {}
+    for a in span.get("attributes", []):
+        v = a["value"]
+        out[a["key"]] = v.get("stringValue", v.get("intValue"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_relay_metrics_pass_promtool(stack, topic, cleanup):
+    url = fresh_db(stack, "obsm")
+    relay = Relay(stack, url, topic)
+    cleanup.append(relay)
+    user = uid()
+    emit(url, user, 3)
+    emit(url, user, 1, type="VideoRated")
+    wait_for(lambda: relay.metric("relay_commit_to_delivery_seconds_count") == 4, 20,
+             "4 deliveries")
+    text = requests.get(f"http://127.0.0.1:{relay.port}/metrics", timeout=2).text
+    rc, out = promtool_check(text)
+    assert rc == 0 and out == "", f"promtool on the relay's /metrics: {out}"
+
+    m = relay.metrics()
+    info = [k for k in m if k.startswith("profile_relay_build_info{")]
+    assert len(info) == 1 and m[info[0]] == 1, info
+    assert 'version="' in info[0] and 'commit="' in info[0]
+    assert m['relay_events_published_total{type="WatchlistUpdated"}'] == 3
+    assert m['relay_events_published_total{type="VideoRated"}'] == 1
+    for name in ("relay_events_failed_total{type=\"WatchlistUpdated\"}", "relay_pending_rows",
+                 "relay_oldest_pending_age_seconds", "relay_partitions_held",
+                 "relay_dead_letters", "relay_dead_lettered_total",
+                 "relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"}",
+                 "relay_otel_spans_exported_total", "relay_otel_spans_dropped_total",
+                 "relay_otel_spans_failed_total"):
+        assert name in m, name
+    # process metrics from /proc describe this very process
+    assert m["process_resident_memory_bytes"] > 1e6
+    assert m["process_open_fds"] >= 5
+    assert m["process_cpu_seconds_total"] >= 0
+    assert abs(m["process_start_time_seconds"] - time.time()) < 120
+    assert m["relay_otel_spans_exported_total"] == 0  # no endpoint: tracing is off
+    assert relay.stop() == 0
+
+
+def test_api_metrics_pass_promtool(stack):
+    api = start_api(stack)
+    try:
+        user = new_user()
+        assert api.post(f"/profiles/{user}/watchlist", user, {"videoId": "v1"}).status_code == 201
+        assert api.get(f"/profiles/{user}/watchlist", user).status_code == 200
+        assert api.get(f"/profiles/{user}", user).status_code == 404
+        resp = requests.get(api.url("/metrics"), timeout=5)
+        assert resp.status_code == 200
+        rc, out = promtool_check(resp.text)
+        assert rc == 0 and out == "", f"promtool on the API's /metrics: {out}"
+    finally:
+        api.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# tracing
+
+
+def test_relay_publish_spans(stack, topic, cleanup):
+    rcv = Receiver()
+    cleanup.append(rcv)
+    url = fresh_db(stack, "obst")
+    col = Collector(stack, topic)
+    cleanup.append(col)
+    relay = Relay(stack, url, topic, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
+    cleanup.append(relay)
+
+    a, b, c, d = uid("a"), uid("b"), uid("c"), uid("d")
+    emit(url, a, 1, traceparent=f"00-{TRACE_A}-{SPAN_A}-01")        # sampled
+    emit(url, b, 1, traceparent=f"00-{TRACE_B}-{SPAN_B}-00")        # not sampled
+    emit(url, c, 1)                                                 # no traceparent
+    emit(url, d, 1, traceparent=f"00-{TRACE_B[::-1]}-{SPAN_B}-01", pad=1_100_000)  # too large
+    col.wait_users({a: 1, b: 1, c: 1}, timeout=20)
+    wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox_dead_letters")[0][0] == 1, 15,
+             "the dead letter")
+    headers = {ev["key"]: ev["headers"] for ev in col.snapshot()}
+    wait_for(lambda: relay.metric("relay_otel_spans_exported_total") >= 3, 10, "spans exported")
+    assert relay.metric("relay_otel_spans_dropped_total") == 0
+    assert relay.stop() == 0  # flushes the exporter
+    spans = rcv.spans()
+    by_trace = {}
+    for s in spans:
+        by_trace.setdefault(s["traceId"], []).append(s)
+
+    # a: in the trace of the row, child of (and linked to) the API's span
+    [sa] = by_trace.pop(TRACE_A)
+    assert sa["parentSpanId"] == SPAN_A
+    assert sa["links"] == [{"traceId": TRACE_A, "spanId": SPAN_A}]
+    assert sa["spanId"] not in (SPAN_A, "0" * 16) and len(sa["spanId"]) == 16
+    assert sa["name"] == "publish WatchlistUpdated"
+    assert sa["kind"] == 4  # PRODUCER
+    assert sa["service.name"] == "profile-relay"
+    assert sa["status"]["code"] != 2
+    at = attrs(sa)
+    assert at["messaging.system"] == "kafka"
+    assert at["messaging.destination.name"] == topic
+    assert at["messaging.kafka.message.key"] == a
+    assert at["cloudevents.event_id"] == headers[a]["ce_id"]
+    assert at["ce_sequence"] == "1"
+    start, end = int(sa["startTimeUnixNano"]), int(sa["endTimeUnixNano"])
+    assert 0 < start <= end and abs(end / 1e9 - time.time()) < 120
+    assert headers[a]["traceparent"] == f"00-{TRACE_A}-{SPAN_A}-01"  # header unchanged
+
+    # b: flag 00, nothing exported
+    assert TRACE_B not in by_trace
+
+    # c: the relay's new trace, the same ids as the Kafka header; the span is its root
+    _, trace_c, span_c, flags_c = headers[c]["traceparent"].split("-")
+    assert flags_c == "01"
+    [sc] = by_trace.pop(trace_c)
+    assert sc["spanId"] == span_c and "parentSpanId" not in sc and "links" not in sc
+    assert attrs(sc)["messaging.kafka.message.key"] == c
+
+    # d: never publishable, each attempt's span carries the error
+    spans_d = by_trace.pop(TRACE_B[::-1])
+    assert spans_d
+    for sd in spans_d:
+        assert sd["status"]["code"] == 2 and sd["parentSpanId"] == SPAN_B
+        assert attrs(sd)["messaging.kafka.message.key"] == d and attrs(sd).get("error.type")
+
+    assert by_trace == {}, f"unexpected spans: {by_trace}"
+
+
+def test_trace_from_http_write_to_kafka_event(stack, topic, cleanup):
+    """A write continues the caller's trace; its event's publish span is a child of the API's
+    server span (the span id stored with the outbox row and sent in the Kafka header). When the
+    API exports its own spans to the same receiver, the whole chain is checked too."""
+    rcv = Receiver()
+    cleanup.append(rcv)
+    url = fresh_db(stack, "obse")
+    api = start_api(stack, DATABASE_URL=url, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
+    cleanup.append(api)
+    col = Collector(stack, topic)
+    cleanup.append(col)
+    relay = Relay(stack, url, topic, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
+    cleanup.append(relay)
+
+    user, client_span = new_user(), "1122334455667788"
+    trace = uuid.uuid4().hex
+    r = api.post(f"/profiles/{user}/watchlist", user, {"videoId": "v1"},
+                 headers={"traceparent": f"00-{trace}-{client_span}-01"})
+    assert r.status_code == 201, r.text
+    [(stored,)] = run_sql(url, "SELECT traceparent FROM outbox WHERE user_id = %s", [user])
+    _, stored_trace, server_span, _ = stored.split("-")
+    assert stored_trace == trace and server_span != client_span
+
+    col.wait_users({user: 1}, timeout=20)
+    [ev] = [e for e in col.snapshot() if e["key"] == user]
+    assert ev["headers"]["traceparent"] == stored
+    wait_for(lambda: any(s["name"].startswith("publish ") for s in rcv.spans()), 10,
+             "the publish span")
+    assert relay.stop() == 0
+    assert api.stop() == 0
+    spans = [s for s in rcv.spans() if s["traceId"] == trace]
+    [pub] = [s for s in spans if s["service.name"] == "profile-relay"]
+    assert pub["parentSpanId"] == server_span
+    assert pub["links"] == [{"traceId": trace, "spanId": server_span}]
+    assert attrs(pub)["cloudevents.event_id"] == ev["headers"]["ce_id"]
+    servers = [s for s in spans if s["spanId"] == server_span]
+    if servers:  # the API exports spans: the chain client -> server -> publish is complete
+        assert servers[0]["parentSpanId"] == client_span
+        assert servers[0]["service.name"] == "profile-api"
+
+
+def test_relay_bad_otlp_endpoint_exit_2(stack):
+    env = {"DATABASE_URL": stack["DATABASE_URL"], "REDIS_URL": stack["REDIS_URL"],
+           "KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"], "RELAY_METRICS_PORT": "0",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example:4318"}
+    p = support.spawn([support.bin_path("profile-relay")], env)
+    assert p.proc.wait(10) == 2
+    errors = [ln for ln in p.output().splitlines() if not ln.startswith("{")]
+    assert errors == ["OTEL_EXPORTER_OTLP_ENDPOINT: only http:// endpoints are supported"], errors
+
+
+def test_relay_sampler_ratio_zero_exports_nothing(stack, topic, cleanup):
+    rcv = Receiver()
+    cleanup.append(rcv)
+    url = fresh_db(stack, "obsz")
+    relay = Relay(stack, url, topic, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint,
+                  OTEL_TRACES_SAMPLER_ARG="0")
+    cleanup.append(relay)
+    users = [uid() for _ in range(5)]
+    for u in users:
+        emit(url, u, 2, traceparent=f"00-{TRACE_A}-{SPAN_A}-01")
+    emit(url, uid(), 2)
+    wait_for(lambda: relay.metric("relay_commit_to_delivery_seconds_count") == 12, 20,
+             "12 deliveries")
+    assert relay.metric("relay_otel_spans_exported_total") == 0
+    assert relay.stop() == 0
+    assert rcv.spans() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# logs
+
+
+def check_log_lines(text, secret):
+    lines = text.splitlines()
+    assert lines, "no output"
+    for line in lines:
+        assert secret not in line, f"secret in the log: {line}"
+        rec = json.loads(line)  # every line is one JSON object
+        assert isinstance(rec, dict), line
+        for key in ("ts", "level", "service", "module", "msg"):
+            assert isinstance(rec.get(key), str) and rec[key], (key, line)
+        assert rec["service"] == "profile-relay"
+        assert rec["level"] in ("debug", "info", "warn", "error")
+    return [json.loads(line) for line in lines]
+
+
+def test_relay_logs_json_without_password(stack, topic, cleanup):
+    secret = "S3cret-" + uuid.uuid4().hex[:10]
+    url = fresh_db(stack, "obsl")
+    # same database, with a password (loopback trust auth ignores it)
+    with_pw = url.replace(f"{stack['PGUSER']}@", f"{stack['PGUSER']}:{secret}@", 1)
+    assert secret in with_pw
+    relay = Relay(stack, with_pw, topic, LOG_LEVEL="debug")
+    cleanup.append(relay)
+    user = uid()
+    emit(url, user, 3)
+    wait_for(lambda: relay.metric("relay_commit_to_delivery_seconds_count") == 3, 20,
+             "3 deliveries")
+    assert relay.stop() == 0
+    recs = check_log_lines(relay.proc.output(), secret)
+    config = [r for r in recs if "config" in r]
+    assert config and "***" in json.dumps(config[0]["config"]), "effective config not logged"
+
+    # key/value DSN, server unreachable: connection errors are logged, the password is not
+    secret2 = "Kv-" + uuid.uuid4().hex[:10]
+    dead = support.free_port()
+    dsn = f"host=127.0.0.1 port={dead} dbname=profile user=profile password={secret2}"
+    relay2 = Relay(stack, dsn, topic)
+    cleanup.append(relay2)
+    time.sleep(1.5)
+    assert relay2.stop() == 0
+    recs = check_log_lines(relay2.proc.output(), secret2)
+    assert any(r["level"] == "error" for r in recs), "no connection error logged"

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,65 @@ void auth_verifier_destroy(auth_verifier_t *v)
 
 /* ---------------------------------------------------------------- verification */
 
+/*
+ * Per-thread cache of verified tokens. Clients send the same token on every request, and a
+ * verification (HMAC or RSA, base64url, two JSON parses) costs more than a cached list read.
+ * An entry holds the exact token bytes and the time window in which its outcome holds (exp
+ * and nbf with the leeway), so a hit decides exactly as a full verification would. Tokens are
+ * compared in constant time; only successful outcomes (OK, or valid with bad roles) are kept.
+ */
+#define AUTH_CACHE_SLOTS 64
+#define AUTH_CACHE_MAX_TOKEN 1024
+
+typedef struct st_auth_cache_entry_t {
+    const auth_verifier_t *verifier;
+    size_t len;
+    double valid_from, valid_until; /* now in [from, until): the outcome below holds */
+    auth_status_t status;
+    auth_principal_t principal;
+    char token[AUTH_CACHE_MAX_TOKEN];
+} auth_cache_entry_t;
+
+static __thread auth_cache_entry_t auth_cache[AUTH_CACHE_SLOTS];
+
+static size_t cache_slot(const char *tok, size_t len)
+{
+    /* FNV-1a over the signature end of the token, which differs between tokens. */
+    uint32_t h = 2166136261u;
+    size_t from = len > 32 ? len - 32 : 0;
+    for (size_t i = from; i < len; ++i)
+        h = (h ^ (unsigned char)tok[i]) * 16777619u;
+    return h % AUTH_CACHE_SLOTS;
+}
+
+static const auth_cache_entry_t *cache_lookup(const auth_verifier_t *v, const char *tok, size_t len,
+                                              time_t now)
+{
+    const auth_cache_entry_t *e = &auth_cache[cache_slot(tok, len)];
+    if (e->verifier != v || e->len != len || len > AUTH_CACHE_MAX_TOKEN ||
+        CRYPTO_memcmp(e->token, tok, len) != 0)
+        return NULL;
+    if ((double)now < e->valid_from || (double)now >= e->valid_until)
+        return NULL;
+    return e;
+}
+
+static void cache_store(const auth_verifier_t *v, const char *tok, size_t len, double from,
+                        double until, auth_status_t st, const auth_principal_t *p)
+{
+    auth_cache_entry_t *e;
+    if (len > AUTH_CACHE_MAX_TOKEN)
+        return;
+    e = &auth_cache[cache_slot(tok, len)];
+    e->verifier = v;
+    e->len = len;
+    memcpy(e->token, tok, len);
+    e->valid_from = from;
+    e->valid_until = until;
+    e->status = st;
+    e->principal = *p;
+}
+
 static bool b64url_chars(const char *s, size_t len)
 {
     size_t i;
@@ -289,7 +349,8 @@ static int check_header(const auth_verifier_t *v, json_object *hdr, const char *
 
 /* Checks the registered claims. Returns AUTH_OK or AUTH_ERR_INVALID. */
 static auth_status_t check_claims(const auth_verifier_t *v, json_object *claims, time_t now,
-                                  auth_principal_t *out, const char **reason)
+                                  auth_principal_t *out, double *valid_from, double *valid_until,
+                                  const char **reason)
 {
     json_object *o;
     double t;
@@ -307,6 +368,8 @@ static auth_status_t check_claims(const auth_verifier_t *v, json_object *claims,
         *reason = "token expired";
         return AUTH_ERR_INVALID;
     }
+    *valid_until = t + AUTH_LEEWAY;
+    *valid_from = -INFINITY;
     if (json_object_object_get_ex(claims, "nbf", &o)) {
         if (o == NULL || !is_number(o, &t)) {
             *reason = "token nbf is not a number";
@@ -316,6 +379,7 @@ static auth_status_t check_claims(const auth_verifier_t *v, json_object *claims,
             *reason = "token not yet valid";
             return AUTH_ERR_INVALID;
         }
+        *valid_from = t - AUTH_LEEWAY;
     }
     if (!json_object_object_get_ex(claims, "iss", &o) || !str_equals(o, v->issuer)) {
         *reason = "token iss mismatch";
@@ -378,6 +442,7 @@ auth_status_t auth_verify(const auth_verifier_t *v, const char *hdr, size_t hdr_
     auth_status_t st = AUTH_ERR_INVALID;
     size_t tok_len;
     auth_principal_t p;
+    double valid_from = 0, valid_until = 0;
 
     memset(&p, 0, sizeof(p));
     if (hdr == NULL || hdr_len == 0) {
@@ -395,6 +460,17 @@ auth_status_t auth_verify(const auth_verifier_t *v, const char *hdr, size_t hdr_
     if (tok_len > AUTH_MAX_TOKEN) {
         why = "token too large";
         goto Exit;
+    }
+    {
+        const auth_cache_entry_t *hit = cache_lookup(v, tok, tok_len, now);
+        if (hit != NULL) {
+            st = hit->status;
+            p = hit->principal;
+            if (out != NULL)
+                *out = p;
+            why = st == AUTH_OK ? "ok" : "token roles invalid (cached)";
+            goto Exit;
+        }
     }
     /* Exactly three non-empty base64url segments; anything else (spaces, a fourth segment,
      * JWE, an unsigned token with an empty signature) is refused before any decoding. */
@@ -427,9 +503,10 @@ auth_status_t auth_verify(const auth_verifier_t *v, const char *hdr, size_t hdr_
             goto Exit;
         }
     }
-    if ((st = check_claims(v, claims, now, &p, &why)) != AUTH_OK)
+    if ((st = check_claims(v, claims, now, &p, &valid_from, &valid_until, &why)) != AUTH_OK)
         goto Exit;
     st = check_roles(claims, &p, &why);
+    cache_store(v, tok, tok_len, valid_from, valid_until, st, &p);
     if (out != NULL)
         *out = p;
     if (st == AUTH_OK)

@@ -70,18 +70,34 @@ bool trace_parse_traceparent(const char *s, size_t len, trace_context_t *out)
     return true;
 }
 
+/* Random bytes for ids, drawn from getrandom() in blocks of 256 per thread, so a request's
+ * trace and span ids cost no system call of their own. */
 static void random_bytes(uint8_t *buf, size_t n)
 {
-    size_t got = 0;
+    static __thread uint8_t pool[256];
+    static __thread size_t avail;
 
-    while (got < n) {
-        ssize_t r = getrandom(buf + got, n - got, 0);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            PROFILE_FATAL("getrandom failed");
+    while (n > 0) {
+        size_t take;
+        if (avail == 0) {
+            size_t got = 0;
+            while (got < sizeof(pool)) {
+                ssize_t r = getrandom(pool + got, sizeof(pool) - got, 0);
+                if (r < 0) {
+                    if (errno == EINTR)
+                        continue;
+                    PROFILE_FATAL("getrandom failed");
+                }
+                got += (size_t)r;
+            }
+            avail = sizeof(pool);
         }
-        got += (size_t)r;
+        take = n < avail ? n : avail;
+        memcpy(buf, pool + sizeof(pool) - avail, take);
+        memset(pool + sizeof(pool) - avail, 0, take); /* never hand out the same bytes twice */
+        avail -= take;
+        buf += take;
+        n -= take;
     }
 }
 

@@ -715,6 +715,40 @@ static void test_may_access(void **state)
     assert_false(auth_may_access(NULL, "alice", 5, false));
 }
 
+/* The per-thread cache of verified tokens must decide exactly as a full verification: its
+ * outcome holds only inside the token's exp/nbf window, for the same verifier and bytes. */
+static void test_verified_token_cache(void **state)
+{
+    char *claims = claims_json("\"nbf\":"
+                               "1700000000");
+    char *tok = make_token(SIGN_HS256, HS, claims, SECRET, strlen(SECRET));
+    char hdr[4096];
+    const char *reason;
+    auth_principal_t p;
+
+    snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
+    for (int i = 0; i < 3; ++i) { /* first a full verification, then cache hits */
+        memset(&p, 0, sizeof(p));
+        assert_int_equal(auth_verify(hs_v, hdr, strlen(hdr), NOW, &p, &reason), AUTH_OK);
+        assert_string_equal(p.sub, "u1");
+        assert_int_equal(p.roles, AUTH_ROLE_USER);
+    }
+    /* exp is NOW + 300, leeway 60: valid at NOW + 359, expired at NOW + 360, cached or not */
+    assert_int_equal(auth_verify(hs_v, hdr, strlen(hdr), NOW + 359, &p, &reason), AUTH_OK);
+    assert_int_equal(auth_verify(hs_v, hdr, strlen(hdr), NOW + 360, &p, &reason), AUTH_ERR_INVALID);
+    /* nbf 1700000000 - 60 s leeway */
+    assert_int_equal(auth_verify(hs_v, hdr, strlen(hdr), 1700000000 - 61, &p, &reason),
+                     AUTH_ERR_INVALID);
+    assert_int_equal(auth_verify(hs_v, hdr, strlen(hdr), 1700000000 - 60, &p, &reason), AUTH_OK);
+    /* the same bytes under another verifier are verified afresh (and fail: wrong algorithm) */
+    assert_int_equal(auth_verify(rs_v, hdr, strlen(hdr), NOW, &p, &reason), AUTH_ERR_INVALID);
+    /* one changed signature byte is a different token: not served from the cache */
+    hdr[strlen(hdr) - 2] = hdr[strlen(hdr) - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(auth_verify(hs_v, hdr, strlen(hdr), NOW, &p, &reason), AUTH_ERR_INVALID);
+    free(tok);
+    free(claims);
+}
+
 static char *thread_token;
 
 static void *verify_thread(void *arg)
@@ -750,11 +784,17 @@ static void test_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_libjwt_tokens), cmocka_unit_test(test_hs_matrix),
-        cmocka_unit_test(test_rs_matrix),           cmocka_unit_test(test_tampering),
-        cmocka_unit_test(test_oversized),           cmocka_unit_test(test_sub_length),
-        cmocka_unit_test(test_header_forms),        cmocka_unit_test(test_create_errors),
-        cmocka_unit_test(test_may_access),          cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_valid_libjwt_tokens),
+        cmocka_unit_test(test_hs_matrix),
+        cmocka_unit_test(test_rs_matrix),
+        cmocka_unit_test(test_tampering),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_sub_length),
+        cmocka_unit_test(test_header_forms),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_may_access),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_verified_token_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,8 +10,11 @@
 #include "api/redis_client.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/otel.h"
 
 #define LOG_MODULE "main"
+#define OTEL_QUEUE_CAPACITY 4096 /* spans waiting for export; more are dropped and counted */
+#define OTEL_STOP_FLUSH_MS 2000  /* at shutdown, queued spans get this long to be sent */
 
 int main(void)
 {
@@ -34,6 +37,19 @@ int main(void)
     }
     log_init("profile-api", cfg.log_level);
     config_log_effective(&cfg, CFG_PROG_API);
+    if (cfg.otel_exporter_otlp_endpoint != NULL && cfg.otel_exporter_otlp_endpoint[0] != '\0') {
+        /* errbuf names OTEL_EXPORTER_OTLP_ENDPOINT */
+        if (otel_exporter_start(cfg.otel_exporter_otlp_endpoint, "profile-api",
+                                cfg.otel_traces_sampler_arg, OTEL_QUEUE_CAPACITY, errbuf,
+                                sizeof(errbuf)) != 0) {
+            fprintf(stderr, "%s\n", errbuf);
+            config_dispose(&cfg);
+            return 2;
+        }
+        server_set_tracing(true);
+        log_info("exporting spans to %s (ratio %g)", cfg.otel_exporter_otlp_endpoint,
+                 cfg.otel_traces_sampler_arg);
+    }
 
     {
         ratelimit_config_t rlc = {.limit_per_minute = cfg.rate_limit_per_minute,
@@ -50,6 +66,7 @@ int main(void)
         log_error("%s", errbuf[0] != '\0' ? errbuf : "start-up failed");
         fprintf(stderr, "%s\n", errbuf);
     }
+    otel_exporter_stop(OTEL_STOP_FLUSH_MS);
     ratelimit_global_dispose();
     config_dispose(&cfg);
     return rc;

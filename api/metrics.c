@@ -6,12 +6,35 @@
 #include <stdlib.h>
 #include "api/metrics.h"
 #include "api/listcache.h"
+#include "api/pgpool.h"
 #include "api/redis_client.h"
 #include "common/alloc.h"
+#include "common/otel.h"
+#include "common/procstat.h"
+
+/* Both come from the top CMakeLists.txt (the version setting and `git rev-parse` at configure). */
+#ifndef PROFILE_VERSION
+#define PROFILE_VERSION "unknown"
+#endif
+#ifndef PROFILE_GIT_COMMIT
+#define PROFILE_GIT_COMMIT "unknown"
+#endif
 
 /* Buckets in seconds around a 50 ms SLO. */
 static const double bucket_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 #define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
+
+/* Buckets in seconds for one PostgreSQL statement or Redis call. */
+static const double call_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,   0.25,   0.5,   1,    2.5};
+#define NCALL (sizeof(call_le) / sizeof(call_le[0]))
+
+static const char *const redis_op_names[METRICS_REDIS__COUNT] = {
+    [METRICS_REDIS_RATELIMIT] = "ratelimit",
+    [METRICS_REDIS_AUTH_FAILURE] = "ratelimit.auth_failure",
+    [METRICS_REDIS_CACHE_GET] = "cache.get",
+    [METRICS_REDIS_CACHE_INVALIDATE] = "cache.invalidate",
+};
 
 typedef struct st_metrics_thread_t {
     uint64_t requests[ROUTE__COUNT][ROUTE_METHOD__COUNT][5];
@@ -20,6 +43,12 @@ typedef struct st_metrics_thread_t {
     metrics_pool_gauges_t pool;
     uint64_t pool_rejected, pool_reconnects, db_retries;
     metrics_redis_t redis;
+    uint64_t req_started, req_finished; /* in flight = started - finished */
+    uint64_t idem_replays;
+    uint64_t db_hist[PGPOOL_STMT__COUNT][NCALL + 1]; /* last = +Inf */
+    uint64_t db_sum_us[PGPOOL_STMT__COUNT];
+    uint64_t redis_hist[METRICS_REDIS__COUNT][NCALL + 1];
+    uint64_t redis_sum_us[METRICS_REDIS__COUNT];
     char pad[64];
 } metrics_thread_t;
 
@@ -54,6 +83,56 @@ void metrics_observe_request(int thread, route_id_t route, route_method_t method
             break;
     ADD(t->hist[route][b], 1);
     ADD(t->hist_sum_us[route], (uint64_t)(duration_ms * 1000.0));
+}
+
+const char *metrics_redis_op_name(metrics_redis_op_t op)
+{
+    return (unsigned)op < METRICS_REDIS__COUNT ? redis_op_names[op] : "unknown";
+}
+
+#define THREAD_OK(i) (threads != NULL && (i) >= 0 && (i) < nthreads)
+
+void metrics_request_started(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].req_started, 1);
+}
+
+void metrics_request_finished(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].req_finished, 1);
+}
+
+void metrics_inc_idempotent_replay(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].idem_replays, 1);
+}
+
+static void observe_call(uint64_t *hist, uint64_t *sum_us, double duration_ms)
+{
+    size_t b;
+    if (duration_ms < 0)
+        duration_ms = 0;
+    for (b = 0; b < NCALL; b++)
+        if (duration_ms / 1000.0 <= call_le[b])
+            break;
+    ADD(hist[b], 1);
+    ADD(*sum_us, (uint64_t)(duration_ms * 1000.0));
+}
+
+void metrics_observe_db(int thread, int stmt, double duration_ms)
+{
+    if (THREAD_OK(thread) && stmt >= 0 && stmt < PGPOOL_STMT__COUNT)
+        observe_call(threads[thread].db_hist[stmt], &threads[thread].db_sum_us[stmt], duration_ms);
+}
+
+void metrics_observe_redis(int thread, metrics_redis_op_t op, double duration_ms)
+{
+    if (THREAD_OK(thread) && (unsigned)op < METRICS_REDIS__COUNT)
+        observe_call(threads[thread].redis_hist[op], &threads[thread].redis_sum_us[op],
+                     duration_ms);
 }
 
 void metrics_set_pool(int thread, const metrics_pool_gauges_t *g)
@@ -109,6 +188,88 @@ static void gauge(strbuf_t *out, const char *name, const char *help, size_t off)
     for (int i = 0; i < nthreads; i++)
         sum += __atomic_load_n((int *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
     strbuf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %ld\n", name, help, name, name, sum);
+}
+
+/*
+ * One histogram series set (label `label`=`value`) summed over threads; `hist_off`/`sum_off`
+ * locate its NCALL + 1 buckets and its sum in metrics_thread_t. Nothing when never observed.
+ */
+static void call_histogram(strbuf_t *out, const char *name, const char *label, const char *value,
+                           size_t hist_off, size_t sum_off)
+{
+    uint64_t cum = 0, total_us = 0, any = 0;
+    for (size_t b = 0; b <= NCALL; b++)
+        for (int i = 0; i < nthreads; i++)
+            any += LOAD(((uint64_t *)((char *)&threads[i] + hist_off))[b]);
+    if (any == 0)
+        return;
+    for (size_t b = 0; b <= NCALL; b++) {
+        for (int i = 0; i < nthreads; i++)
+            cum += LOAD(((uint64_t *)((char *)&threads[i] + hist_off))[b]);
+        if (b < NCALL)
+            strbuf_appendf(out, "%s_bucket{%s=\"%s\",le=\"%g\"} %llu\n", name, label, value,
+                           call_le[b], (unsigned long long)cum);
+        else
+            strbuf_appendf(out, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", name, label, value,
+                           (unsigned long long)cum);
+    }
+    for (int i = 0; i < nthreads; i++)
+        total_us += LOAD(*(uint64_t *)((char *)&threads[i] + sum_off));
+    strbuf_appendf(out, "%s_sum{%s=\"%s\"} %.6f\n", name, label, value, (double)total_us / 1e6);
+    strbuf_appendf(out, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)cum);
+}
+
+static void render_more(strbuf_t *out)
+{
+    uint64_t started = 0, finished = 0, exported, dropped, failed;
+
+    strbuf_appendf(out,
+                   "# HELP profile_api_build_info Version and git commit of this build.\n"
+                   "# TYPE profile_api_build_info gauge\n"
+                   "profile_api_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+                   PROFILE_VERSION, PROFILE_GIT_COMMIT);
+    for (int i = 0; i < nthreads; i++) {
+        finished += LOAD(threads[i].req_finished);
+        started += LOAD(threads[i].req_started);
+    }
+    strbuf_appendf(out,
+                   "# HELP profile_api_requests_in_flight HTTP requests being served.\n"
+                   "# TYPE profile_api_requests_in_flight gauge\nprofile_api_requests_in_flight "
+                   "%lld\n",
+                   started >= finished ? (long long)(started - finished) : 0LL);
+    counter(out, "profile_api_idempotent_replays_total",
+            "Writes answered from their stored outcome (Idempotent-Replayed).",
+            offsetof(metrics_thread_t, idem_replays));
+    strbuf_append_str(out, "# HELP profile_api_db_duration_seconds PostgreSQL statement latency "
+                           "(submit to result, pool wait included) by statement.\n"
+                           "# TYPE profile_api_db_duration_seconds histogram\n");
+    for (int st = 0; st < PGPOOL_STMT__COUNT; st++)
+        call_histogram(out, "profile_api_db_duration_seconds", "statement",
+                       pgpool_stmt_name((pgpool_stmt_t)st),
+                       offsetof(metrics_thread_t, db_hist) + sizeof(threads[0].db_hist[0]) * st,
+                       offsetof(metrics_thread_t, db_sum_us) + sizeof(uint64_t) * st);
+    strbuf_append_str(out, "# HELP profile_api_redis_duration_seconds Redis call latency (call "
+                           "to callback) by operation.\n"
+                           "# TYPE profile_api_redis_duration_seconds histogram\n");
+    for (int op = 0; op < METRICS_REDIS__COUNT; op++)
+        call_histogram(out, "profile_api_redis_duration_seconds", "operation", redis_op_names[op],
+                       offsetof(metrics_thread_t, redis_hist) +
+                           sizeof(threads[0].redis_hist[0]) * op,
+                       offsetof(metrics_thread_t, redis_sum_us) + sizeof(uint64_t) * op);
+    otel_stats(&exported, &dropped, &failed);
+    strbuf_appendf(out,
+                   "# HELP profile_api_otel_spans_exported_total Spans accepted by the OTLP "
+                   "endpoint.\n# TYPE profile_api_otel_spans_exported_total counter\n"
+                   "profile_api_otel_spans_exported_total %llu\n"
+                   "# HELP profile_api_otel_spans_dropped_total Spans dropped because the export "
+                   "queue was full.\n# TYPE profile_api_otel_spans_dropped_total counter\n"
+                   "profile_api_otel_spans_dropped_total %llu\n"
+                   "# HELP profile_api_otel_spans_failed_total Spans lost to failed OTLP "
+                   "exports.\n# TYPE profile_api_otel_spans_failed_total counter\n"
+                   "profile_api_otel_spans_failed_total %llu\n",
+                   (unsigned long long)exported, (unsigned long long)dropped,
+                   (unsigned long long)failed);
+    procstat_render(out);
 }
 
 void metrics_render(strbuf_t *out)
@@ -243,4 +404,5 @@ void metrics_render(strbuf_t *out)
                        "profile_api_redis_outages_total %llu\n",
                        (unsigned long long)redis_client_outages());
     }
+    render_more(out);
 }

@@ -47,6 +47,31 @@ void metrics_inc_pool_rejected(int thread);
 void metrics_inc_pool_reconnect(int thread);
 void metrics_inc_db_retry(int thread);
 
+/** Redis calls a request makes, timed from the call to its callback. */
+typedef enum {
+    METRICS_REDIS_RATELIMIT = 0,    /* caller rate limit */
+    METRICS_REDIS_AUTH_FAILURE,     /* failed-authentication limit per address */
+    METRICS_REDIS_CACHE_GET,        /* list cache lookup */
+    METRICS_REDIS_CACHE_INVALIDATE, /* list cache invalidation after a write */
+    METRICS_REDIS__COUNT
+} metrics_redis_op_t;
+
+/** The operation's name (metric label and span name suffix), e.g. "cache.get". */
+const char *metrics_redis_op_name(metrics_redis_op_t op);
+
+/** In-flight requests of `thread`: one started (on_req), one disposed. */
+void metrics_request_started(int thread);
+void metrics_request_finished(int thread);
+
+/** Latency of one PostgreSQL statement (pgpool_stmt_t `stmt`), submit to result. */
+void metrics_observe_db(int thread, int stmt, double duration_ms);
+
+/** Latency of one Redis call. */
+void metrics_observe_redis(int thread, metrics_redis_op_t op, double duration_ms);
+
+/** A write answered from its stored idempotent outcome (Idempotent-Replayed: true). */
+void metrics_inc_idempotent_replay(int thread);
+
 /** Appends the whole registry in Prometheus text format. Any thread. */
 void metrics_render(strbuf_t *out);
 

@@ -171,6 +171,11 @@ static void publish_gauges(pgpool_t *pool)
     metrics_set_pool(pool->thread, &g);
 }
 
+const char *pgpool_stmt_name(pgpool_stmt_t stmt)
+{
+    return (unsigned)stmt < PGPOOL_STMT__COUNT ? stmts[stmt].name : "unknown";
+}
+
 int pgpool_ready_count(const pgpool_t *pool)
 {
     int n = 0;

@@ -73,6 +73,9 @@ PROFILE_MUSTCHECK pgpool_err_t pgpool_submit(pgpool_t *pool, pgpool_stmt_t stmt,
  */
 void pgpool_detach(pgpool_op_t *op);
 
+/** The statement's name ("watchlist_add", ...): span names and metric labels. */
+const char *pgpool_stmt_name(pgpool_stmt_t stmt);
+
 /** Connections currently connected and prepared. */
 int pgpool_ready_count(const pgpool_t *pool);
 

@@ -11,9 +11,11 @@
 #include "api/validate.h"
 #include "api/reqhash.h"
 #include "api/cors.h"
+#include "api/trace.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/otel.h"
 
 #define LOG_MODULE "http"
 
@@ -31,12 +33,105 @@ static const char *reason_phrase(int status)
     }
 }
 
-api_wait_t *api_wait_begin(api_req_t *ar)
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+uint64_t api_span_time(const api_req_t *ar, const struct timespec *mono)
+{
+    int64_t d = (int64_t)(mono->tv_sec - ar->started.tv_sec) * 1000000000 +
+                (int64_t)(mono->tv_nsec - ar->started.tv_nsec);
+    return d < 0 ? ar->start_real_ns : ar->start_real_ns + (uint64_t)d;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+void api_span_client(api_req_t *ar, const char *name, const char *system, const char *op,
+                     const struct timespec *t0, const struct timespec *t1, bool error)
+{
+    otel_span_t s;
+    if (!ar->sampled)
+        return;
+    memset(&s, 0, sizeof(s));
+    memcpy(s.trace_id, ar->trace_bin, sizeof(s.trace_id));
+    trace_new_span_id(s.span_id);
+    memcpy(s.parent_span_id, ar->span_bin, sizeof(s.parent_span_id));
+    s.name = name;
+    s.kind = OTEL_KIND_CLIENT;
+    s.start_ns = api_span_time(ar, t0);
+    s.end_ns = api_span_time(ar, t1);
+    if (s.end_ns < s.start_ns)
+        s.end_ns = s.start_ns;
+    s.error = error;
+    s.attrs[s.nattrs++] = (otel_attr_t){.key = "db.system", .str = system};
+    s.attrs[s.nattrs++] = (otel_attr_t){.key = "db.operation", .str = op};
+    otel_export(&s);
+}
+
+/* The request's SERVER span: "<METHOD> <route template>", parent the caller's span. */
+static void export_server_span(api_req_t *ar, int status, const struct timespec *end)
+{
+    char name[96];
+    const char *route = route_template(ar->rm.route);
+    otel_span_t s;
+    char method[16];
+    size_t mlen =
+        ar->req->method.len < sizeof(method) - 1 ? ar->req->method.len : sizeof(method) - 1;
+
+    memcpy(method, ar->req->method.base, mlen);
+    method[mlen] = '\0';
+    memset(&s, 0, sizeof(s));
+    memcpy(s.trace_id, ar->trace_bin, sizeof(s.trace_id));
+    memcpy(s.span_id, ar->span_bin, sizeof(s.span_id));
+    if (!all_zero(ar->parent_bin, sizeof(ar->parent_bin)))
+        memcpy(s.parent_span_id, ar->parent_bin, sizeof(s.parent_span_id));
+    snprintf(name, sizeof(name), "%s %s", method, route);
+    s.name = name;
+    s.kind = OTEL_KIND_SERVER;
+    s.start_ns = ar->start_real_ns;
+    s.end_ns = api_span_time(ar, end);
+    s.error = status >= 500;
+    s.attrs[s.nattrs++] = (otel_attr_t){.key = "http.request.method", .str = method};
+    s.attrs[s.nattrs++] = (otel_attr_t){.key = "http.route", .str = route};
+    s.attrs[s.nattrs++] = (otel_attr_t){.key = "http.response.status_code", .num = status};
+    s.attrs[s.nattrs++] = (otel_attr_t){.key = "request_id", .str = ar->request_id};
+    if (ar->authed)
+        s.attrs[s.nattrs++] = (otel_attr_t){.key = "user", .str = ar->principal.sub};
+    otel_export(&s);
+}
+
+api_wait_t *api_wait_begin(api_req_t *ar, int op)
 {
     api_wait_t *w = xmalloc(sizeof(*w));
     w->ar = ar;
+    w->thread = ar->thr->index;
+    w->op = op;
+    clock_gettime(CLOCK_MONOTONIC, &w->t0);
     ar->wait = w;
     return w;
+}
+
+api_req_t *api_wait_finish(api_wait_t *w, bool error)
+{
+    struct timespec now;
+    api_req_t *ar = w->ar;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    metrics_observe_redis(w->thread, (metrics_redis_op_t)w->op, ms_between(&w->t0, &now));
+    if (ar != NULL && ar->sampled) {
+        char name[64];
+        const char *op = metrics_redis_op_name((metrics_redis_op_t)w->op);
+        snprintf(name, sizeof(name), "redis %s", op);
+        api_span_client(ar, name, "redis", op, &w->t0, &now, error);
+    }
+    return api_wait_end(w);
 }
 
 api_req_t *api_wait_end(api_wait_t *w)
@@ -193,8 +288,9 @@ void api_respond(api_req_t *ar, int status, const char *ctype, const char *body,
     h2o_send_inline(req, body, len);
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    ms = (double)(now.tv_sec - ar->started.tv_sec) * 1e3 +
-         (double)(now.tv_nsec - ar->started.tv_nsec) / 1e6;
+    ms = ms_between(&ar->started, &now);
+    if (ar->sampled)
+        export_server_span(ar, status, &now);
     metrics_observe_request(ar->thr->index, ar->rm.route, ar->rm.method, status, ms);
     access_log(ar, status, ms);
     if (ar->rm.route == ROUTE_METRICS)
@@ -254,10 +350,33 @@ void api_respond_sql_error(api_req_t *ar, const PGresult *res)
     api_respond_problem(ar, 500, "internal-error", "An unexpected error occurred.", NULL, 0);
 }
 
+/* Every statement of a request ends here first: its latency, its span, then the handler. */
+static void on_db_result(void *data, const PGresult *res, pgpool_err_t err)
+{
+    api_req_t *ar = data;
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    metrics_observe_db(ar->thr->index, (int)ar->db_stmt, ms_between(&ar->db_t0, &now));
+    if (ar->sampled) {
+        char name[64];
+        const char *stmt = pgpool_stmt_name(ar->db_stmt);
+        snprintf(name, sizeof(name), "pg %s", stmt);
+        api_span_client(ar, name, "postgresql", stmt, &ar->db_t0, &now,
+                        err != PGPOOL_OK || PQresultStatus(res) == PGRES_FATAL_ERROR);
+    }
+    ar->db_cb(data, res, err);
+}
+
 int api_db_submit(api_req_t *ar, pgpool_stmt_t stmt, int nparams, const char *const *values,
                   pgpool_cb cb)
 {
-    pgpool_err_t err = pgpool_submit(ar->thr->pool, stmt, nparams, values, cb, ar, &ar->op);
+    pgpool_err_t err;
+
+    ar->db_stmt = stmt;
+    ar->db_cb = cb;
+    clock_gettime(CLOCK_MONOTONIC, &ar->db_t0);
+    err = pgpool_submit(ar->thr->pool, stmt, nparams, values, on_db_result, ar, &ar->op);
     if (err != PGPOOL_OK) {
         ar->op = NULL;
         api_respond_unavailable(ar, err);
@@ -339,7 +458,7 @@ static void send_write_result(api_req_t *ar)
 
 static void on_write_invalidated(bool ok, void *ud)
 {
-    api_req_t *ar = api_wait_end(ud);
+    api_req_t *ar = api_wait_finish(ud, !ok);
     if (ar != NULL)
         send_write_result(ar);
 }
@@ -371,9 +490,11 @@ void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err)
             (size_t)PQgetlength(res, 0, 2));
     if (!PQgetisnull(res, 0, 3))
         api_add_header(ar, "location", PQgetvalue(res, 0, 3), (size_t)PQgetlength(res, 0, 3));
-    if (!PQgetisnull(res, 0, 4) && PQgetvalue(res, 0, 4)[0] == 't')
+    if (!PQgetisnull(res, 0, 4) && PQgetvalue(res, 0, 4)[0] == 't') {
         h2o_add_header_by_str(&ar->req->pool, &ar->req->res.headers,
                               H2O_STRLIT("idempotent-replayed"), 1, NULL, H2O_STRLIT("true"));
+        metrics_inc_idempotent_replay(thr->index);
+    }
     ar->pending_status = status;
     ar->pending_body = body;
     ar->pending_len = len;
@@ -389,7 +510,7 @@ void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err)
         memcpy(copy, body, len);
         copy[len] = '\0';
         ar->pending_body = copy; /* `res` is cleared when this callback returns */
-        w = api_wait_begin(ar);
+        w = api_wait_begin(ar, METRICS_REDIS_CACHE_INVALIDATE);
         if (listcache_invalidate(thr->lc, ar->rm.user_id.value, seq, on_write_invalidated, w) ==
             LISTCACHE_PENDING)
             return;
@@ -470,16 +591,25 @@ void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err)
     /* the version was read in the same snapshot as the rows: the fill script refuses it when a
      * write committed meanwhile has already raised the user's version in Redis */
     if (ar->list != NULL && ar->list->cacheable && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3) &&
-        thr->lc != NULL && !thr->redis_closing)
+        thr->lc != NULL && !thr->redis_closing) {
+        struct timespec t0, t1;
+        if (ar->sampled)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
         listcache_fill(thr->lc, ar->rm.user_id.value, ar->list->list, ar->list->field, b.data,
                        b.len, strtoll(PQgetvalue(res, 0, 3), NULL, 10));
+        if (ar->sampled) {
+            /* fire and forget (no completion callback): the span covers issuing the fill */
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            api_span_client(ar, "redis cache.fill", "redis", "cache.fill", &t0, &t1, false);
+        }
+    }
     api_respond(ar, 200, "application/json; charset=utf-8", b.data, b.len);
     strbuf_dispose(&b);
 }
 
 static void on_cache_get(const char *value, size_t len, void *ud)
 {
-    api_req_t *ar = api_wait_end(ud);
+    api_req_t *ar = api_wait_finish(ud, false);
     api_list_ctx_t *l;
     if (ar == NULL)
         return;
@@ -515,7 +645,7 @@ void api_submit_list_cached(api_req_t *ar, cache_list_t list, pgpool_stmt_t stmt
         api_submit_list(ar, stmt, &l->q, &l->after, have_after, extra);
         return;
     }
-    w = api_wait_begin(ar);
+    w = api_wait_begin(ar, METRICS_REDIS_CACHE_GET);
     if (listcache_get(thr->lc, ar->rm.user_id.value, list, l->field, on_cache_get, w) ==
         LISTCACHE_PENDING)
         return;

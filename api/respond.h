@@ -88,8 +88,17 @@ typedef struct st_api_req_t {
     char request_id[65];
     char trace_id[33];
     char span_id[17];
-    char traceparent[56]; /* 00-<trace>-<server span>-01 */
-    const char *origin;   /* the request's Origin when it is an allowed one, else NULL */
+    char traceparent[56]; /* 00-<trace>-<server span>-<01 sampled | 00> */
+    /* tracing (OpenTelemetry): ids in binary; spans are built only when `sampled` */
+    bool sampled;           /* this request's spans are exported */
+    uint8_t trace_bin[16];  /* the trace id */
+    uint8_t span_bin[8];    /* the server span id (the one in `traceparent`) */
+    uint8_t parent_bin[8];  /* the caller's span id; all zero for a new trace */
+    uint64_t start_real_ns; /* wall clock of `started` (only set when sampled) */
+    pgpool_stmt_t db_stmt;  /* statement in flight (api_db_submit) */
+    pgpool_cb db_cb;        /* its handler callback */
+    struct timespec db_t0;  /* when it was submitted */
+    const char *origin;     /* the request's Origin when it is an allowed one, else NULL */
     size_t origin_len;
     bool authed;
     auth_principal_t principal;
@@ -109,18 +118,40 @@ typedef struct st_api_req_t {
 } api_req_t;
 
 struct st_api_wait_t {
-    api_req_t *ar; /* NULL once the request is gone */
+    api_req_t *ar;      /* NULL once the request is gone */
+    int thread;         /* metrics slot */
+    int op;             /* metrics_redis_op_t */
+    struct timespec t0; /* when the Redis call was made */
 };
 
-/** Starts a Redis step for `ar` (at most one at a time); pass the result as the callback's ud. */
-api_wait_t *api_wait_begin(api_req_t *ar);
+/**
+ * Starts a Redis step for `ar` (at most one at a time) of kind `op` (metrics_redis_op_t); pass
+ * the result as the callback's ud. Call it right before the Redis call: it starts the clock.
+ */
+api_wait_t *api_wait_begin(api_req_t *ar, int op);
 
 /**
  * Ends a step: frees `w` and returns its request, or NULL when the request has gone (the
- * callback must then do nothing else). Also call it when the module answered DONE (no
- * callback will run).
+ * callback must then do nothing else). Use it when the module answered DONE (no callback
+ * will run, no Redis call was timed).
  */
 api_req_t *api_wait_end(api_wait_t *w);
+
+/**
+ * api_wait_end() from the step's callback: records the call's latency and, for a sampled
+ * request, its CLIENT span ("redis <op>", error when `error`).
+ */
+api_req_t *api_wait_finish(api_wait_t *w, bool error);
+
+/** Wall-clock nanoseconds of a CLOCK_MONOTONIC time of a sampled request (span timestamps). */
+uint64_t api_span_time(const api_req_t *ar, const struct timespec *mono);
+
+/**
+ * Exports a CLIENT span of a sampled request (no-op otherwise): child of the server span, named
+ * `name`, from `t0` to `t1` (CLOCK_MONOTONIC), with db.system=`system` and db.operation=`op`.
+ */
+void api_span_client(api_req_t *ar, const char *name, const char *system, const char *op,
+                     const struct timespec *t0, const struct timespec *t1, bool error);
 
 /** Adds a response header (name lower-case literal, value copied into the request pool). */
 void api_add_header(api_req_t *ar, const char *name, const char *value, size_t len);

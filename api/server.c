@@ -26,6 +26,7 @@
 #include "api/cors.h"
 #include "api/trace.h"
 #include "common/log.h"
+#include "common/otel.h"
 
 #define LOG_MODULE "server"
 
@@ -40,6 +41,12 @@
 #define STATS_INTERVAL_MS 1000       /* Redis counters are published to /metrics this often */
 
 static api_server_t server;
+static bool tracing_on; /* set before the loops start (server_set_tracing) */
+
+void server_set_tracing(bool on)
+{
+    tracing_on = on;
+}
 
 /* ---- request helpers ---- */
 
@@ -67,15 +74,29 @@ static void setup_request_id(api_req_t *ar)
     }
 }
 
-/* W3C trace context: keep a valid incoming trace id, else start a new trace; our span is new. */
+/*
+ * W3C trace context: keep a valid incoming trace id (its span becomes our parent), else start a
+ * new trace; our server span is new. Sampling: trace_sampling_decide() with the exporter's ratio.
+ */
 static void setup_trace(api_req_t *ar)
 {
     const h2o_iovec_t *v = api_find_header(ar, H2O_STRLIT("traceparent"));
     trace_context_t tc;
-    if (v == NULL || !trace_parse_traceparent(v->base, v->len, &tc))
+    uint8_t parent_flags = TRACE_FLAG_SAMPLED;
+    if (v != NULL && trace_parse_traceparent(v->base, v->len, &tc)) {
+        memcpy(ar->parent_bin, tc.span_id, sizeof(ar->parent_bin));
+        parent_flags = tc.flags;
+    } else {
         trace_generate(&tc, TRACE_FLAG_SAMPLED);
+    }
     trace_new_span_id(tc.span_id);
-    tc.flags = TRACE_FLAG_SAMPLED;
+    tc.flags = trace_sampling_decide(parent_flags, tracing_on,
+                                     tracing_on && otel_sampled(tc.trace_id), &ar->sampled);
+    if (ar->sampled) {
+        memcpy(ar->trace_bin, tc.trace_id, sizeof(ar->trace_bin));
+        memcpy(ar->span_bin, tc.span_id, sizeof(ar->span_bin));
+        ar->start_real_ns = otel_now_ns();
+    }
     trace_hex(tc.trace_id, TRACE_ID_LEN, ar->trace_id);
     trace_hex(tc.span_id, TRACE_SPAN_ID_LEN, ar->span_id);
     trace_format_traceparent(&tc, ar->traceparent);
@@ -102,6 +123,7 @@ static void on_req_dispose(void *p)
         ar->wait = NULL;
     }
     ar->thr->active--;
+    metrics_request_finished(ar->thr->index);
 }
 
 static void respond_preflight(api_req_t *ar)
@@ -161,7 +183,7 @@ static void finish_auth_failure(api_req_t *ar, const ratelimit_result_t *res)
 
 static void on_auth_failure_counted(const ratelimit_result_t *res, void *ud)
 {
-    api_req_t *ar = api_wait_end(ud);
+    api_req_t *ar = api_wait_finish(ud, res != NULL && res->degraded);
     if (ar != NULL)
         finish_auth_failure(ar, res);
 }
@@ -191,7 +213,7 @@ static void auth_failed(api_req_t *ar)
         return;
     }
     peer_address(ar, addr);
-    w = api_wait_begin(ar);
+    w = api_wait_begin(ar, METRICS_REDIS_AUTH_FAILURE);
     if (ratelimit_auth_failure(thr->rl, addr, &res, on_auth_failure_counted, w) ==
         RATELIMIT_PENDING)
         return;
@@ -262,7 +284,7 @@ static void apply_ratelimit(api_req_t *ar, const ratelimit_result_t *res)
 
 static void on_ratelimit(const ratelimit_result_t *res, void *ud)
 {
-    api_req_t *ar = api_wait_end(ud);
+    api_req_t *ar = api_wait_finish(ud, res != NULL && res->degraded);
     if (ar != NULL)
         apply_ratelimit(ar, res);
 }
@@ -277,7 +299,7 @@ static void check_ratelimit(api_req_t *ar)
         after_ratelimit(ar);
         return;
     }
-    w = api_wait_begin(ar);
+    w = api_wait_begin(ar, METRICS_REDIS_RATELIMIT);
     if (ratelimit_check(thr->rl, ar->principal.sub, &res, on_ratelimit, w) == RATELIMIT_PENDING)
         return; /* continues in on_ratelimit */
     (void)api_wait_end(w);
@@ -295,6 +317,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ar->req = req;
     ar->thr = thr;
     thr->active++;
+    metrics_request_started(thr->index);
     clock_gettime(CLOCK_MONOTONIC, &ar->started);
     setup_request_id(ar);
     setup_trace(ar);

@@ -5,6 +5,7 @@
 #ifndef PROFILE_API_SERVER_H
 #define PROFILE_API_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "common/alloc.h"
 #include "common/config.h"
@@ -16,6 +17,9 @@
  * errbuf) and 1 on other start-up failures (e.g. the port is taken). Call from the main thread
  * with SIGTERM/SIGINT not yet blocked.
  */
+/** Tracing: true once the OTLP exporter runs (common/otel.h). Call before server_run(). */
+void server_set_tracing(bool on);
+
 PROFILE_MUSTCHECK int server_run(const app_config_t *cfg, char *errbuf, size_t errlen);
 
 #endif

@@ -138,3 +138,13 @@ void trace_format_traceparent(const trace_context_t *t, char *out)
     out[52] = '-';
     trace_hex(&t->flags, 1, out + 53);
 }
+
+uint8_t trace_sampling_decide(uint8_t parent_flags, bool exporter_on, bool ratio_ok, bool *record)
+{
+    bool parent_sampled = (parent_flags & TRACE_FLAG_SAMPLED) != 0;
+
+    *record = exporter_on && parent_sampled && ratio_ok;
+    if (exporter_on)
+        return *record ? TRACE_FLAG_SAMPLED : 0;
+    return parent_sampled ? TRACE_FLAG_SAMPLED : 0;
+}

@@ -38,6 +38,16 @@ void trace_new_span_id(uint8_t span_id[TRACE_SPAN_ID_LEN]);
 /** Formats a version-00 traceparent into `out` (TRACE_TRACEPARENT_LEN + 1 bytes, NUL-ended). */
 void trace_format_traceparent(const trace_context_t *t, char *out);
 
+/**
+ * Sampling of one request. `parent_flags` are the incoming traceparent's flags (TRACE_FLAG_SAMPLED
+ * for a new trace); `exporter_on` says whether spans are exported at all and `ratio_ok` whether
+ * the trace id falls within the sampling ratio (otel_sampled()). Sets *record when the request's
+ * spans are exported (exporter on, caller sampled, ratio accepts) and returns the flags of the
+ * traceparent we pass on: our decision when exporting (01 recorded, 00 not), else the caller's
+ * sampled bit unchanged (01 for a new trace), so a downstream exporter may still record.
+ */
+uint8_t trace_sampling_decide(uint8_t parent_flags, bool exporter_on, bool ratio_ok, bool *record);
+
 /** Lowercase hex of `n` bytes into `out` (2n + 1 bytes, NUL-terminated). */
 void trace_hex(const uint8_t *bytes, size_t n, char *out);
 

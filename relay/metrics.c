@@ -3,7 +3,6 @@
  * its own thread (poll() with a stop pipe). Scrapes are rare and tiny, so nothing fancier.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -13,16 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "common/log.h"
 #include "common/otel.h"
+#include "common/procstat.h"
 #include "relay/metrics.h"
 
 #define LOG_MODULE "metrics"
 
-/* Both come from relay/CMakeLists.txt (the version setting and `git rev-parse` at configure). */
+/* Both come from the top CMakeLists.txt (the version setting and `git rev-parse` at configure). */
 #ifndef PROFILE_VERSION
 #define PROFILE_VERSION "unknown"
 #endif
@@ -84,83 +83,6 @@ void metrics_failed(event_type_t type)
 static void gauge(strbuf_t *o, const char *name, const char *help, const char *kind, double v)
 {
     strbuf_appendf(o, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, kind, name, v);
-}
-
-/* Reads a small /proc file into `buf` (NUL-terminated). Returns the length, or -1. */
-static ssize_t read_proc(const char *path, char *buf, size_t size)
-{
-    FILE *fp = fopen(path, "re");
-    size_t n;
-    if (fp == NULL)
-        return -1;
-    n = fread(buf, 1, size - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    return (ssize_t)n;
-}
-
-/* System boot time (btime of /proc/stat) in Unix seconds, 0 when unknown; read once. */
-static long long boot_time(void)
-{
-    static atomic_llong cached;
-    long long v = atomic_load(&cached);
-    char buf[8192];
-    const char *p;
-    if (v != 0 || read_proc("/proc/stat", buf, sizeof(buf)) < 0)
-        return v;
-    if ((p = strstr(buf, "\nbtime ")) != NULL)
-        v = strtoll(p + 7, NULL, 10);
-    atomic_store(&cached, v);
-    return v;
-}
-
-static int count_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
-}
-
-/* The standard process_* metrics of Prometheus client libraries, read from /proc/self. */
-static void render_process(strbuf_t *o)
-{
-    char buf[1024];
-    const char *p;
-    unsigned long long utime = 0, stime = 0, start_ticks = 0, vsize = 0;
-    long long rss_pages = 0;
-    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    struct rlimit rl;
-    int fds;
-
-    /* Fields after "(comm)" start at field 3 (state); comm may hold spaces and parentheses. */
-    if (read_proc("/proc/self/stat", buf, sizeof(buf)) > 0 && (p = strrchr(buf, ')')) != NULL &&
-        sscanf(p + 2,
-               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
-               "%llu %llu %lld",
-               &utime, &stime, &start_ticks, &vsize, &rss_pages) == 5 &&
-        ticks > 0) {
-        gauge(o, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-              "counter", (double)(utime + stime) / (double)ticks);
-        gauge(o, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
-              (double)rss_pages * (double)page);
-        gauge(o, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge",
-              (double)vsize);
-        if (boot_time() > 0)
-            gauge(o, "process_start_time_seconds",
-                  "Start time of the process since unix epoch in seconds.", "gauge",
-                  (double)boot_time() + (double)start_ticks / (double)ticks);
-    }
-    if ((fds = count_open_fds()) >= 0)
-        gauge(o, "process_open_fds", "Number of open file descriptors.", "gauge", fds);
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-        gauge(o, "process_max_fds", "Maximum number of open file descriptors.", "gauge",
-              (double)rl.rlim_cur);
 }
 
 void metrics_render(strbuf_t *o)
@@ -236,7 +158,7 @@ void metrics_render(strbuf_t *o)
           "Publish spans dropped because the export queue was full.", "counter", (double)dropped);
     gauge(o, "relay_otel_spans_failed_total", "Publish spans lost to failed OTLP exports.",
           "counter", (double)otel_failed);
-    render_process(o);
+    procstat_render(o);
 }
 
 static void respond(int fd, int status, const char *reason, const char *ctype, const char *body,

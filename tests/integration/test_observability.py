@@ -129,6 +129,15 @@ def test_relay_metrics_pass_promtool(stack, topic, cleanup):
     assert relay.stop() == 0
 
 
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def test_api_metrics_pass_promtool(stack):
     api = start_api(stack)
     try:
@@ -136,12 +145,104 @@ def test_api_metrics_pass_promtool(stack):
         assert api.post(f"/profiles/{user}/watchlist", user, {"videoId": "v1"}).status_code == 201
         assert api.get(f"/profiles/{user}/watchlist", user).status_code == 200
         assert api.get(f"/profiles/{user}", user).status_code == 404
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        assert api.post(f"/profiles/{user}/watchlist", user, {"videoId": "v2"},
+                        headers=key).status_code == 201
+        r = api.post(f"/profiles/{user}/watchlist", user, {"videoId": "v2"}, headers=key)
+        assert r.status_code == 201 and r.headers.get("Idempotent-Replayed") == "true"
         resp = requests.get(api.url("/metrics"), timeout=5)
         assert resp.status_code == 200
         rc, out = promtool_check(resp.text)
         assert rc == 0 and out == "", f"promtool on the API's /metrics: {out}"
+
+        m = parse_metrics(resp.text)
+        info = [k for k in m if k.startswith("profile_api_build_info{")]
+        assert len(info) == 1 and m[info[0]] == 1, info
+        assert 'version="' in info[0] and 'commit="' in info[0]
+        assert m["profile_api_requests_in_flight"] >= 1  # this scrape
+        assert m["profile_api_idempotent_replays_total"] == 1
+        db = 'profile_api_db_duration_seconds_count{statement="%s"}'
+        assert m[db % "watchlist_add"] == 3
+        assert m[db % "get_profile"] == 1 and m[db % "list_watchlist"] == 1
+        assert m['profile_api_db_duration_seconds_bucket{statement="watchlist_add",le="+Inf"}'] == 3
+        rd = 'profile_api_redis_duration_seconds_count{operation="%s"}'
+        assert m[rd % "ratelimit"] == 5
+        assert m[rd % "cache.get"] == 1 and m[rd % "cache.invalidate"] >= 2
+        for name in ("profile_api_otel_spans_exported_total", "profile_api_otel_spans_dropped_total",
+                     "profile_api_otel_spans_failed_total"):
+            assert m[name] == 0, name  # no endpoint: tracing is off
+        assert m["process_resident_memory_bytes"] > 1e6
+        assert m["process_open_fds"] >= 5
+        assert m["process_cpu_seconds_total"] >= 0
+        assert abs(m["process_start_time_seconds"] - time.time()) < 120
+        assert requests.get(api.url("/metrics"), timeout=5).status_code == 200
     finally:
         api.stop()
+
+
+def test_api_access_log_fields_and_no_token(stack):
+    """Every line the API writes is one JSON object; none holds a token; each request's access
+    line has request_id, trace_id, method, route, status, duration_ms and (authenticated) user."""
+    from api_helpers import token
+    api = start_api(stack, LOG_LEVEL="debug", ACCESS_LOG_SAMPLE="1")
+    user = new_user()
+    tokens = []
+    sent = []
+    try:
+        def call(method, path, body=None, tok=None, expect=None, **hdr):
+            h = dict(hdr)
+            if tok is not None:
+                tokens.append(tok)
+                h["Authorization"] = "Bearer " + tok
+            rid = uuid.uuid4().hex
+            h["X-Request-Id"] = rid
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                h["Content-Type"] = "application/json"
+            r = requests.request(method, api.url(path), data=data, headers=h, timeout=10)
+            if expect is not None:
+                assert r.status_code == expect, (path, r.status_code, r.text)
+            sent.append((rid, method, r.status_code))
+            return r
+
+        good = token(user)
+        call("PUT", f"/profiles/{user}", {"displayName": "L"}, good, 201)
+        call("GET", f"/profiles/{user}", None, good, 200,
+             traceparent=f"00-{TRACE_B}-{SPAN_B}-01")
+        call("POST", f"/profiles/{user}/watchlist", {"videoId": "v1"}, good, 201)
+        call("GET", f"/profiles/{user}/watchlist", None, good, 200)
+        call("GET", f"/profiles/{user}", None, good[:-4] + "AAAA", 401)  # bad signature
+        call("GET", f"/profiles/{user}", None, token(user, roles=None), 403)
+        call("GET", f"/profiles/{new_user()}", None, good, 403)
+        call("POST", f"/profiles/{user}/ratings", {"videoId": "v1", "rating": 9}, good, 400)
+        call("GET", "/nope", None, good, 404)
+        call("GET", "/health/live", None, None, 200)
+    finally:
+        assert api.stop() == 0
+    lines = api.proc.output().splitlines()
+    assert lines
+    recs = []
+    for line in lines:
+        for t in tokens:
+            assert t not in line, f"token in the log: {line}"
+            assert t.split(".")[2] not in line, f"token signature in the log: {line}"
+        rec = json.loads(line)
+        assert isinstance(rec, dict) and rec["service"] == "profile-api", line
+        recs.append(rec)
+    access = {r["request_id"]: r for r in recs if r.get("module") == "access"}
+    for rid, method, status in sent:
+        rec = access[rid]
+        assert rec["method"] == method and rec["status"] == status, rec
+        assert isinstance(rec["duration_ms"], (int, float)) and rec["duration_ms"] >= 0
+        assert isinstance(rec["route"], str) and rec["route"], rec
+        assert len(rec["trace_id"]) == 32 and int(rec["trace_id"], 16) != 0, rec
+    by_status = {(m, s): access[rid] for rid, m, s in sent}
+    assert by_status[("PUT", 201)]["user"] == user
+    assert by_status[("PUT", 201)]["route"] == "/profiles/{userId}"
+    assert by_status[("GET", 401)].get("user") is None
+    assert [r for r in access.values() if r["trace_id"] == TRACE_B][0]["status"] == 200
+    assert by_status[("POST", 201)]["route"] == "/profiles/{userId}/watchlist"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,10 +349,109 @@ def test_trace_from_http_write_to_kafka_event(stack, topic, cleanup):
     assert pub["parentSpanId"] == server_span
     assert pub["links"] == [{"traceId": trace, "spanId": server_span}]
     assert attrs(pub)["cloudevents.event_id"] == ev["headers"]["ce_id"]
-    servers = [s for s in spans if s["spanId"] == server_span]
-    if servers:  # the API exports spans: the chain client -> server -> publish is complete
-        assert servers[0]["parentSpanId"] == client_span
-        assert servers[0]["service.name"] == "profile-api"
+    # the API's own spans: client -> server -> (pg, redis children; publish in the relay)
+    [srv] = [s for s in spans if s["spanId"] == server_span]
+    assert srv["parentSpanId"] == client_span
+    assert srv["service.name"] == "profile-api"
+    assert srv["name"] == "POST /profiles/{userId}/watchlist"
+    assert srv["kind"] == 2  # SERVER
+    assert srv["status"].get("code") != 2
+    at = attrs(srv)
+    assert at["http.request.method"] == "POST"
+    assert at["http.route"] == "/profiles/{userId}/watchlist"
+    assert at["http.response.status_code"] == "201"
+    assert at["user"] == user and at["request_id"] == r.headers["X-Request-Id"]
+    children = [s for s in spans if s.get("parentSpanId") == server_span
+                and s["service.name"] == "profile-api"]
+    pg = [s for s in children if s["name"].startswith("pg ")]
+    assert [s["name"] for s in pg] == ["pg watchlist_add"], children
+    assert attrs(pg[0])["db.system"] == "postgresql" and pg[0]["kind"] == 3  # CLIENT
+    redis_names = sorted(s["name"] for s in children if s["name"].startswith("redis "))
+    assert redis_names == ["redis cache.invalidate", "redis ratelimit"], children
+    for c in children:
+        assert int(srv["startTimeUnixNano"]) <= int(c["startTimeUnixNano"])
+        assert int(c["endTimeUnixNano"]) <= int(srv["endTimeUnixNano"])
+        assert c["spanId"] not in (server_span, client_span)
+    assert {s["spanId"] for s in spans} == {server_span, pub["spanId"]} | {
+        c["spanId"] for c in children}
+
+
+def test_api_read_spans_and_new_trace(stack, cleanup):
+    """A GET without traceparent starts a sampled trace: the server span is the root, the list
+    cache lookup, the statement and the cache fill are its children."""
+    rcv = Receiver()
+    cleanup.append(rcv)
+    api = start_api(stack, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
+    cleanup.append(api)
+    user = new_user()
+    r = api.get(f"/profiles/{user}/watchlist", user)
+    assert r.status_code == 200, r.text
+    rid = r.headers["X-Request-Id"]
+    assert api.stop() == 0
+    spans = rcv.spans()
+    [srv] = [s for s in spans if attrs(s).get("request_id") == rid]
+    assert "parentSpanId" not in srv and srv["name"] == "GET /profiles/{userId}/watchlist"
+    kids = sorted(s["name"] for s in spans if s.get("parentSpanId") == srv["spanId"])
+    assert kids == ["pg list_watchlist", "redis cache.fill", "redis cache.get",
+                    "redis ratelimit"], kids
+    assert all(s["traceId"] == srv["traceId"] for s in spans
+               if s.get("parentSpanId") == srv["spanId"])
+
+
+def test_api_unsampled_incoming_exports_nothing(stack, cleanup):
+    rcv = Receiver()
+    cleanup.append(rcv)
+    url = fresh_db(stack, "obsu")
+    api = start_api(stack, DATABASE_URL=url, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
+    cleanup.append(api)
+    user = new_user()
+    trace_off, trace_on = uuid.uuid4().hex, uuid.uuid4().hex
+    r = api.post(f"/profiles/{user}/watchlist", user, {"videoId": "v1"},
+                 headers={"traceparent": f"00-{trace_off}-{SPAN_A}-00"})
+    assert r.status_code == 201, r.text
+    r = api.post(f"/profiles/{user}/watchlist", user, {"videoId": "v2"},
+                 headers={"traceparent": f"00-{trace_on}-{SPAN_A}-01"})
+    assert r.status_code == 201, r.text
+    stored = [tp for (tp,) in run_sql(url, "SELECT traceparent FROM outbox WHERE user_id = %s "
+                                           "ORDER BY seq", [user])]
+    assert stored[0].startswith(f"00-{trace_off}-") and stored[0].endswith("-00"), stored
+    assert stored[1].startswith(f"00-{trace_on}-") and stored[1].endswith("-01"), stored
+    assert api.stop() == 0
+    traces = {s["traceId"] for s in rcv.spans()}
+    assert trace_on in traces  # the exporter works ...
+    assert trace_off not in traces  # ... and the caller's "not sampled" is honoured
+
+
+def test_api_sampler_ratio_zero_exports_nothing(stack, cleanup):
+    rcv = Receiver()
+    cleanup.append(rcv)
+    url = fresh_db(stack, "obsr")
+    api = start_api(stack, DATABASE_URL=url, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint,
+                    OTEL_TRACES_SAMPLER_ARG="0")
+    cleanup.append(api)
+    user = new_user()
+    for i in range(5):
+        assert api.post(f"/profiles/{user}/watchlist", user, {"videoId": f"v{i}"},
+                        headers={"traceparent": f"00-{TRACE_A}-{SPAN_A}-01"}).status_code == 201
+    assert api.post(f"/profiles/{user}/watchlist", user, {"videoId": "vx"}).status_code == 201
+    assert api.get(f"/profiles/{user}/watchlist", user).status_code == 200
+    stored = [tp for (tp,) in run_sql(url, "SELECT traceparent FROM outbox WHERE user_id = %s",
+                                      [user])]
+    assert len(stored) == 6 and all(tp.endswith("-00") for tp in stored), stored
+    text = requests.get(api.url("/metrics"), timeout=5).text
+    assert "profile_api_otel_spans_exported_total 0" in text.splitlines()
+    assert api.stop() == 0
+    assert rcv.spans() == []
+
+
+def test_api_bad_otlp_endpoint_exit_2(stack):
+    from api_helpers import api_env
+    env = api_env(stack, support.free_port(),
+                  OTEL_EXPORTER_OTLP_ENDPOINT="https://collector.example:4318")
+    p = support.spawn([support.bin_path("profile-api")], env)
+    assert p.proc.wait(10) == 2
+    errors = [ln for ln in p.output().splitlines() if not ln.startswith("{")]
+    assert errors == ["OTEL_EXPORTER_OTLP_ENDPOINT: only http:// endpoints are supported"], errors
 
 
 def test_relay_bad_otlp_endpoint_exit_2(stack):

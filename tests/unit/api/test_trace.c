@@ -85,12 +85,34 @@ static void test_generate(void **state)
     assert_memory_not_equal(span, a.span_id, TRACE_SPAN_ID_LEN);
 }
 
+static void test_sampling_decide(void **state)
+{
+    bool rec = true;
+    (void)state;
+    /* exporter off: never record, pass the caller's sampled bit on (01 for a new trace) */
+    assert_int_equal(trace_sampling_decide(0x01, false, false, &rec), 0x01);
+    assert_false(rec);
+    assert_int_equal(trace_sampling_decide(0x00, false, false, &rec), 0x00);
+    assert_false(rec);
+    assert_int_equal(trace_sampling_decide(0x03, false, false, &rec), 0x01);
+    /* exporter on: record only when the caller sampled and the ratio accepts; flags say so */
+    assert_int_equal(trace_sampling_decide(0x01, true, true, &rec), 0x01);
+    assert_true(rec);
+    assert_int_equal(trace_sampling_decide(0x01, true, false, &rec), 0x00);
+    assert_false(rec);
+    assert_int_equal(trace_sampling_decide(0x00, true, true, &rec), 0x00);
+    assert_false(rec);
+    assert_int_equal(trace_sampling_decide(0x02, true, true, &rec), 0x00);
+    assert_false(rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table),
         cmocka_unit_test(test_values_and_format),
         cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_sampling_decide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

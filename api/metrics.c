@@ -38,8 +38,8 @@ static const char *const redis_op_names[METRICS_REDIS__COUNT] = {
 
 typedef struct st_metrics_thread_t {
     uint64_t requests[ROUTE__COUNT][ROUTE_METHOD__COUNT][5];
-    uint64_t hist[ROUTE__COUNT][NBUCKETS + 1]; /* last = +Inf */
-    uint64_t hist_sum_us[ROUTE__COUNT];
+    uint64_t hist[ROUTE__COUNT][ROUTE_METHOD__COUNT][NBUCKETS + 1]; /* last = +Inf */
+    uint64_t hist_sum_us[ROUTE__COUNT][ROUTE_METHOD__COUNT];
     metrics_pool_gauges_t pool;
     uint64_t pool_rejected, pool_reconnects, db_retries;
     metrics_redis_t redis;
@@ -81,8 +81,8 @@ void metrics_observe_request(int thread, route_id_t route, route_method_t method
     for (b = 0; b < NBUCKETS; b++)
         if (duration_ms / 1000.0 <= bucket_le[b])
             break;
-    ADD(t->hist[route][b], 1);
-    ADD(t->hist_sum_us[route], (uint64_t)(duration_ms * 1000.0));
+    ADD(t->hist[route][method][b], 1);
+    ADD(t->hist_sum_us[route][method], (uint64_t)(duration_ms * 1000.0));
 }
 
 const char *metrics_redis_op_name(metrics_redis_op_t op)
@@ -294,35 +294,42 @@ void metrics_render(strbuf_t *out)
                                classes[c], (unsigned long long)sum);
             }
     strbuf_append_str(out, "# HELP profile_api_request_duration_seconds Request latency by "
-                           "route.\n# TYPE profile_api_request_duration_seconds histogram\n");
+                           "route and method (reads: GET, writes: POST/PUT/DELETE).\n"
+                           "# TYPE profile_api_request_duration_seconds histogram\n");
     for (int r = 0; r < ROUTE__COUNT; r++) {
-        uint64_t cum = 0, total_us = 0, any = 0;
-        for (size_t b = 0; b <= NBUCKETS; b++)
-            for (int i = 0; i < nthreads; i++)
-                any += LOAD(threads[i].hist[r][b]);
-        if (any == 0)
-            continue;
-        for (size_t b = 0; b <= NBUCKETS; b++) {
-            for (int i = 0; i < nthreads; i++)
-                cum += LOAD(threads[i].hist[r][b]);
-            if (b < NBUCKETS)
+        for (int m = 0; m < ROUTE_METHOD__COUNT; m++) {
+            const char *route = route_template((route_id_t)r);
+            const char *method = route_method_name((route_method_t)m);
+            uint64_t cum = 0, total_us = 0, any = 0;
+            for (size_t b = 0; b <= NBUCKETS; b++)
+                for (int i = 0; i < nthreads; i++)
+                    any += LOAD(threads[i].hist[r][m][b]);
+            if (any == 0)
+                continue;
+            for (size_t b = 0; b <= NBUCKETS; b++) {
+                char le[32];
+                for (int i = 0; i < nthreads; i++)
+                    cum += LOAD(threads[i].hist[r][m][b]);
+                if (b < NBUCKETS)
+                    snprintf(le, sizeof(le), "%g", bucket_le[b]);
+                else
+                    strcpy(le, "+Inf");
                 strbuf_appendf(out,
                                "profile_api_request_duration_seconds_bucket{route=\"%s\","
-                               "le=\"%g\"} %llu\n",
-                               route_template((route_id_t)r), bucket_le[b],
-                               (unsigned long long)cum);
-            else
-                strbuf_appendf(out,
-                               "profile_api_request_duration_seconds_bucket{route=\"%s\","
-                               "le=\"+Inf\"} %llu\n",
-                               route_template((route_id_t)r), (unsigned long long)cum);
+                               "method=\"%s\",le=\"%s\"} %llu\n",
+                               route, method, le, (unsigned long long)cum);
+            }
+            for (int i = 0; i < nthreads; i++)
+                total_us += LOAD(threads[i].hist_sum_us[r][m]);
+            strbuf_appendf(out,
+                           "profile_api_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} "
+                           "%.6f\n",
+                           route, method, (double)total_us / 1e6);
+            strbuf_appendf(out,
+                           "profile_api_request_duration_seconds_count{route=\"%s\","
+                           "method=\"%s\"} %llu\n",
+                           route, method, (unsigned long long)cum);
         }
-        for (int i = 0; i < nthreads; i++)
-            total_us += LOAD(threads[i].hist_sum_us[r]);
-        strbuf_appendf(out, "profile_api_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-                       route_template((route_id_t)r), (double)total_us / 1e6);
-        strbuf_appendf(out, "profile_api_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                       route_template((route_id_t)r), (unsigned long long)cum);
     }
     gauge(out, "profile_api_db_pool_connections", "Configured PostgreSQL connections.",
           offsetof(metrics_thread_t, pool.conns_total));

@@ -45,6 +45,7 @@ typedef struct st_metrics_thread_t {
     metrics_redis_t redis;
     uint64_t req_started, req_finished; /* in flight = started - finished */
     uint64_t idem_replays;
+    uint64_t conns_refused;
     uint64_t db_hist[PGPOOL_STMT__COUNT][NCALL + 1]; /* last = +Inf */
     uint64_t db_sum_us[PGPOOL_STMT__COUNT];
     uint64_t redis_hist[METRICS_REDIS__COUNT][NCALL + 1];
@@ -102,6 +103,12 @@ void metrics_request_finished(int thread)
 {
     if (THREAD_OK(thread))
         ADD(threads[thread].req_finished, 1);
+}
+
+void metrics_connection_refused(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].conns_refused, 1);
 }
 
 void metrics_inc_idempotent_replay(int thread)
@@ -240,6 +247,9 @@ static void render_more(strbuf_t *out)
     counter(out, "profile_api_idempotent_replays_total",
             "Writes answered from their stored outcome (Idempotent-Replayed).",
             offsetof(metrics_thread_t, idem_replays));
+    counter(out, "profile_api_connections_refused_total",
+            "Connections closed at accept: the loop held MAX_CONNECTIONS_PER_THREAD.",
+            offsetof(metrics_thread_t, conns_refused));
     strbuf_append_str(out, "# HELP profile_api_db_duration_seconds PostgreSQL statement latency "
                            "(submit to result, pool wait included) by statement.\n"
                            "# TYPE profile_api_db_duration_seconds histogram\n");

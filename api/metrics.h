@@ -46,6 +46,8 @@ void metrics_set_redis(int thread, const metrics_redis_t *r);
 void metrics_inc_pool_rejected(int thread);
 void metrics_inc_pool_reconnect(int thread);
 void metrics_inc_db_retry(int thread);
+/** A connection closed at accept because the loop was at MAX_CONNECTIONS_PER_THREAD. */
+void metrics_connection_refused(int thread);
 
 /** Redis calls a request makes, timed from the call to its callback. */
 typedef enum {

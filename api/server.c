@@ -407,6 +407,18 @@ static void on_cleanup_timer(h2o_timeout_entry_t *entry)
 
 /* ---- threads and listeners ---- */
 
+/* True when this loop already holds `limit` HTTP/1 connections. h2o keeps them in a list
+ * without a count; the walk stops at the limit, so it costs at most `limit` steps. */
+static bool at_connection_limit(api_thread_t *thr, int limit)
+{
+    const h2o_linklist_t *anchor = &thr->ctx.http1._conns, *node;
+    int n = 0;
+    for (node = anchor->next; node != anchor && node != NULL; node = node->next)
+        if (++n >= limit)
+            return true;
+    return false;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     api_thread_t *thr = listener->data;
@@ -415,6 +427,13 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
         return;
+    if (at_connection_limit(thr, server.cfg->max_connections_per_thread)) {
+        /* Over MAX_CONNECTIONS_PER_THREAD: close at once so one client holding many idle
+         * connections cannot exhaust descriptors; the connections already open keep working. */
+        metrics_connection_refused(thr->index);
+        h2o_socket_close(sock);
+        return;
+    }
     h2o_accept(&thr->accept_ctx, sock);
 }
 

@@ -40,6 +40,8 @@ typedef struct st_cfg_entry_t {
 static const cfg_entry_t config_table[] = {
     {"HTTP_PORT", CFG_INT, F(http_port), "8080", 0, 65535, API, 0, 0},
     {"HTTP_THREADS", CFG_INT, F(http_threads), NULL, 1, 256, API, 0, 0},
+    {"MAX_CONNECTIONS_PER_THREAD", CFG_INT, F(max_connections_per_thread), "4096", 1, 1000000, API,
+     0, 0},
     {"DATABASE_URL", CFG_STR, F(database_url), NULL, 1, 4096, ALL, ALL, CFG_SECRET},
     {"PG_POOL_MAX", CFG_INT, F(pg_pool_max), "30", 1, 1000, API, 0, 0},
     {"REDIS_URL", CFG_STR, F(redis_url), "redis://127.0.0.1:6379/0", 1, 4096, SERVICES, 0,

@@ -17,6 +17,7 @@
 typedef struct st_app_config_t {
     int http_port;
     int http_threads;
+    int max_connections_per_thread;
     char *database_url;
     int pg_pool_max;
     char *redis_url;

@@ -10,15 +10,8 @@ static void on_get_result(void *data, const PGresult *res, pgpool_err_t err)
 {
     api_req_t *ar = data;
     int status;
-    ar->op = NULL;
-    if (err != PGPOOL_OK) {
-        api_respond_unavailable(ar, err);
+    if (!api_db_single_row(ar, res, err, 3))
         return;
-    }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
-        api_respond_sql_error(ar, res);
-        return;
-    }
     status = atoi(PQgetvalue(res, 0, 0));
     if (!PQgetisnull(res, 0, 2))
         api_add_header(ar, "etag", PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));

@@ -350,6 +350,21 @@ void api_respond_sql_error(api_req_t *ar, const PGresult *res)
     api_respond_problem(ar, 500, "internal-error", "An unexpected error occurred.", NULL, 0);
 }
 
+bool api_db_single_row(api_req_t *ar, const PGresult *res, pgpool_err_t err, int min_fields)
+{
+    ar->op = NULL;
+    if (err != PGPOOL_OK) {
+        api_respond_unavailable(ar, err);
+        return false;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQnfields(res) < min_fields) {
+        api_respond_sql_error(ar, res);
+        return false;
+    }
+    return true;
+}
+
 /* Every statement of a request ends here first: its latency, its span, then the handler. */
 static void on_db_result(void *data, const PGresult *res, pgpool_err_t err)
 {
@@ -471,15 +486,8 @@ void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err)
     const char *body;
     size_t len;
 
-    ar->op = NULL;
-    if (err != PGPOOL_OK) {
-        api_respond_unavailable(ar, err);
+    if (!api_db_single_row(ar, res, err, 5))
         return;
-    }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 5) {
-        api_respond_sql_error(ar, res);
-        return;
-    }
     status = atoi(PQgetvalue(res, 0, 0));
     body = PQgetvalue(res, 0, 1);
     len = (size_t)PQgetlength(res, 0, 1);
@@ -557,15 +565,8 @@ void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err)
     api_thread_t *thr = ar->thr;
     strbuf_t b;
 
-    ar->op = NULL;
-    if (err != PGPOOL_OK) {
-        api_respond_unavailable(ar, err);
+    if (!api_db_single_row(ar, res, err, 3))
         return;
-    }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
-        api_respond_sql_error(ar, res);
-        return;
-    }
     strbuf_init(&b);
     strbuf_reserve(&b, (size_t)PQgetlength(res, 0, 0) + 256);
     strbuf_append_str(&b, "{\"items\":");

@@ -172,6 +172,13 @@ void api_respond_unavailable(api_req_t *ar, pgpool_err_t err);
 /** A 500 problem for an unexpected SQL error; logs the server-side message (never sent). */
 void api_respond_sql_error(api_req_t *ar, const PGresult *res);
 
+/**
+ * Common start of a statement's completion callback: clears ar->op, then answers 503 for a
+ * pool error or 500 for a result that is not exactly one row of at least `min_fields`
+ * columns. Returns true when the caller should go on and read row 0.
+ */
+bool api_db_single_row(api_req_t *ar, const PGresult *res, pgpool_err_t err, int min_fields);
+
 /** Fills `out` (2*n+1 bytes) with 2*n random lowercase hex digits from the thread's rng. */
 void api_random_hex(api_thread_t *thr, char *out, size_t n);
 

@@ -11,7 +11,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1:de
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build run test unit asan format format-check lint tidy bench fuzz test-faults clean
+.PHONY: all deps build run test unit asan format format-check lint tidy bench bench-scale fuzz test-faults clean
 
 all: build
 
@@ -57,6 +57,10 @@ tidy: build
 
 bench: build
 	@tools/bench.sh $(BUILD_DIR)
+
+# The same runs at 1k, 100k and 1M users (long: loads ~18M rows).
+bench-scale: build
+	@tools/bench.sh $(BUILD_DIR) --scale
 
 fuzz: deps
 	@tools/fuzz.sh $${FUZZ_SECONDS:-30}

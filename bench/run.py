@@ -86,13 +86,88 @@ def start_api(stack, extra=None):
     return proc, port
 
 
+SCALE_OPS = ["get_profile", "get_watchlist", "get_history", "post_watchlist", "post_history"]
+
+
+def scale_main(args):
+    """How cost grows with the data: the same runs at 1k, 100k and 1M users, loaded in steps
+    by bench/load_scale.sql; uncached reads (Redis unreachable), then cached reads and writes."""
+    state = os.path.join(ROOT, ".local", "bench-scale")
+    subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
+    sh([os.path.join(ROOT, "tools", "stack.sh"), "start", state])
+    procs, results = [], []
+    try:
+        stack = load_env(os.path.join(state, "stack.env"))
+        env = dict(os.environ, DATABASE_URL=stack["DATABASE_URL"],
+                   MIGRATIONS_DIR=os.path.join(ROOT, "migrations"))
+        sh([support.bin_path("profile-migrate")], env=env)
+        tok = token(["admin"])
+        loaded = 0
+        for users in (1000, 100000, 1000000):
+            t0 = time.time()
+            sh(["psql", "-q", "-v", f"from={loaded + 1}", "-v", f"to={users}", "-f",
+                os.path.join(ROOT, "bench", "load_scale.sql"), stack["DATABASE_URL"]])
+            load_s, loaded = time.time() - t0, users
+            row = {"users": users, "load_s": load_s}
+            api, port = start_api(stack, {"REDIS_URL": f"redis://127.0.0.1:{support.free_port()}/0"})
+            procs.append(api)
+            for op in ("get_profile", "get_watchlist", "get_history"):
+                row[op + " uncached"] = wrk(port, op, args.seconds, args.conns, 2, users, tok)
+            api.stop()
+            procs.remove(api)
+            api, port = start_api(stack)
+            procs.append(api)
+            wrk(port, "get_watchlist", 3, args.conns, 2, users, tok)
+            row["get_watchlist cached"] = wrk(port, "get_watchlist", args.seconds, args.conns, 2, users, tok)
+            for op in ("post_watchlist", "post_history"):
+                row[op] = wrk(port, op, args.seconds, args.conns, 2, users, tok)
+            api.stop()
+            procs.remove(api)
+            row["db_mb"] = int(support.psql(stack, "SELECT pg_database_size(current_database()) / 1048576")[0][0])
+            row["outbox_rows"] = int(support.psql(stack, "SELECT count(*) FROM outbox")[0][0])
+            results.append(row)
+            print(f"scale: {users} users done", file=sys.stderr)
+    finally:
+        for p in procs:
+            p.stop()
+        subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
+    cols = ["get_profile uncached", "get_watchlist uncached", "get_history uncached",
+            "get_watchlist cached", "post_watchlist", "post_history"]
+    lines = ["## How cost grows with the data (`make bench-scale`)", "",
+             f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, same machine and settings as "
+             f"above; each user has a profile, 5 watchlist items, 10 history entries and 2 ratings "
+             f"(bench/load_scale.sql); users added in steps; each run {args.seconds} s at "
+             f"{args.conns} connections over all users; uncached = Redis unreachable. "
+             "Cells: req/s and p99 ms. Outbox rows accumulate (no relay runs here).", "",
+             "| users | load s | DB MB | outbox rows | " + " | ".join(cols) + " |",
+             "|---:|---:|---:|---:|" + "---:|" * len(cols)]
+    for r in results:
+        cells = [f"{r[c]['rps']:.0f} / {r[c]['p99_ms']:.1f}" for c in cols]
+        lines.append(f"| {r['users']} | {r['load_s']:.0f} | {r['db_mb']} | {r['outbox_rows']} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Command: `make bench-scale` (`tools/bench.sh build --scale`).", ""]
+    text = "\n".join(lines)
+    old = open(args.out).read() if os.path.exists(args.out) else "# Performance\n"
+    start = old.find("## How cost grows with the data")
+    if start >= 0:
+        end = old.find("\n## ", start + 5)
+        old = old[:start] + (old[end + 1:] if end >= 0 else "")
+    with open(args.out, "w") as f:
+        f.write(old.rstrip() + "\n\n" + text)
+    print(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", action="store_true", help="run the 1k/100k/1M users series")
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "performance.md"))
     args = ap.parse_args()
+    if args.scale:
+        scale_main(args)
+        return
 
     state = os.path.join(ROOT, ".local", "bench")
     subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)

@@ -233,19 +233,6 @@ static void cache_store(const auth_verifier_t *v, const char *tok, size_t len, d
     e->principal = *p;
 }
 
-static bool b64url_chars(const char *s, size_t len)
-{
-    size_t i;
-
-    for (i = 0; i < len; ++i) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 /* Decodes a base64url segment and parses it strictly as a JSON object. */
 static json_object *decode_json_segment(const char *s, size_t len)
 {
@@ -483,8 +470,8 @@ auth_status_t auth_verify(const auth_verifier_t *v, const char *hdr, size_t hdr_
     {
         size_t hlen = (size_t)(dot1 - tok), plen = (size_t)(dot2 - dot1 - 1);
         size_t slen = tok_len - (size_t)(dot2 + 1 - tok);
-        if (hlen == 0 || plen == 0 || slen == 0 || !b64url_chars(tok, hlen) ||
-            !b64url_chars(dot1 + 1, plen) || !b64url_chars(dot2 + 1, slen)) {
+        if (hlen == 0 || plen == 0 || slen == 0 || !b64url_valid(tok, hlen) ||
+            !b64url_valid(dot1 + 1, plen) || !b64url_valid(dot2 + 1, slen)) {
             why = "token has an empty or non-base64url segment";
             goto Exit;
         }

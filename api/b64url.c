@@ -20,6 +20,14 @@ static int value_of(unsigned char c)
     return -1;
 }
 
+bool b64url_valid(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; ++i)
+        if (value_of((unsigned char)s[i]) < 0)
+            return false;
+    return true;
+}
+
 size_t b64url_encode(const unsigned char *src, size_t len, char *dst)
 {
     size_t i = 0, o = 0;

@@ -5,6 +5,7 @@
 #ifndef PROFILE_API_B64URL_H
 #define PROFILE_API_B64URL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "common/alloc.h"
 
@@ -18,6 +19,9 @@
  * NUL-terminates. Returns the number of characters written (without the NUL).
  */
 size_t b64url_encode(const unsigned char *src, size_t len, char *dst);
+
+/** True when every one of the `len` characters is in the base64url alphabet. */
+bool b64url_valid(const char *s, size_t len);
 
 /**
  * Decodes `len` characters of `src` into `dst` (room for `dstcap` bytes). Returns the decoded

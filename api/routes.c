@@ -3,6 +3,7 @@
  * or 405 (with the route's methods for Allow) before anything else runs.
  */
 #include <string.h>
+#include "api/pct.h"
 #include "api/routes.h"
 
 #define M(x) (1u << (x))
@@ -62,17 +63,6 @@ bool route_needs_auth(route_id_t r)
     return r >= ROUTE_PROFILE && r <= ROUTE_RATINGS;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes one segment; a malformed escape or an overlong value marks it bad (400 later). */
 static void decode_segment(const char *s, size_t len, route_param_t *out)
 {
@@ -86,8 +76,8 @@ static void decode_segment(const char *s, size_t len, route_param_t *out)
                 out->bad = true;
                 break;
             }
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = pct_hexval(s[i + 1]);
+            lo = pct_hexval(s[i + 2]);
             if (hi < 0 || lo < 0) {
                 out->bad = true;
                 break;

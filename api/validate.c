@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <json.h>
+#include "api/pct.h"
 #include "api/utf8.h"
 #include "api/validate.h"
 
@@ -1118,17 +1119,6 @@ int validate_rating_body(const char *body, size_t len, rating_input_t *out, vali
 
 /* ---------------------------------------------------------------- query strings */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..len) into out (cap bytes, NUL-terminated); '+' is a space. Returns the
  * decoded length, -1 on a bad escape, -2 when it does not fit. */
 static long pct_decode(const char *s, size_t len, char *out, size_t cap)
@@ -1141,7 +1131,7 @@ static long pct_decode(const char *s, size_t len, char *out, size_t cap)
             int hi, lo;
             if (i + 2 >= len)
                 return -1;
-            hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            hi = pct_hexval(s[i + 1]), lo = pct_hexval(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);

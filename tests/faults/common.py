@@ -6,11 +6,12 @@ Only the Python standard library and Debian packages (psycopg2, jwt, requests) a
 
 import json
 import os
-import random
-import socket
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import support  # noqa: E402
 
 JWT_SECRET = "faults-suite-hs256-secret-0123456789abcdef"
 JWT_ISSUER = "https://auth.faults.test/"
@@ -27,32 +28,9 @@ def log(msg):
         sys.stderr.flush()
 
 
-def load_env_file(path):
-    """Parses a KEY=VALUE file (tools/stack.sh writes stack.env that way)."""
-    env = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, val = line.split("=", 1)
-            env[key] = val
-    return env
-
-
-def free_port():
-    """A port below 32768 (outside the ephemeral range) that is free on 127.0.0.1 now."""
-    for _ in range(500):
-        port = random.randint(20000, 32767)
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        return port
-    raise RuntimeError("no free port found")
+# The stack.env parser and the port finder are the integration tests' (one definition each).
+load_env_file = support.load_stack_env
+free_port = support.free_port
 
 
 def make_token(sub, roles=("user",), ttl=3600):

@@ -205,6 +205,22 @@ void relay_destroy(relay_t *r)
     free(r);
 }
 
+/* Puts the rows of the mark in progress back at the front of the mark queue, to be sent again
+ * (marking is idempotent). */
+static void requeue_marking(relay_t *r)
+{
+    relay_msg_t *last = r->marking;
+    if (last == NULL)
+        return;
+    while (last->next != NULL)
+        last = last->next;
+    last->next = r->to_mark;
+    if (r->to_mark == NULL)
+        r->to_mark_tail = &last->next;
+    r->to_mark = r->marking;
+    r->marking = NULL;
+}
+
 static void db_lost(relay_t *r)
 {
     if (r->db != NULL)
@@ -213,16 +229,7 @@ static void db_lost(relay_t *r)
         PQfinish(r->markdb);
     r->db = r->markdb = NULL;
     /* A mark that was running is sent again after the reconnect (it is idempotent). */
-    if (r->marking != NULL) {
-        relay_msg_t *last = r->marking;
-        while (last->next != NULL)
-            last = last->next;
-        last->next = r->to_mark;
-        if (r->to_mark == NULL)
-            r->to_mark_tail = &last->next;
-        r->to_mark = r->marking;
-        r->marking = NULL;
-    }
+    requeue_marking(r);
     metrics_set(METRIC_PG_UP, 0);
     if (!r->db_down_logged)
         log_error("lost the PostgreSQL connection; reconnecting with backoff");
@@ -368,13 +375,7 @@ static void pump_marks(relay_t *r)
                 return;
             }
             /* a one-off failure: send the same rows again below */
-            relay_msg_t *last = r->marking;
-            while (last->next != NULL)
-                last = last->next;
-            last->next = r->to_mark;
-            if (r->to_mark == NULL)
-                r->to_mark_tail = &last->next;
-            r->to_mark = r->marking;
+            requeue_marking(r);
         } else {
             log_debug("mark: %d row(s) done in %lld us", r->nmarking, wall_us() - r->mark_sent_us);
             while (r->marking != NULL) {

@@ -22,23 +22,49 @@
 #define LOCAL_SLOTS 8192
 #define LOCAL_PROBE 4
 
+/*
+ * Coalescing: the checks of one caller (or one address) that arrive on a thread within one
+ * event-loop iteration are decided by one script call at the end of that iteration (the
+ * script's ARGV[4]), each still getting its own decision and headers. The call leaves in the
+ * same write as the iteration's other Redis commands (cache reads). A caller with many
+ * concurrent requests then costs one script call per iteration instead of one per request; a
+ * caller with one request at a time sees no difference.
+ */
+#define FLIGHT_BUCKETS 1024
+#define MAX_BATCH 1000
+
+typedef struct st_waiter_t {
+    struct st_waiter_t *next;
+    ratelimit_cb_t cb;
+    void *ud;
+} waiter_t;
+
+typedef struct st_flight_t {
+    struct st_flight_t *hnext; /* bucket chain, while collecting */
+    struct st_flight_t *anext; /* every batch collecting in this iteration */
+    ratelimit_t *rl;
+    uint64_t hash;
+    bool auth;       /* auth-failure check */
+    waiter_t *first; /* in arrival order */
+    waiter_t **tail;
+    unsigned n;
+    char name[]; /* subject or address */
+} flight_t;
+
 struct st_ratelimit_t {
     redis_client_t *redis;
+    h2o_loop_t *loop;
     ratelimit_stats_t stats;
+    h2o_timeout_t flush_timeout; /* 0 ms: runs at the end of the current loop iteration */
+    h2o_timeout_entry_t flush_entry;
+    flight_t *buckets[FLIGHT_BUCKETS]; /* batches collecting, by caller */
+    flight_t *collecting;              /* the same, as one list */
 };
 
 typedef struct st_local_slot_t {
     uint64_t key; /* 0 = empty */
     double tat_us;
 } local_slot_t;
-
-typedef struct st_pending_t {
-    ratelimit_t *rl;
-    ratelimit_cb_t cb;
-    void *ud;
-    bool auth;   /* auth-failure check */
-    char name[]; /* subject or address, for the local stand-in */
-} pending_t;
 
 static ratelimit_config_t g_cfg;
 static redis_script_t g_script;
@@ -157,15 +183,31 @@ bool ratelimit_enabled(void)
     return g_cfg.limit_per_minute > 0;
 }
 
+static void on_flush(h2o_timeout_entry_t *entry);
+static void deliver(flight_t *f, const redisReply *r);
+
 ratelimit_t *ratelimit_create(redis_client_t *redis)
 {
     ratelimit_t *rl = xcalloc(1, sizeof(*rl));
     rl->redis = redis;
+    rl->loop = redis_client_loop(redis);
+    h2o_timeout_init(rl->loop, &rl->flush_timeout, 0);
+    rl->flush_entry.cb = on_flush;
     return rl;
 }
 
 void ratelimit_destroy(ratelimit_t *rl)
 {
+    if (rl == NULL)
+        return;
+    if (h2o_timeout_is_linked(&rl->flush_entry))
+        h2o_timeout_unlink(&rl->flush_entry);
+    while (rl->collecting != NULL) { /* never sent: decided here without Redis */
+        flight_t *f = rl->collecting;
+        rl->collecting = f->anext;
+        deliver(f, NULL);
+    }
+    h2o_timeout_dispose(rl->loop, &rl->flush_timeout);
     free(rl);
 }
 
@@ -174,14 +216,19 @@ const ratelimit_stats_t *ratelimit_stats(const ratelimit_t *rl)
     return &rl->stats;
 }
 
-static bool parse_reply(const redisReply *r, int limit, ratelimit_result_t *out)
+/* {allowed count, remaining, reset, retry}: `*allowed` of the `n` requests passed */
+static bool parse_reply(const redisReply *r, int limit, unsigned n, unsigned *allowed,
+                        ratelimit_result_t *out)
 {
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
         return false;
     for (size_t i = 0; i < 4; i++)
         if (r->element[i]->type != REDIS_REPLY_INTEGER)
             return false;
-    out->allowed = r->element[0]->integer == 1;
+    if (r->element[0]->integer < 0 || r->element[0]->integer > (long long)n)
+        return false;
+    *allowed = (unsigned)r->element[0]->integer;
+    out->allowed = *allowed > 0;
     out->limit = limit;
     out->remaining = (int)r->element[1]->integer;
     out->reset_seconds = (int)r->element[2]->integer;
@@ -190,28 +237,90 @@ static bool parse_reply(const redisReply *r, int limit, ratelimit_result_t *out)
     return true;
 }
 
+static void count_decision(ratelimit_t *rl, bool auth, const ratelimit_result_t *res)
+{
+    if (res->allowed)
+        return;
+    if (auth)
+        rl->stats.auth_failures_denied++;
+    else
+        rl->stats.denied++;
+}
+
 static void on_reply(const redisReply *r, void *p)
 {
-    pending_t *pd = p;
-    ratelimit_t *rl = pd->rl;
-    int limit = pd->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute;
-    ratelimit_result_t res;
-    if (parse_reply(r, limit, &res)) {
+    deliver(p, r);
+}
+
+static void send_batch(flight_t *f)
+{
+    ratelimit_t *rl = f->rl;
+    char key[CACHE_KEY_MAX], lim[16], win[16], cnt[16];
+    if (f->auth)
+        cache_key_auth_failure(key, f->name);
+    else
+        cache_key_ratelimit(key, f->name);
+    snprintf(lim, sizeof(lim), "%d",
+             f->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute);
+    snprintf(win, sizeof(win), "%d", RATELIMIT_WINDOW_SECONDS);
+    snprintf(cnt, sizeof(cnt), "%u", f->n);
+    /* "0": the script reads Redis' clock, so replicas with skewed clocks share one budget */
+    const char *argv[] = {key, lim, win, "0", cnt};
+    redis_client_eval(rl->redis, &g_script, 1, 5, argv, NULL, on_reply, f);
+}
+
+/* End of the loop iteration: one script call per caller seen in it. */
+static void on_flush(h2o_timeout_entry_t *entry)
+{
+    ratelimit_t *rl = H2O_STRUCT_FROM_MEMBER(ratelimit_t, flush_entry, entry);
+    flight_t *f = rl->collecting;
+    rl->collecting = NULL;
+    while (f != NULL) {
+        flight_t *next = f->anext;
+        rl->buckets[f->hash % FLIGHT_BUCKETS] = NULL; /* every batch of the bucket goes now */
+        send_batch(f);
+        f = next;
+    }
+}
+
+/* Decides every check of batch `f` from the script's reply (Redis when `r` parses, else the
+ * local stand-in) and frees it. */
+static void deliver(flight_t *f, const redisReply *r)
+{
+    ratelimit_t *rl = f->rl;
+    int limit = f->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute;
+    unsigned allowed = 0, j = 0;
+    ratelimit_result_t base;
+    bool ok = parse_reply(r, limit, f->n, &allowed, &base);
+
+    if (ok) {
         note_redis_ok();
     } else {
         rl->stats.errors++;
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
             log_debug("rate limit script error: %s", r->str);
-        decide_locally(rl, pd->name, pd->auth, limit, &res);
     }
-    if (pd->auth) {
-        if (!res.allowed)
-            rl->stats.auth_failures_denied++;
-    } else if (!res.allowed) {
-        rl->stats.denied++;
+    for (waiter_t *w = f->first; w != NULL; j++) {
+        waiter_t *next = w->next;
+        ratelimit_result_t res;
+        if (!ok) {
+            decide_locally(rl, f->name, f->auth, limit, &res);
+        } else if (j < allowed) { /* the j-th allowed one left this many behind it */
+            res = base;
+            res.allowed = true;
+            res.remaining = base.remaining + (int)(allowed - 1 - j);
+            res.retry_after_seconds = 0;
+        } else {
+            res = base;
+            res.allowed = false;
+            res.remaining = 0;
+        }
+        count_decision(rl, f->auth, &res);
+        w->cb(&res, w->ud);
+        free(w);
+        w = next;
     }
-    pd->cb(&res, pd->ud);
-    free(pd);
+    free(f);
 }
 
 static ratelimit_status_t check(ratelimit_t *rl, const char *name, bool auth, int limit,
@@ -223,29 +332,31 @@ static ratelimit_status_t check(ratelimit_t *rl, const char *name, bool auth, in
     }
     if (!redis_client_is_up(rl->redis)) {
         decide_locally(rl, name, auth, limit, out);
-        if (!out->allowed && auth)
-            rl->stats.auth_failures_denied++;
-        else if (!out->allowed)
-            rl->stats.denied++;
+        count_decision(rl, auth, out);
         return RATELIMIT_DONE;
     }
-    size_t len = strlen(name);
-    pending_t *pd = xmalloc(sizeof(*pd) + len + 1);
-    pd->rl = rl;
-    pd->cb = cb;
-    pd->ud = ud;
-    pd->auth = auth;
-    memcpy(pd->name, name, len + 1);
-    char key[CACHE_KEY_MAX], lim[16], win[16];
-    if (auth)
-        cache_key_auth_failure(key, name);
-    else
-        cache_key_ratelimit(key, name);
-    snprintf(lim, sizeof(lim), "%d", limit);
-    snprintf(win, sizeof(win), "%d", RATELIMIT_WINDOW_SECONDS);
-    /* "0": the script reads Redis' clock, so replicas with skewed clocks share one budget */
-    const char *argv[] = {key, lim, win, "0"};
-    redis_client_eval(rl->redis, &g_script, 1, 4, argv, NULL, on_reply, pd);
+    uint64_t hash = hash_name(name, auth);
+    flight_t **slot = &rl->buckets[hash % FLIGHT_BUCKETS], *f;
+    waiter_t *w = xmalloc(sizeof(*w));
+    *w = (waiter_t){NULL, cb, ud};
+    for (f = *slot; f != NULL; f = f->hnext)
+        if (f->hash == hash && f->auth == auth && f->n < MAX_BATCH && strcmp(f->name, name) == 0)
+            break;
+    if (f == NULL) {
+        size_t len = strlen(name);
+        f = xmalloc(sizeof(*f) + len + 1);
+        *f = (flight_t){
+            .hnext = *slot, .anext = rl->collecting, .rl = rl, .hash = hash, .auth = auth};
+        f->tail = &f->first;
+        memcpy(f->name, name, len + 1);
+        *slot = f;
+        rl->collecting = f;
+        if (!h2o_timeout_is_linked(&rl->flush_entry))
+            h2o_timeout_link(rl->loop, &rl->flush_timeout, &rl->flush_entry);
+    }
+    *f->tail = w;
+    f->tail = &w->next;
+    f->n++;
     return RATELIMIT_PENDING;
 }
 

@@ -8,6 +8,10 @@
  * thread, created on that thread with that thread's redis client. Checks and callbacks run on
  * the loop thread.
  *
+ * Checks of one caller that arrive on a thread in the same event-loop iteration are decided
+ * by one script call at the end of the iteration (each still gets its own exact decision):
+ * a caller with many concurrent requests costs one call per iteration, not one per request.
+ *
  * A check either answers at once (returns RATELIMIT_DONE, `out` filled, the callback is NOT
  * called: limiter off, or Redis known to be down) or later (returns RATELIMIT_PENDING: the
  * callback runs exactly once on the loop thread, never inside the call). The request may be

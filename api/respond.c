@@ -608,18 +608,128 @@ void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err)
     strbuf_dispose(&b);
 }
 
-static void on_cache_get(const char *value, size_t len, void *ud)
+static void list_cache_answer(api_req_t *ar, const char *value, size_t len)
 {
-    api_req_t *ar = api_wait_finish(ud, false);
-    api_list_ctx_t *l;
-    if (ar == NULL)
-        return;
-    l = ar->list;
+    api_list_ctx_t *l = ar->list;
     if (value != NULL) {
         api_respond(ar, 200, "application/json; charset=utf-8", value, len);
         return;
     }
     api_submit_list(ar, l->stmt, &l->q, &l->after, l->have_after, l->extra);
+}
+
+static void on_cache_get(const char *value, size_t len, void *ud)
+{
+    api_req_t *ar = api_wait_finish(ud, false);
+    if (ar != NULL)
+        list_cache_answer(ar, value, len);
+}
+
+/*
+ * Prefetch: a cacheable list read whose authorization, ids and query are already known to be
+ * fine sends its cache read right behind the rate-limit script, so both share one Redis round
+ * trip. The limiter's reply comes first (replies keep their order): when it allows, the
+ * request reaches api_submit_list_cached() and waits there for the read already in flight.
+ * When it denies, the read's reply is dropped.
+ */
+struct st_api_prefetch_t {
+    api_req_t *ar; /* NULL once the request is gone or no longer wants the reply */
+    int thread;
+    struct timespec t0;
+    bool arrived; /* the reply came before the request was ready for it */
+    bool waiting; /* the request waits in api_submit_list_cached() */
+    char *value;  /* arrived: the cached body (request pool), NULL for a miss */
+    size_t len;
+    char field[256]; /* listcache_field() of the page asked for */
+};
+
+static void on_prefetch(const char *value, size_t len, void *ud)
+{
+    api_prefetch_t *pf = ud;
+    api_req_t *ar = pf->ar;
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    metrics_observe_redis(pf->thread, METRICS_REDIS_CACHE_GET, ms_between(&pf->t0, &now));
+    if (ar == NULL || ar->responded) { /* denied by the limiter, or the client went away */
+        if (ar != NULL)
+            ar->prefetch = NULL;
+        free(pf);
+        return;
+    }
+    if (ar->sampled)
+        api_span_client(ar, "redis cache.get", "redis", "cache.get", &pf->t0, &now, false);
+    if (!pf->waiting) { /* keep it until the request gets there */
+        pf->arrived = true;
+        pf->value = value != NULL ? h2o_mem_alloc_pool(&ar->req->pool, len + 1) : NULL;
+        if (value != NULL)
+            memcpy(pf->value, value, len);
+        pf->len = len;
+        return;
+    }
+    ar->prefetch = NULL;
+    free(pf);
+    list_cache_answer(ar, value, len);
+}
+
+void api_prefetch_detach(api_req_t *ar)
+{
+    api_prefetch_t *pf = ar->prefetch;
+    if (pf == NULL)
+        return;
+    ar->prefetch = NULL;
+    if (pf->arrived)
+        free(pf); /* its callback has run */
+    else
+        pf->ar = NULL; /* its callback frees it */
+}
+
+void api_list_prefetch(api_req_t *ar)
+{
+    api_thread_t *thr = ar->thr;
+    h2o_req_t *req = ar->req;
+    list_query_t q;
+    validate_errors_t errs;
+    cursor_t after;
+    cache_list_t list;
+    char kind;
+    api_prefetch_t *pf;
+
+    if (ar->rm.method != ROUTE_METHOD_GET || thr->lc == NULL || thr->redis_closing)
+        return;
+    if (ar->rm.route == ROUTE_WATCHLIST) {
+        list = CACHE_LIST_WATCHLIST;
+        kind = 'w';
+    } else if (ar->rm.route == ROUTE_HISTORY) {
+        list = CACHE_LIST_HISTORY;
+        kind = 'h';
+    } else {
+        return;
+    }
+    memset(&errs, 0, sizeof(errs));
+    if (validate_list_query(req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : NULL,
+                            req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0,
+                            kind == 'h' ? VALIDATE_Q_VIEW : 0, &q, &errs) != 0)
+        return; /* the handler answers 400 after the limiter */
+    if (kind == 'h' && q.view_continue)
+        kind = 'c';
+    if (q.cursor[0] != '\0' && cursor_decode(q.cursor, strlen(q.cursor), kind, &after) != 0)
+        return;
+    pf = xcalloc(1, sizeof(*pf));
+    if (listcache_field(pf->field, sizeof(pf->field), q.limit, q.view_continue ? "continue" : "",
+                        q.cursor) == 0) {
+        free(pf);
+        return;
+    }
+    pf->ar = ar;
+    pf->thread = thr->index;
+    clock_gettime(CLOCK_MONOTONIC, &pf->t0);
+    if (listcache_get(thr->lc, ar->rm.user_id.value, list, pf->field, on_prefetch, pf) !=
+        LISTCACHE_PENDING) {
+        free(pf); /* a miss now: the request reads PostgreSQL as usual */
+        return;
+    }
+    ar->prefetch = pf;
 }
 
 void api_submit_list_cached(api_req_t *ar, cache_list_t list, pgpool_stmt_t stmt,
@@ -628,6 +738,7 @@ void api_submit_list_cached(api_req_t *ar, cache_list_t list, pgpool_stmt_t stmt
 {
     api_thread_t *thr = ar->thr;
     api_list_ctx_t *l = h2o_mem_alloc_pool(&ar->req->pool, sizeof(*l));
+    api_prefetch_t *pf = ar->prefetch;
     api_wait_t *w;
 
     memset(l, 0, sizeof(*l));
@@ -642,6 +753,19 @@ void api_submit_list_cached(api_req_t *ar, cache_list_t list, pgpool_stmt_t stmt
                    listcache_field(l->field, sizeof(l->field), q->limit,
                                    q->view_continue ? "continue" : "", q->cursor) > 0;
     ar->list = l;
+    if (pf != NULL && l->cacheable && strcmp(pf->field, l->field) == 0) {
+        if (!pf->arrived) {
+            pf->waiting = true; /* continues in on_prefetch */
+            return;
+        }
+        char *value = pf->value;
+        size_t len = pf->len;
+        ar->prefetch = NULL;
+        free(pf);
+        list_cache_answer(ar, value, len);
+        return;
+    }
+    api_prefetch_detach(ar);
     if (!l->cacheable) {
         api_submit_list(ar, stmt, &l->q, &l->after, have_after, extra);
         return;

@@ -67,6 +67,9 @@ struct st_api_server_t {
  */
 typedef struct st_api_wait_t api_wait_t;
 
+/** A list-cache read sent together with the rate-limit check (api_list_prefetch()). */
+typedef struct st_api_prefetch_t api_prefetch_t;
+
 /** GET watchlist/history: what a miss needs to query PostgreSQL and fill the cache. */
 typedef struct st_api_list_ctx_t {
     pgpool_stmt_t stmt;
@@ -109,8 +112,9 @@ typedef struct st_api_req_t {
     api_wait_t *wait;   /* Redis step in flight, or NULL */
     bool has_ratelimit; /* RateLimit headers go on the response (limiter on, authed) */
     ratelimit_result_t ratelimit;
-    int auth_status;      /* auth_status_t of step 3 (kept across the async limiter) */
-    api_list_ctx_t *list; /* GET watchlist/history, else NULL */
+    int auth_status;          /* auth_status_t of step 3 (kept across the async limiter) */
+    api_list_ctx_t *list;     /* GET watchlist/history, else NULL */
+    api_prefetch_t *prefetch; /* cache read in flight since the rate-limit check, or NULL */
     /* a committed write waiting for its cache invalidation before it is answered */
     int pending_status;
     const char *pending_body;
@@ -235,6 +239,17 @@ void api_submit_list(api_req_t *ar, pgpool_stmt_t stmt, const list_query_t *q,
 void api_submit_list_cached(api_req_t *ar, cache_list_t list, pgpool_stmt_t stmt,
                             const list_query_t *q, const cursor_t *after, bool have_after,
                             const char *extra);
+
+/**
+ * Called right after the rate-limit script was sent for a request whose authorization and ids
+ * are fine: when it is a cacheable GET watchlist/history with a valid query, sends the cache
+ * read now, so that it shares the limiter's Redis round trip; api_submit_list_cached() then
+ * uses its reply. Does nothing otherwise (the request takes the usual path).
+ */
+void api_list_prefetch(api_req_t *ar);
+
+/** The request is going away: a prefetch still in flight drops its reply. */
+void api_prefetch_detach(api_req_t *ar);
 
 /** Publishes the thread's Redis, cache and limiter counters to the metrics registry. */
 void api_publish_redis_stats(api_thread_t *thr);

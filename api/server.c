@@ -122,6 +122,7 @@ static void on_req_dispose(void *p)
         ar->wait->ar = NULL; /* a Redis step is in flight: its callback only frees the wait */
         ar->wait = NULL;
     }
+    api_prefetch_detach(ar);
     ar->thr->active--;
     metrics_request_finished(ar->thr->index);
 }
@@ -223,29 +224,39 @@ static void auth_failed(api_req_t *ar)
 
 /* ---- steps 5.. after the rate limit ---- */
 
-static void after_ratelimit(api_req_t *ar)
+/* 5. authorization and 6. ids in the path: no I/O; 0 when both pass, else the status to answer
+ * (403, or 400 with the field errors in `errs`) */
+static int check_access(api_req_t *ar, problem_field_error_t *errs, size_t *nerrs)
 {
-    /* 5. authorization */
+    size_t n = 0;
     if (ar->auth_status == AUTH_ERR_ROLES ||
         !auth_may_access(&ar->principal, ar->rm.user_id.value, ar->rm.user_id.len,
-                         method_is_write(ar->rm.method))) {
+                         method_is_write(ar->rm.method)))
+        return 403;
+    if (ar->rm.user_id.bad || !validate_id(ar->rm.user_id.value, ar->rm.user_id.len))
+        errs[n++] = (problem_field_error_t){"userId", "must match ^[A-Za-z0-9._-]{1,64}$"};
+    if (ar->rm.route == ROUTE_WATCHLIST_ITEM &&
+        (ar->rm.video_id.bad || !validate_id(ar->rm.video_id.value, ar->rm.video_id.len)))
+        errs[n++] = (problem_field_error_t){"videoId", "must match ^[A-Za-z0-9._-]{1,64}$"};
+    *nerrs = n;
+    return n > 0 ? 400 : 0;
+}
+
+static void after_ratelimit(api_req_t *ar)
+{
+    problem_field_error_t errs[2];
+    size_t n;
+
+    switch (check_access(ar, errs, &n)) {
+    case 0:
+        break;
+    case 403:
         api_respond_problem(ar, 403, "forbidden", "The token does not allow this operation.", NULL,
                             0);
         return;
-    }
-    /* 6. ids in the path */
-    {
-        problem_field_error_t errs[2];
-        size_t n = 0;
-        if (ar->rm.user_id.bad || !validate_id(ar->rm.user_id.value, ar->rm.user_id.len))
-            errs[n++] = (problem_field_error_t){"userId", "must match ^[A-Za-z0-9._-]{1,64}$"};
-        if (ar->rm.route == ROUTE_WATCHLIST_ITEM &&
-            (ar->rm.video_id.bad || !validate_id(ar->rm.video_id.value, ar->rm.video_id.len)))
-            errs[n++] = (problem_field_error_t){"videoId", "must match ^[A-Za-z0-9._-]{1,64}$"};
-        if (n > 0) {
-            api_respond_validation(ar, errs, n);
-            return;
-        }
+    default:
+        api_respond_validation(ar, errs, n);
+        return;
     }
     /* 7.. body size, content type, body, state: per resource */
     switch (ar->rm.route) {
@@ -300,8 +311,13 @@ static void check_ratelimit(api_req_t *ar)
         return;
     }
     w = api_wait_begin(ar, METRICS_REDIS_RATELIMIT);
-    if (ratelimit_check(thr->rl, ar->principal.sub, &res, on_ratelimit, w) == RATELIMIT_PENDING)
-        return; /* continues in on_ratelimit */
+    if (ratelimit_check(thr->rl, ar->principal.sub, &res, on_ratelimit, w) == RATELIMIT_PENDING) {
+        problem_field_error_t errs[2];
+        size_t n;
+        if (check_access(ar, errs, &n) == 0)
+            api_list_prefetch(ar); /* a cache read in the same round trip as the limiter */
+        return;                    /* continues in on_ratelimit */
+    }
     (void)api_wait_end(w);
     apply_ratelimit(ar, &res);
 }

@@ -128,12 +128,17 @@ const char cache_lua_fill[] =
  * when TAT + T - window <= now, i.e. at most `limit` requests fit in a burst and then one
  * every T. A denied request does not move the TAT. The key expires when the bucket is full
  * again, so idle callers cost no memory.
+ *
+ * ARGV[4] (default 1) decides that many requests of the caller at once, in order: the first
+ * `allowed` of them pass (each moving the TAT by T), the rest are denied. Returns {allowed,
+ * remaining after the last allowed one, reset seconds, retry-after seconds for the denied}.
  */
 const char cache_lua_ratelimit[] =
     "local limit = tonumber(ARGV[1])\n"
     "local window = tonumber(ARGV[2]) * 1000000\n"
     "local now = tonumber(ARGV[3]) or 0\n"
-    "if limit == nil or limit <= 0 or window <= 0 then\n"
+    "local n = tonumber(ARGV[4] or '1')\n"
+    "if limit == nil or limit <= 0 or window <= 0 or n == nil or n < 1 or n > 100000 then\n"
     "  return redis.error_reply('bad ratelimit args')\n"
     "end\n"
     "if now <= 0 then\n"
@@ -143,15 +148,21 @@ const char cache_lua_ratelimit[] =
     "local T = window / limit\n"
     "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
     "if tat < now then tat = now end\n"
-    "local new_tat = tat + T\n"
-    "local allow_at = new_tat - window\n"
-    "if now < allow_at then\n"
-    "  local retry = math.ceil((allow_at - now) / 1000000)\n"
-    "  if retry < 1 then retry = 1 end\n"
-    "  return {0, 0, math.ceil((tat - now) / 1000000), retry}\n"
+    "local allowed = 0\n"
+    "while allowed < n and now >= tat + T - window do\n"
+    "  tat = tat + T\n"
+    "  allowed = allowed + 1\n"
     "end\n"
-    "redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX',\n"
-    "           math.ceil((new_tat - now) / 1000) + 1)\n"
-    "local remaining = math.floor((now + window - new_tat) / T + 1e-6)\n"
-    "if remaining < 0 then remaining = 0 end\n"
-    "return {1, remaining, math.ceil((new_tat - now) / 1000000), 0}\n";
+    "local retry = 0\n"
+    "if allowed < n then\n"
+    "  retry = math.ceil((tat + T - window - now) / 1000000)\n"
+    "  if retry < 1 then retry = 1 end\n"
+    "end\n"
+    "local remaining = 0\n"
+    "if allowed > 0 then\n"
+    "  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX',\n"
+    "             math.ceil((tat - now) / 1000) + 1)\n"
+    "  remaining = math.floor((now + window - tat) / T + 1e-6)\n"
+    "  if remaining < 0 then remaining = 0 end\n"
+    "end\n"
+    "return {allowed, remaining, math.ceil((tat - now) / 1000000), retry}\n";

@@ -59,10 +59,12 @@ extern const char cache_lua_fill[];
 
 /**
  * Rate limit (GCRA): KEYS[1]=limiter key; ARGV[1]=limit per window, ARGV[2]=window seconds,
- * ARGV[3]=now in microseconds (caller's clock; Redis TIME is used when ARGV[3] is "0").
- * Returns {allowed (1/0), remaining, reset_seconds, retry_after_seconds}: remaining = requests
- * still allowed right now after this one; reset = seconds until the full quota is back;
- * retry_after >= 1 when denied, else 0. A denied request does not consume anything.
+ * ARGV[3]=now in microseconds (caller's clock; Redis TIME is used when ARGV[3] is "0"),
+ * ARGV[4]=how many requests of this caller to decide at once, in arrival order (default 1).
+ * Returns {allowed, remaining, reset_seconds, retry_after_seconds}: allowed = how many of them
+ * pass (the first ones; 1/0 for a single request); remaining = requests still allowed right
+ * now after the last one that passed; reset = seconds until the full quota is back;
+ * retry_after >= 1 when some were denied, else 0. A denied request consumes nothing.
  */
 extern const char cache_lua_ratelimit[];
 

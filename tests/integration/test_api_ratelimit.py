@@ -173,3 +173,36 @@ def test_auth_failures_limited_per_address_then_429(stack):
     finally:
         r0.delete("rla:{127.0.0.1}")
         assert a.stop() == 0
+
+
+def test_concurrent_burst_gets_the_budget_once_with_distinct_remaining_counts(api):
+    """Requests of one caller arriving together are decided together (one script call per
+    event-loop iteration, api/ratelimit.c): still exactly LIMIT pass, each with its own
+    RateLimit remaining value, and the cache read sent ahead of the decision never answers
+    a denied request."""
+    user = new_user("rl")
+    path = f"/profiles/{user}/watchlist"
+    tok = token(user)
+    barrier = threading.Barrier(30)
+    results = []
+    lock = threading.Lock()
+
+    def one():
+        s = requests.Session()
+        s.get(api.url("/health/live"), timeout=10)
+        barrier.wait(timeout=30)
+        r = s.get(api.url(path), headers={"Authorization": "Bearer " + tok}, timeout=30)
+        with lock:
+            results.append((r.status_code, rl_headers(r), r.headers.get("Content-Type")))
+
+    threads = [threading.Thread(target=one) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 30
+    ok = [h[2] for c, h, _ in results if c == 200]
+    assert sorted(ok) == list(range(LIMIT)), results
+    denied = [(h, ct) for c, h, ct in results if c != 200]
+    assert len(denied) == 30 - LIMIT
+    assert all(h[2] == 0 and ct.startswith("application/problem+json") for h, ct in denied)

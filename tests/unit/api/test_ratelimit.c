@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -129,6 +130,46 @@ static void test_budget_countdown_and_isolation(void **state)
     assert_int_equal(st->degraded, 0);
 }
 
+/* Checks of one caller issued in the same loop iteration go to Redis as ONE script call and
+ * still get one exact decision each, in arrival order. */
+static void test_same_iteration_checks_share_one_call(void **state)
+{
+    enum { N = 8 };
+    got_t g[N];
+    redis_client_stats_t before, after;
+    redis_client_get_stats(client, &before);
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ratelimit_check(rl, "frank", &g[i].res, on_result, &g[i]),
+                         RATELIMIT_PENDING);
+    got_t other = {0};
+    assert_int_equal(ratelimit_check(rl, "grace", &other.res, on_result, &other),
+                     RATELIMIT_PENDING);
+    uint64_t end = h2o_now(loop) + 2000;
+    while ((g[N - 1].done == 0 || other.done == 0) && h2o_now(loop) < end)
+        h2o_evloop_run(loop, 10);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(g[i].done, 1);
+        assert_false(g[i].res.degraded);
+        if (i < 5) { /* limit 5: the first five pass, counting down */
+            assert_true(g[i].res.allowed);
+            assert_int_equal(g[i].res.remaining, 4 - i);
+            assert_int_equal(g[i].res.retry_after_seconds, 0);
+        } else {
+            assert_false(g[i].res.allowed);
+            assert_int_equal(g[i].res.remaining, 0);
+            assert_int_equal(g[i].res.retry_after_seconds, 12);
+        }
+    }
+    assert_true(other.res.allowed);
+    assert_int_equal(other.res.remaining, 4);
+    redis_client_get_stats(client, &after);
+    assert_int_equal(after.commands - before.commands, 2); /* one per caller */
+    /* the next iteration's check sees the budget the batch used */
+    ratelimit_result_t r = check("frank", false);
+    assert_false(r.allowed);
+}
+
 static void test_auth_failures_per_address(void **state)
 {
     for (int i = 0; i < 3; i++)
@@ -186,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_local_gcra),
         cmocka_unit_test(test_budget_countdown_and_isolation),
+        cmocka_unit_test(test_same_iteration_checks_share_one_call),
         cmocka_unit_test(test_auth_failures_per_address),
         cmocka_unit_test(test_fail_open_with_local_standin),
         cmocka_unit_test(test_off),

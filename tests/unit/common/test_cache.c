@@ -285,6 +285,40 @@ static void test_gcra_exact_limit_and_countdown(void **state)
     assert_int_equal(allowed, 200);
 }
 
+/* ARGV[4] = n decides n requests at once: the first ones that fit pass, the rest are denied. */
+static void test_gcra_batch(void **state)
+{
+    long long now = 1764000000000000LL;
+    char k[CACHE_KEY_MAX];
+    cache_key_ratelimit(k, "heidi");
+    rt_reply_t *r =
+        RT_CMD(&conn, "EVAL", cache_lua_ratelimit, "1", k, "10", "60", "1764000000000000", "7");
+    assert_non_null(r);
+    assert_int_equal(r->type, '*');
+    assert_int_equal(r->elem[0]->integer, 7); /* all seven pass */
+    assert_int_equal(r->elem[1]->integer, 3); /* three left after the last */
+    assert_int_equal(r->elem[3]->integer, 0);
+    rt_reply_free(r);
+    r = RT_CMD(&conn, "EVAL", cache_lua_ratelimit, "1", k, "10", "60", "1764000000000000", "5");
+    assert_non_null(r);
+    assert_int_equal(r->elem[0]->integer, 3); /* three of five fit */
+    assert_int_equal(r->elem[1]->integer, 0);
+    assert_int_equal(r->elem[3]->integer, 6); /* one token back every 6 s */
+    rt_reply_free(r);
+    long long o[4];
+    assert_int_equal(gcra("heidi", 10, 60, now + 5999999, o), 0);
+    assert_int_equal(gcra("heidi", 10, 60, now + 6000000, o), 1);
+    /* a count below 1 or not a number is an error, not a silent pass */
+    r = RT_CMD(&conn, "EVAL", cache_lua_ratelimit, "1", k, "10", "60", "0", "0");
+    assert_non_null(r);
+    assert_int_equal(r->type, '-');
+    rt_reply_free(r);
+    r = RT_CMD(&conn, "EVAL", cache_lua_ratelimit, "1", k, "10", "60", "0", "x");
+    assert_non_null(r);
+    assert_int_equal(r->type, '-');
+    rt_reply_free(r);
+}
+
 static void test_gcra_retry_after_sane(void **state)
 {
     long long now = 1764000000000000LL, o[4];
@@ -359,6 +393,7 @@ int main(void)
         cmocka_unit_test_setup(test_stale_fill_race, flush),
         cmocka_unit_test_setup(test_newer_fill_drops_older_fields, flush),
         cmocka_unit_test_setup(test_gcra_exact_limit_and_countdown, flush),
+        cmocka_unit_test_setup(test_gcra_batch, flush),
         cmocka_unit_test_setup(test_gcra_retry_after_sane, flush),
         cmocka_unit_test_setup(test_gcra_redis_clock, flush),
         cmocka_unit_test_setup(test_gcra_concurrent_last_token, flush),

@@ -181,7 +181,7 @@ void auth_verifier_destroy(auth_verifier_t *v)
  * and nbf with the leeway), so a hit decides exactly as a full verification would. Tokens are
  * compared in constant time; only successful outcomes (OK, or valid with bad roles) are kept.
  */
-#define AUTH_CACHE_SLOTS 64
+#define AUTH_CACHE_SLOTS 1024 /* ~1.1 MB per thread, allocated on first use */
 #define AUTH_CACHE_MAX_TOKEN 1024
 
 typedef struct st_auth_cache_entry_t {
@@ -193,7 +193,13 @@ typedef struct st_auth_cache_entry_t {
     char token[AUTH_CACHE_MAX_TOKEN];
 } auth_cache_entry_t;
 
-static __thread auth_cache_entry_t auth_cache[AUTH_CACHE_SLOTS];
+static __thread auth_cache_entry_t *auth_cache;
+
+void auth_thread_exit(void)
+{
+    free(auth_cache);
+    auth_cache = NULL;
+}
 
 static size_t cache_slot(const char *tok, size_t len)
 {
@@ -208,7 +214,10 @@ static size_t cache_slot(const char *tok, size_t len)
 static const auth_cache_entry_t *cache_lookup(const auth_verifier_t *v, const char *tok, size_t len,
                                               time_t now)
 {
-    const auth_cache_entry_t *e = &auth_cache[cache_slot(tok, len)];
+    const auth_cache_entry_t *e;
+    if (auth_cache == NULL)
+        return NULL;
+    e = &auth_cache[cache_slot(tok, len)];
     if (e->verifier != v || e->len != len || len > AUTH_CACHE_MAX_TOKEN ||
         CRYPTO_memcmp(e->token, tok, len) != 0)
         return NULL;
@@ -223,6 +232,8 @@ static void cache_store(const auth_verifier_t *v, const char *tok, size_t len, d
     auth_cache_entry_t *e;
     if (len > AUTH_CACHE_MAX_TOKEN)
         return;
+    if (auth_cache == NULL)
+        auth_cache = xcalloc(AUTH_CACHE_SLOTS, sizeof(*auth_cache));
     e = &auth_cache[cache_slot(tok, len)];
     e->verifier = v;
     e->len = len;

@@ -53,10 +53,7 @@ typedef struct st_flight_t {
 
 struct st_ratelimit_t {
     redis_client_t *redis;
-    h2o_loop_t *loop;
     ratelimit_stats_t stats;
-    h2o_timeout_t flush_timeout; /* 0 ms: runs at the end of the current loop iteration */
-    h2o_timeout_entry_t flush_entry;
     flight_t *buckets[FLIGHT_BUCKETS]; /* batches collecting, by caller */
     flight_t *collecting;              /* the same, as one list */
 };
@@ -183,16 +180,14 @@ bool ratelimit_enabled(void)
     return g_cfg.limit_per_minute > 0;
 }
 
-static void on_flush(h2o_timeout_entry_t *entry);
+static void on_flush(void *data);
 static void deliver(flight_t *f, const redisReply *r);
 
 ratelimit_t *ratelimit_create(redis_client_t *redis)
 {
     ratelimit_t *rl = xcalloc(1, sizeof(*rl));
     rl->redis = redis;
-    rl->loop = redis_client_loop(redis);
-    h2o_timeout_init(rl->loop, &rl->flush_timeout, 0);
-    rl->flush_entry.cb = on_flush;
+    redis_client_set_flush_hook(redis, on_flush, rl);
     return rl;
 }
 
@@ -200,14 +195,11 @@ void ratelimit_destroy(ratelimit_t *rl)
 {
     if (rl == NULL)
         return;
-    if (h2o_timeout_is_linked(&rl->flush_entry))
-        h2o_timeout_unlink(&rl->flush_entry);
     while (rl->collecting != NULL) { /* never sent: decided here without Redis */
         flight_t *f = rl->collecting;
         rl->collecting = f->anext;
         deliver(f, NULL);
     }
-    h2o_timeout_dispose(rl->loop, &rl->flush_timeout);
     free(rl);
 }
 
@@ -269,10 +261,11 @@ static void send_batch(flight_t *f)
     redis_client_eval(rl->redis, &g_script, 1, 5, argv, NULL, on_reply, f);
 }
 
-/* End of the loop iteration: one script call per caller seen in it. */
-static void on_flush(h2o_timeout_entry_t *entry)
+/* End of the loop iteration (the client's flush hook): one script call per caller seen in it,
+ * in the same write as the iteration's other commands. */
+static void on_flush(void *data)
 {
-    ratelimit_t *rl = H2O_STRUCT_FROM_MEMBER(ratelimit_t, flush_entry, entry);
+    ratelimit_t *rl = data;
     flight_t *f = rl->collecting;
     rl->collecting = NULL;
     while (f != NULL) {
@@ -351,8 +344,7 @@ static ratelimit_status_t check(ratelimit_t *rl, const char *name, bool auth, in
         memcpy(f->name, name, len + 1);
         *slot = f;
         rl->collecting = f;
-        if (!h2o_timeout_is_linked(&rl->flush_entry))
-            h2o_timeout_link(rl->loop, &rl->flush_timeout, &rl->flush_entry);
+        redis_client_want_flush(rl->redis);
     }
     *f->tail = w;
     f->tail = &w->next;

@@ -54,6 +54,12 @@ struct st_redis_client_t {
     h2o_timeout_t fail_timeout; /* 0 ms: delivers fail-fast callbacks on the next iteration */
     h2o_timeout_t backoff[BACKOFF_LEVELS];
     h2o_timeout_entry_t reconnect_entry;
+    h2o_timeout_t flush_timeout; /* 0 ms: the end of the current loop iteration */
+    h2o_timeout_entry_t flush_entry;
+    bool in_flush_hook; /* the write follows: commands need nothing more */
+    bool flushing;      /* writing: what the socket does not take waits for writability */
+    redis_client_hook_t flush_hook;
+    void *flush_hook_data;
     redis_client_stats_t stats;
 };
 
@@ -200,9 +206,48 @@ static void ev_del_read(void *p)
 static void ev_add_write(void *p)
 {
     adapter_t *a = p;
-    /* h2o's write notification is one-shot; hiredis asks again while its buffer is not empty */
+    redis_client_t *c = a->ac->data;
+    /* Connected: the commands of this loop iteration are written at its end in one write, with
+     * no wait for a writability event (the socket nearly always takes them). */
+    if (c != NULL && (a->ac->c.flags & REDIS_CONNECTED) != 0) {
+        if (c->in_flush_hook)
+            return; /* the write follows the hook */
+        if (!c->flushing) {
+            if (!h2o_timeout_is_linked(&c->flush_entry))
+                h2o_timeout_link(c->loop, &c->flush_timeout, &c->flush_entry);
+            return;
+        }
+    }
+    /* Connecting, or what the socket did not take: h2o's write notification is one-shot;
+     * hiredis asks again while its buffer is not empty */
     if (!h2o_socket_is_writing(a->sock))
         h2o_socket_notify_write(a->sock, on_sock_write);
+}
+
+static void on_flush(h2o_timeout_entry_t *entry)
+{
+    redis_client_t *c = H2O_STRUCT_FROM_MEMBER(redis_client_t, flush_entry, entry);
+    if (c->flush_hook != NULL) {
+        c->in_flush_hook = true;
+        c->flush_hook(c->flush_hook_data); /* last commands for this write */
+        c->in_flush_hook = false;
+    }
+    c->flushing = true;
+    if (c->ac != NULL && (c->ac->c.flags & REDIS_CONNECTED) != 0)
+        redisAsyncHandleWrite(c->ac); /* may free the context (then detach() clears c->ac) */
+    c->flushing = false;
+}
+
+void redis_client_set_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data)
+{
+    c->flush_hook = cb;
+    c->flush_hook_data = data;
+}
+
+void redis_client_want_flush(redis_client_t *c)
+{
+    if (!c->in_flush_hook && !h2o_timeout_is_linked(&c->flush_entry))
+        h2o_timeout_link(c->loop, &c->flush_timeout, &c->flush_entry);
 }
 
 static void ev_del_write(void *p)
@@ -604,6 +649,8 @@ redis_client_t *redis_client_create(h2o_loop_t *loop, const redis_client_config_
     h2o_timeout_init(loop, &c->connect_timeout, connect_ms);
     h2o_timeout_init(loop, &c->command_timeout, command_ms);
     h2o_timeout_init(loop, &c->fail_timeout, 0);
+    h2o_timeout_init(loop, &c->flush_timeout, 0);
+    c->flush_entry.cb = on_flush;
     /* fixed backoff levels: an h2o_timeout_t has one duration and must not be re-initialised
      * while the loop may be walking its timeout list */
     uint64_t ms = bmin;
@@ -627,6 +674,7 @@ void redis_client_destroy(redis_client_t *c)
     teardown(c, "client destroyed");
     h2o_timeout_unlink(&c->reconnect_entry);
     h2o_timeout_unlink(&c->connect_entry);
+    h2o_timeout_unlink(&c->flush_entry);
     while (!h2o_linklist_is_empty(&c->fail_timeout._entries)) {
         h2o_timeout_entry_t *e =
             H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, c->fail_timeout._entries.next);
@@ -640,6 +688,7 @@ void redis_client_destroy(redis_client_t *c)
     h2o_timeout_dispose(c->loop, &c->connect_timeout);
     h2o_timeout_dispose(c->loop, &c->command_timeout);
     h2o_timeout_dispose(c->loop, &c->fail_timeout);
+    h2o_timeout_dispose(c->loop, &c->flush_timeout);
     for (unsigned i = 0; i < c->nlevels; i++)
         h2o_timeout_dispose(c->loop, &c->backoff[i]);
     free_addr(c);

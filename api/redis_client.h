@@ -15,11 +15,11 @@
  * (h2o_mem_alloc_shared + addref/release) or a small heap object that the request detaches
  * itself from when it is disposed.
  *
- * Pipelining: commands issued in one loop iteration leave in one write; replies come back in
- * order. While Redis is known to be down (after any error, until a reconnect has completed
- * its handshake) commands fail fast: the callback gets NULL on the next loop iteration,
- * without waiting for any timeout. Commands issued while the very first connection is still
- * being made are queued behind its handshake.
+ * Pipelining: commands issued in one loop iteration leave in one write at the end of the
+ * iteration (no wait for a writability event); replies come back in order. While Redis is known to
+ * be down (after any error, until a reconnect has completed its handshake) commands fail fast: the
+ * callback gets NULL on the next loop iteration, without waiting for any timeout. Commands issued
+ * while the very first connection is still being made are queued behind its handshake.
  */
 #ifndef PROFILE_API_REDIS_CLIENT_H
 #define PROFILE_API_REDIS_CLIENT_H
@@ -104,6 +104,20 @@ int redis_client_command(redis_client_t *c, redis_client_cb_t cb, void *ud, int 
 int redis_client_eval(redis_client_t *c, const redis_script_t *script, int nkeys, int argc,
                       const char *const *argv, const size_t *argvlen, redis_client_cb_t cb,
                       void *ud);
+
+/** See redis_client_set_flush_hook(). */
+typedef void (*redis_client_hook_t)(void *data);
+
+/**
+ * Commands issued in a loop iteration are written together at its end. `cb` (one per client;
+ * NULL = none) runs right before that write in every iteration that has one or that asked
+ * for it with redis_client_want_flush(): the last moment to add commands to the write (e.g.
+ * decisions collected during the iteration). Commands issued by `cb` go out in that write.
+ */
+void redis_client_set_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data);
+
+/** Makes the flush hook run at the end of this loop iteration. */
+void redis_client_want_flush(redis_client_t *c);
 
 /** True when connected with a completed handshake: commands will be sent, not refused. */
 bool redis_client_is_up(const redis_client_t *c);

@@ -583,6 +583,7 @@ static void *thread_main(void *arg)
     redis_close(thr);
     pgpool_destroy(thr->pool);
     thr->pool = NULL;
+    auth_thread_exit();
     return NULL;
 }
 

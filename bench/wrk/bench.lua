@@ -1,8 +1,12 @@
 -- One wrk script for every endpoint: BENCH_OP selects the request, BENCH_USERS the user range,
--- BENCH_TOKEN an admin JWT (admin may read and write any user's resources).
+-- BENCH_TOKEN an admin JWT (admin may read and write any user's resources). With
+-- BENCH_TOKENS=<file> ("<user> <token>" per line) every request is made by a random one of
+-- those users, with its own token, on its own resources: many callers instead of one.
 local op = os.getenv("BENCH_OP") or "health"
 local users = tonumber(os.getenv("BENCH_USERS") or "10000")
 local token = os.getenv("BENCH_TOKEN") or ""
+local tokens_file = os.getenv("BENCH_TOKENS")
+local callers = {}
 local counter = 0
 
 wrk.headers["Authorization"] = "Bearer " .. token
@@ -10,9 +14,24 @@ wrk.headers["Content-Type"] = "application/json"
 
 function init(args)
     math.randomseed(os.time() + (tonumber(tostring({}):sub(8)) or 0))
+    if tokens_file then
+        for line in io.lines(tokens_file) do
+            local u, t = line:match("^(%S+)%s+(%S+)$")
+            if u then
+                callers[#callers + 1] = {u, {["Authorization"] = "Bearer " .. t}}
+            end
+        end
+    end
 end
 
+local caller_headers = nil
+
 local function user()
+    if #callers > 0 then
+        local c = callers[math.random(1, #callers)]
+        caller_headers = c[2]
+        return c[1]
+    end
     return "u" .. math.random(1, users)
 end
 
@@ -23,7 +42,8 @@ request = function()
     elseif op == "get_profile" then
         return wrk.format("GET", "/profiles/" .. user())
     elseif op == "get_watchlist" then
-        return wrk.format("GET", "/profiles/" .. user() .. "/watchlist")
+        local path = "/profiles/" .. user() .. "/watchlist"
+        return wrk.format("GET", path, caller_headers)
     elseif op == "get_history" then
         return wrk.format("GET", "/profiles/" .. user() .. "/history")
     elseif op == "get_continue" then

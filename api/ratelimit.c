@@ -31,7 +31,10 @@
  * caller with one request at a time sees no difference.
  */
 #define FLIGHT_BUCKETS 1024
-#define MAX_BATCH 1000
+#define MAX_BATCH 1000       /* requests of one caller decided by one key of a call */
+#define MAX_KEYS_PER_CALL 64 /* callers per script call */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 typedef struct st_waiter_t {
     struct st_waiter_t *next;
@@ -181,7 +184,7 @@ bool ratelimit_enabled(void)
 }
 
 static void on_flush(void *data);
-static void deliver(flight_t *f, const redisReply *r);
+static void deliver(flight_t *f, size_t i, const redisReply *r);
 
 ratelimit_t *ratelimit_create(redis_client_t *redis)
 {
@@ -198,7 +201,7 @@ void ratelimit_destroy(ratelimit_t *rl)
     while (rl->collecting != NULL) { /* never sent: decided here without Redis */
         flight_t *f = rl->collecting;
         rl->collecting = f->anext;
-        deliver(f, NULL);
+        deliver(f, 0, NULL);
     }
     free(rl);
 }
@@ -208,23 +211,25 @@ const ratelimit_stats_t *ratelimit_stats(const ratelimit_t *rl)
     return &rl->stats;
 }
 
-/* {allowed count, remaining, reset, retry}: `*allowed` of the `n` requests passed */
-static bool parse_reply(const redisReply *r, int limit, unsigned n, unsigned *allowed,
+/* Key `i` of the reply: {allowed count, remaining, reset, retry}: `*allowed` of its `n`
+ * requests passed. */
+static bool parse_reply(const redisReply *r, size_t i, int limit, unsigned n, unsigned *allowed,
                         ratelimit_result_t *out)
 {
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 4 * (i + 1))
         return false;
-    for (size_t i = 0; i < 4; i++)
-        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+    redisReply **e = r->element + 4 * i;
+    for (size_t k = 0; k < 4; k++)
+        if (e[k]->type != REDIS_REPLY_INTEGER)
             return false;
-    if (r->element[0]->integer < 0 || r->element[0]->integer > (long long)n)
+    if (e[0]->integer < 0 || e[0]->integer > (long long)n)
         return false;
-    *allowed = (unsigned)r->element[0]->integer;
+    *allowed = (unsigned)e[0]->integer;
     out->allowed = *allowed > 0;
     out->limit = limit;
-    out->remaining = (int)r->element[1]->integer;
-    out->reset_seconds = (int)r->element[2]->integer;
-    out->retry_after_seconds = (int)r->element[3]->integer;
+    out->remaining = (int)e[1]->integer;
+    out->reset_seconds = (int)e[2]->integer;
+    out->retry_after_seconds = (int)e[3]->integer;
     out->degraded = false;
     return true;
 }
@@ -239,52 +244,76 @@ static void count_decision(ratelimit_t *rl, bool auth, const ratelimit_result_t 
         rl->stats.denied++;
 }
 
+/* One script call: the batches of up to MAX_KEYS_PER_CALL callers. */
+typedef struct st_call_t {
+    unsigned n;
+    flight_t *flights[];
+} call_t;
+
 static void on_reply(const redisReply *r, void *p)
 {
-    deliver(p, r);
+    call_t *call = p;
+    for (unsigned i = 0; i < call->n; i++)
+        deliver(call->flights[i], i, r);
+    free(call);
 }
 
-static void send_batch(flight_t *f)
+static void send_call(ratelimit_t *rl, call_t *call)
 {
-    ratelimit_t *rl = f->rl;
-    char key[CACHE_KEY_MAX], lim[16], win[16], cnt[16];
-    if (f->auth)
-        cache_key_auth_failure(key, f->name);
-    else
-        cache_key_ratelimit(key, f->name);
-    snprintf(lim, sizeof(lim), "%d",
-             f->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute);
-    snprintf(win, sizeof(win), "%d", RATELIMIT_WINDOW_SECONDS);
-    snprintf(cnt, sizeof(cnt), "%u", f->n);
-    /* "0": the script reads Redis' clock, so replicas with skewed clocks share one budget */
-    const char *argv[] = {key, lim, win, "0", cnt};
-    redis_client_eval(rl->redis, &g_script, 1, 5, argv, NULL, on_reply, f);
+    /* per key: limit, window, "0" (the script reads Redis' clock, so replicas with skewed
+     * clocks share one budget), count */
+    enum { PER_KEY = 5 };
+    char(*buf)[CACHE_KEY_MAX] = xmalloc(call->n * PER_KEY * sizeof(*buf));
+    const char **argv = xmalloc(call->n * PER_KEY * sizeof(*argv));
+    for (unsigned i = 0; i < call->n; i++) {
+        flight_t *f = call->flights[i];
+        char *key = buf[i * PER_KEY], *lim = buf[i * PER_KEY + 1], *cnt = buf[i * PER_KEY + 2];
+        if (f->auth)
+            cache_key_auth_failure(key, f->name);
+        else
+            cache_key_ratelimit(key, f->name);
+        snprintf(lim, CACHE_KEY_MAX, "%d",
+                 f->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute);
+        snprintf(cnt, CACHE_KEY_MAX, "%u", f->n);
+        argv[i] = key;
+        argv[call->n + 4 * i] = lim;
+        argv[call->n + 4 * i + 1] = STR(RATELIMIT_WINDOW_SECONDS);
+        argv[call->n + 4 * i + 2] = "0";
+        argv[call->n + 4 * i + 3] = cnt;
+    }
+    redis_client_eval(rl->redis, &g_script, (int)call->n, (int)(call->n * PER_KEY), argv, NULL,
+                      on_reply, call);
+    free(argv);
+    free(buf);
 }
 
-/* End of the loop iteration (the client's flush hook): one script call per caller seen in it,
- * in the same write as the iteration's other commands. */
+/* End of the loop iteration (the client's flush hook): the callers seen in it are decided by
+ * one script call, sent in the same write as the iteration's other commands. */
 static void on_flush(void *data)
 {
     ratelimit_t *rl = data;
     flight_t *f = rl->collecting;
     rl->collecting = NULL;
     while (f != NULL) {
-        flight_t *next = f->anext;
-        rl->buckets[f->hash % FLIGHT_BUCKETS] = NULL; /* every batch of the bucket goes now */
-        send_batch(f);
-        f = next;
+        call_t *call = xmalloc(sizeof(*call) + MAX_KEYS_PER_CALL * sizeof(call->flights[0]));
+        call->n = 0;
+        for (; f != NULL && call->n < MAX_KEYS_PER_CALL; f = f->anext) {
+            rl->buckets[f->hash % FLIGHT_BUCKETS] = NULL; /* every batch of the bucket goes now */
+            call->flights[call->n++] = f;
+        }
+        send_call(rl, call);
     }
 }
 
-/* Decides every check of batch `f` from the script's reply (Redis when `r` parses, else the
- * local stand-in) and frees it. */
-static void deliver(flight_t *f, const redisReply *r)
+/* Decides every check of batch `f` from key `i` of the script's reply (Redis when it parses,
+ * else the local stand-in) and frees it. */
+static void deliver(flight_t *f, size_t i, const redisReply *r)
 {
     ratelimit_t *rl = f->rl;
     int limit = f->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute;
     unsigned allowed = 0, j = 0;
     ratelimit_result_t base;
-    bool ok = parse_reply(r, limit, f->n, &allowed, &base);
+    bool ok = parse_reply(r, i, limit, f->n, &allowed, &base);
 
     if (ok) {
         note_redis_ok();

@@ -65,6 +65,9 @@ extern const char cache_lua_fill[];
  * pass (the first ones; 1/0 for a single request); remaining = requests still allowed right
  * now after the last one that passed; reset = seconds until the full quota is back;
  * retry_after >= 1 when some were denied, else 0. A denied request consumes nothing.
+ * Several callers in one call: KEYS[1..m], ARGV[4i-3..4i] for KEYS[i]; the reply holds the
+ * four numbers of each key in turn. The keys may lie in different hash slots (one Redis, not
+ * a cluster).
  */
 extern const char cache_lua_ratelimit[];
 

@@ -319,6 +319,36 @@ static void test_gcra_batch(void **state)
     rt_reply_free(r);
 }
 
+/* Several callers in one call: four numbers per key, each key with its own limit; a bad
+ * argument anywhere changes no key. */
+static void test_gcra_several_keys(void **state)
+{
+    char k1[CACHE_KEY_MAX], k2[CACHE_KEY_MAX];
+    cache_key_ratelimit(k1, "ivan");
+    cache_key_auth_failure(k2, "10.1.1.1");
+    rt_reply_t *r = RT_CMD(&conn, "EVAL", cache_lua_ratelimit, "2", k1, k2, "5", "60", "0", "2",
+                           "3", "60", "0", "4");
+    assert_non_null(r);
+    assert_int_equal(r->type, '*');
+    assert_int_equal(r->len, 8);
+    assert_int_equal(r->elem[0]->integer, 2); /* ivan: 2 of 2, 3 left */
+    assert_int_equal(r->elem[1]->integer, 3);
+    assert_int_equal(r->elem[4]->integer, 3); /* the address: 3 of 4 */
+    assert_int_equal(r->elem[5]->integer, 0);
+    assert_true(r->elem[7]->integer >= 1);
+    rt_reply_free(r);
+    r = RT_CMD(&conn, "EVAL", cache_lua_ratelimit, "2", k1, k2, "5", "60", "0", "1", "3", "60", "0",
+               "-1");
+    assert_non_null(r);
+    assert_int_equal(r->type, '-');
+    rt_reply_free(r);
+    r = RT_CMD(&conn, "EVAL", cache_lua_ratelimit, "1", k1, "5", "60", "0");
+    assert_non_null(r);
+    assert_int_equal(r->elem[0]->integer, 1);
+    assert_int_equal(r->elem[1]->integer, 2); /* the refused call took nothing */
+    rt_reply_free(r);
+}
+
 static void test_gcra_retry_after_sane(void **state)
 {
     long long now = 1764000000000000LL, o[4];
@@ -394,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup(test_newer_fill_drops_older_fields, flush),
         cmocka_unit_test_setup(test_gcra_exact_limit_and_countdown, flush),
         cmocka_unit_test_setup(test_gcra_batch, flush),
+        cmocka_unit_test_setup(test_gcra_several_keys, flush),
         cmocka_unit_test_setup(test_gcra_retry_after_sane, flush),
         cmocka_unit_test_setup(test_gcra_redis_clock, flush),
         cmocka_unit_test_setup(test_gcra_concurrent_last_token, flush),

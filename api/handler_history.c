@@ -19,8 +19,10 @@ void handler_history(api_req_t *ar)
         bool have_after;
         if (api_parse_list_query(ar, VALIDATE_Q_VIEW, 'h', &q, &after, &have_after) != 0)
             return;
-        api_submit_list_cached(ar, CACHE_LIST_HISTORY, PGPOOL_STMT_LIST_HISTORY, &q, &after,
-                               have_after, q.view_continue ? "true" : "false");
+        api_submit_list_cached(ar, CACHE_LIST_HISTORY,
+                               q.view_continue ? PGPOOL_STMT_PAGE_CONTINUE
+                                               : PGPOOL_STMT_PAGE_HISTORY,
+                               &q, &after, have_after, NULL);
         return;
     }
     if (api_check_body(ar) != 0)

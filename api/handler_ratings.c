@@ -20,10 +20,11 @@ void handler_ratings(api_req_t *ar)
         bool have_after;
         if (api_parse_list_query(ar, VALIDATE_Q_VIDEO_ID, 'r', &q, &after, &have_after) != 0)
             return;
-        api_submit_list(ar, PGPOOL_STMT_LIST_RATINGS, &q, &after, have_after,
-                        q.video_id[0] != '\0'
-                            ? h2o_strdup(&req->pool, q.video_id, strlen(q.video_id)).base
-                            : NULL);
+        if (q.video_id[0] != '\0')
+            api_submit_list(ar, PGPOOL_STMT_PAGE_RATING_VIDEO, &q, &after, have_after,
+                            h2o_strdup(&req->pool, q.video_id, strlen(q.video_id)).base);
+        else
+            api_submit_list(ar, PGPOOL_STMT_PAGE_RATINGS, &q, &after, have_after, NULL);
         return;
     }
     if (api_check_body(ar) != 0)

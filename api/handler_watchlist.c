@@ -25,7 +25,7 @@ void handler_watchlist(api_req_t *ar)
         bool have_after;
         if (api_parse_list_query(ar, 0, 'w', &q, &after, &have_after) != 0)
             return;
-        api_submit_list_cached(ar, CACHE_LIST_WATCHLIST, PGPOOL_STMT_LIST_WATCHLIST, &q, &after,
+        api_submit_list_cached(ar, CACHE_LIST_WATCHLIST, PGPOOL_STMT_PAGE_WATCHLIST, &q, &after,
                                have_after, NULL);
         return;
     }

@@ -26,6 +26,7 @@
 static const struct {
     const char *name;
     const char *sql;
+    int result_format; /* 0 text, 1 binary (PQsendQueryPrepared's resultFormat) */
 } stmts[PGPOOL_STMT__COUNT] = {
     [PGPOOL_STMT_GET_PROFILE] = {"get_profile",
                                  "SELECT status, body, etag FROM api_get_profile($1)"},
@@ -48,16 +49,38 @@ static const struct {
                                 "SELECT status, body, etag, location, replayed, seq FROM "
                                 "api_rating_put($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
                                 "$9)"},
-    [PGPOOL_STMT_LIST_WATCHLIST] = {"list_watchlist",
-                                    "SELECT items, next_ts_us, next_id, version FROM "
-                                    "api_list_watchlist($1, $2, timestamptz 'epoch' + "
-                                    "$3::bigint * interval '1 microsecond', $4)"},
-    [PGPOOL_STMT_LIST_HISTORY] = {"list_history", "SELECT items, next_ts_us, next_id, version FROM "
-                                                  "api_list_history($1, $2, timestamptz 'epoch' + "
-                                                  "$3::bigint * interval '1 microsecond', $4, $5)"},
-    [PGPOOL_STMT_LIST_RATINGS] = {"list_ratings", "SELECT items, next_ts_us, next_id, version FROM "
-                                                  "api_list_ratings($1, $2, timestamptz 'epoch' + "
-                                                  "$3::bigint * interval '1 microsecond', $4, $5)"},
+    /* The pages (V003) come back in binary format, rendered by api/listrender.c; parameters
+     * stay text. Names (span names, metric labels) keep the list_ prefix of the old statements
+     * so dashboards carry on. */
+    [PGPOOL_STMT_PAGE_WATCHLIST] = {"list_watchlist",
+                                    "SELECT version, video_id, added_at FROM "
+                                    "api_page_watchlist($1, $2, timestamptz 'epoch' + "
+                                    "$3::bigint * interval '1 microsecond', $4)",
+                                    1},
+    [PGPOOL_STMT_PAGE_HISTORY] = {"list_history",
+                                  "SELECT version, entry_id, video_id, position_seconds, "
+                                  "duration_seconds, watched_at FROM "
+                                  "api_page_history($1, $2, timestamptz 'epoch' + "
+                                  "$3::bigint * interval '1 microsecond', $4::uuid)",
+                                  1},
+    [PGPOOL_STMT_PAGE_CONTINUE] = {"list_continue",
+                                   "SELECT version, entry_id, video_id, position_seconds, "
+                                   "duration_seconds, watched_at FROM "
+                                   "api_page_continue($1, $2, timestamptz 'epoch' + "
+                                   "$3::bigint * interval '1 microsecond', $4::uuid)",
+                                   1},
+    [PGPOOL_STMT_PAGE_RATINGS] = {"list_ratings",
+                                  "SELECT version, video_id, rating, review, created_at, "
+                                  "updated_at FROM "
+                                  "api_page_ratings($1, $2, timestamptz 'epoch' + "
+                                  "$3::bigint * interval '1 microsecond', $4)",
+                                  1},
+    [PGPOOL_STMT_PAGE_RATING_VIDEO] = {"list_rating_video",
+                                       "SELECT version, video_id, rating, review, created_at, "
+                                       "updated_at FROM "
+                                       "api_page_rating_video($1, $2, timestamptz 'epoch' + "
+                                       "$3::bigint * interval '1 microsecond', $4)",
+                                       1},
     [PGPOOL_STMT_IDEM_CLEANUP] = {"idem_cleanup", "SELECT api_idempotency_cleanup($1)"},
     [PGPOOL_STMT_SCHEMA_VERSION] = {"schema_version", "SELECT schema_version()"},
 };
@@ -488,7 +511,8 @@ static int send_op(conn_t *c, pgpool_op_t *op)
     for (int i = 0; i < op->nparams; i++)
         lengths[i] = op->values[i] != NULL ? (int)strlen(op->values[i]) : 0;
     if (!PQsendQueryPrepared(c->pg, stmts[op->stmt].name, op->nparams,
-                             (const char *const *)op->values, lengths, NULL, 0))
+                             (const char *const *)op->values, lengths, NULL,
+                             stmts[op->stmt].result_format))
         return -1;
     if (!PQpipelineSync(c->pg))
         return -1;

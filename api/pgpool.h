@@ -21,9 +21,11 @@ typedef enum {
     PGPOOL_STMT_WATCHLIST_REMOVE,
     PGPOOL_STMT_HISTORY_ADD,
     PGPOOL_STMT_RATING_PUT,
-    PGPOOL_STMT_LIST_WATCHLIST,
-    PGPOOL_STMT_LIST_HISTORY,
-    PGPOOL_STMT_LIST_RATINGS,
+    PGPOOL_STMT_PAGE_WATCHLIST, /* list pages: binary results (api/listrender.h) */
+    PGPOOL_STMT_PAGE_HISTORY,
+    PGPOOL_STMT_PAGE_CONTINUE,
+    PGPOOL_STMT_PAGE_RATINGS,
+    PGPOOL_STMT_PAGE_RATING_VIDEO,
     PGPOOL_STMT_IDEM_CLEANUP,
     PGPOOL_STMT_SCHEMA_VERSION,
     PGPOOL_STMT__COUNT
@@ -43,7 +45,8 @@ typedef struct st_pgpool_op_t pgpool_op_t;
 
 /**
  * Completion callback, on the pool's loop thread. `res` is valid only during the call (the pool
- * clears it) and NULL unless err == PGPOOL_OK. Never called for a detached operation.
+ * clears it) and NULL unless err == PGPOOL_OK. Never called for a detached operation. Its
+ * values are text, except for the PGPOOL_STMT_PAGE_* statements (binary).
  */
 typedef void (*pgpool_cb)(void *data, const PGresult *res, pgpool_err_t err);
 

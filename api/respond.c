@@ -11,6 +11,7 @@
 #include "api/validate.h"
 #include "api/reqhash.h"
 #include "api/cors.h"
+#include "api/listrender.h"
 #include "api/trace.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -559,45 +560,56 @@ int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t 
     return 0;
 }
 
+/* The page's column layout, from the statement that produced it. */
+static listrender_kind_t page_kind(pgpool_stmt_t stmt)
+{
+    switch (stmt) {
+    case PGPOOL_STMT_PAGE_HISTORY:
+    case PGPOOL_STMT_PAGE_CONTINUE:
+        return LISTRENDER_HISTORY;
+    case PGPOOL_STMT_PAGE_RATINGS:
+    case PGPOOL_STMT_PAGE_RATING_VIDEO:
+        return LISTRENDER_RATINGS;
+    default:
+        return LISTRENDER_WATCHLIST;
+    }
+}
+
 void api_on_list_result(void *data, const PGresult *res, pgpool_err_t err)
 {
     api_req_t *ar = data;
     api_thread_t *thr = ar->thr;
+    char mem[16384]; /* a page of 50 history entries fits without touching the heap */
     strbuf_t b;
+    int64_t version;
 
-    if (!api_db_single_row(ar, res, err, 3))
+    ar->op = NULL;
+    if (err != PGPOOL_OK) {
+        api_respond_unavailable(ar, err);
         return;
-    strbuf_init(&b);
-    strbuf_reserve(&b, (size_t)PQgetlength(res, 0, 0) + 256);
-    strbuf_append_str(&b, "{\"items\":");
-    if (PQgetisnull(res, 0, 0))
-        strbuf_append_str(&b, "[]");
-    else
-        strbuf_append(&b, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-    strbuf_append_str(&b, ",\"nextCursor\":");
-    if (PQgetisnull(res, 0, 1) || PQgetisnull(res, 0, 2) ||
-        (size_t)PQgetlength(res, 0, 2) > CURSOR_MAX_ID) {
-        strbuf_append_str(&b, "null");
-    } else {
-        cursor_t c;
-        char enc[CURSOR_MAX_ENCODED];
-        memset(&c, 0, sizeof(c));
-        c.kind = ar->cursor_kind;
-        c.ts_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        memcpy(c.id, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
-        cursor_encode(&c, enc);
-        strbuf_append_json_string(&b, enc, strlen(enc));
     }
-    strbuf_append_char(&b, '}');
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        api_respond_sql_error(ar, res);
+        return;
+    }
+    strbuf_init_fixed(&b, mem, sizeof(mem));
+    if (listrender_page(res, page_kind(ar->db_stmt), ar->list_limit, ar->cursor_kind, &b,
+                        &version) != 0) {
+        log_ctx_t ctx = {ar->request_id, ar->trace_id, NULL};
+        log_error_ctx(&ctx, "statement %s returned a page of an unexpected shape",
+                      pgpool_stmt_name(ar->db_stmt));
+        strbuf_dispose(&b);
+        api_respond_problem(ar, 500, "internal-error", "An unexpected error occurred.", NULL, 0);
+        return;
+    }
     /* the version was read in the same snapshot as the rows: the fill script refuses it when a
      * write committed meanwhile has already raised the user's version in Redis */
-    if (ar->list != NULL && ar->list->cacheable && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3) &&
-        thr->lc != NULL && !thr->redis_closing) {
+    if (ar->list != NULL && ar->list->cacheable && thr->lc != NULL && !thr->redis_closing) {
         struct timespec t0, t1;
         if (ar->sampled)
             clock_gettime(CLOCK_MONOTONIC, &t0);
         listcache_fill(thr->lc, ar->rm.user_id.value, ar->list->list, ar->list->field, b.data,
-                       b.len, strtoll(PQgetvalue(res, 0, 3), NULL, 10));
+                       b.len, version);
         if (ar->sampled) {
             /* fire and forget (no completion callback): the span covers issuing the fill */
             clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -783,21 +795,18 @@ void api_submit_list(api_req_t *ar, pgpool_stmt_t stmt, const list_query_t *q,
 {
     h2o_req_t *req = ar->req;
     char *limit = h2o_mem_alloc_pool(&req->pool, 16), *ts = NULL;
-    const char *values[5];
-    int n = 4;
+    const char *values[4];
 
     snprintf(limit, 16, "%d", q->limit);
     if (have_after) {
         ts = h2o_mem_alloc_pool(&req->pool, 32);
         snprintf(ts, 32, "%lld", (long long)after->ts_us);
     }
+    ar->list_limit = q->limit;
     values[0] = ar->rm.user_id.value;
-    values[1] = limit;
+    /* the videoId lookup takes the video instead of a limit (one row at most) */
+    values[1] = stmt == PGPOOL_STMT_PAGE_RATING_VIDEO ? extra : limit;
     values[2] = ts;
     values[3] = have_after ? after->id : NULL;
-    if (stmt != PGPOOL_STMT_LIST_WATCHLIST) {
-        values[4] = extra;
-        n = 5;
-    }
-    (void)api_db_submit(ar, stmt, n, values, api_on_list_result);
+    (void)api_db_submit(ar, stmt, 4, values, api_on_list_result);
 }

@@ -21,7 +21,7 @@
 #include "api/redis_client.h"
 #include "common/config.h"
 
-#define API_SCHEMA_VERSION 2     /* migrations this binary needs (readiness) */
+#define API_SCHEMA_VERSION 3     /* migrations this binary needs (readiness) */
 #define API_MAX_BODY (64 * 1024) /* DESIGN.md: larger bodies are 413 */
 
 typedef struct st_api_server_t api_server_t;
@@ -107,8 +107,9 @@ typedef struct st_api_req_t {
     auth_principal_t principal;
     pgpool_op_t *op; /* statement in flight, or NULL */
     bool responded;
-    /* list endpoints: which cursor kind the reply's nextCursor gets */
+    /* list endpoints: which cursor kind the reply's nextCursor gets, and the page size */
     char cursor_kind;
+    int list_limit;
     api_wait_t *wait;   /* Redis step in flight, or NULL */
     bool has_ratelimit; /* RateLimit headers go on the response (limiter on, authed) */
     ratelimit_result_t ratelimit;
@@ -226,8 +227,11 @@ void api_respond_validation(api_req_t *ar, const problem_field_error_t *errors, 
 int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t *q, cursor_t *after,
                          bool *have_after);
 
-/** Submits a list statement (user, limit, after_ts, after_id[, extra]) answered by
- * api_on_list_result: {"items":[...],"nextCursor":...}. */
+/**
+ * Submits a page statement (PGPOOL_STMT_PAGE_*: user, limit, after_ts, after_id; for
+ * PGPOOL_STMT_PAGE_RATING_VIDEO `extra` is the videoId and takes the limit's place), answered
+ * by api_on_list_result, which renders {"items":[...],"nextCursor":...} (api/listrender.h).
+ */
 void api_submit_list(api_req_t *ar, pgpool_stmt_t stmt, const list_query_t *q,
                      const cursor_t *after, bool have_after, const char *extra);
 

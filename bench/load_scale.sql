@@ -1,6 +1,7 @@
 -- Scale loader for `make bench-scale`: adds users :from..:to (psql -v from=N -v to=M), each
 -- with a profile, 5 watchlist items, 10 history entries and 2 ratings (lighter lists than
--- bench/load.sql so that a million users fit this machine). Rows go straight into the tables.
+-- bench/load.sql so that a million users fit this machine). Rows go straight into the tables
+-- (resume_points filled from the history as api_history_add would).
 \set ON_ERROR_STOP on
 BEGIN;
 INSERT INTO profiles (user_id, display_name, preferences, version)
@@ -13,6 +14,19 @@ INSERT INTO history_entries (user_id, video_id, position_seconds, duration_secon
 SELECT 'u' || g, 'v' || (g * 13 + i) % 100000, (i * 37) % 3000, 3000,
        now() - (i || ' hours')::interval
 FROM generate_series(:from, :to) g, generate_series(1, 10) i;
+-- view=continue reads resume_points (V003), which api_history_add keeps up to date: the
+-- latest entry per video of the users just loaded.
+INSERT INTO resume_points AS rp (user_id, video_id, entry_id, position_seconds, duration_seconds,
+                                 watched_at)
+SELECT DISTINCT ON (e.user_id, e.video_id)
+       e.user_id, e.video_id, e.entry_id, e.position_seconds, e.duration_seconds, e.watched_at
+FROM history_entries e
+WHERE e.user_id IN (SELECT 'u' || g FROM generate_series(:from, :to) g)
+ORDER BY e.user_id, e.video_id, e.watched_at DESC, e.entry_id DESC
+ON CONFLICT (user_id, video_id) DO UPDATE
+    SET entry_id = EXCLUDED.entry_id, position_seconds = EXCLUDED.position_seconds,
+        duration_seconds = EXCLUDED.duration_seconds, watched_at = EXCLUDED.watched_at
+    WHERE (EXCLUDED.watched_at, EXCLUDED.entry_id) > (rp.watched_at, rp.entry_id);
 INSERT INTO ratings (user_id, video_id, rating, review)
 SELECT 'u' || g, 'v' || (g * 17 + i) % 100000, 1 + (g + i) % 5, NULL
 FROM generate_series(:from, :to) g, generate_series(1, 2) i;

@@ -1,9 +1,9 @@
--- V001 structure: every table, column type, nullability, primary key, index, constraint.
+-- V001 and V003 structure: every table, column type, nullability, primary key, index, constraint.
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(161);
+SELECT plan(179);
 
-SELECT tables_are('public', ARRAY['profiles', 'watchlist_items', 'history_entries', 'ratings', 'user_event_seq', 'outbox', 'outbox_dead_letters', 'idempotency_keys', 'schema_migrations']::name[], 'exactly the V001 tables plus the migration history');
+SELECT tables_are('public', ARRAY['profiles', 'watchlist_items', 'history_entries', 'resume_points', 'ratings', 'user_event_seq', 'outbox', 'outbox_dead_letters', 'idempotency_keys', 'schema_migrations']::name[], 'exactly the V001 and V003 tables plus the migration history');
 
 -- profiles
 SELECT columns_are('profiles', ARRAY['user_id', 'display_name', 'avatar_url', 'preferences', 'version', 'created_at', 'updated_at']::name[]);
@@ -60,6 +60,26 @@ SELECT is(pg_get_indexdef('history_entries_pkey'::regclass), 'CREATE UNIQUE INDE
 SELECT is(pg_get_indexdef('history_entries_user_watched_idx'::regclass), 'CREATE INDEX history_entries_user_watched_idx ON public.history_entries USING btree (user_id, watched_at DESC, entry_id DESC)', 'history_entries_user_watched_idx definition');
 SELECT is(pg_get_indexdef('history_entries_user_video_watched_idx'::regclass), 'CREATE INDEX history_entries_user_video_watched_idx ON public.history_entries USING btree (user_id, video_id, watched_at DESC, entry_id DESC)', 'history_entries_user_video_watched_idx definition');
 SELECT set_eq($$SELECT conname::text FROM pg_constraint WHERE conrelid = 'history_entries'::regclass$$, ARRAY['history_entries_pkey', 'history_entries_user_id_format', 'history_entries_video_id_format', 'history_entries_position_range', 'history_entries_duration_range', 'history_entries_position_within_duration'], 'history_entries constraints');
+
+-- resume_points (V003)
+SELECT columns_are('resume_points', ARRAY['user_id', 'video_id', 'entry_id', 'position_seconds', 'duration_seconds', 'watched_at']::name[]);
+SELECT col_type_is('resume_points', 'user_id', 'text');
+SELECT col_not_null('resume_points', 'user_id');
+SELECT col_type_is('resume_points', 'video_id', 'text');
+SELECT col_not_null('resume_points', 'video_id');
+SELECT col_type_is('resume_points', 'entry_id', 'uuid');
+SELECT col_not_null('resume_points', 'entry_id');
+SELECT col_type_is('resume_points', 'position_seconds', 'integer');
+SELECT col_not_null('resume_points', 'position_seconds');
+SELECT col_type_is('resume_points', 'duration_seconds', 'integer');
+SELECT col_is_null('resume_points', 'duration_seconds');
+SELECT col_type_is('resume_points', 'watched_at', 'timestamp with time zone');
+SELECT col_not_null('resume_points', 'watched_at');
+SELECT col_is_pk('resume_points', ARRAY['user_id', 'video_id']::name[]);
+SELECT indexes_are('resume_points', ARRAY['resume_points_pkey', 'resume_points_user_unfinished_idx']::name[]);
+SELECT is(pg_get_indexdef('resume_points_pkey'::regclass), 'CREATE UNIQUE INDEX resume_points_pkey ON public.resume_points USING btree (user_id, video_id)', 'resume_points_pkey definition');
+SELECT is(pg_get_indexdef('resume_points_user_unfinished_idx'::regclass), 'CREATE INDEX resume_points_user_unfinished_idx ON public.resume_points USING btree (user_id, watched_at DESC, entry_id DESC) WHERE ((duration_seconds IS NULL) OR (position_seconds < duration_seconds))', 'resume_points_user_unfinished_idx definition');
+SELECT set_eq($$SELECT conname::text FROM pg_constraint WHERE conrelid = 'resume_points'::regclass$$, ARRAY['resume_points_pkey', 'resume_points_user_id_format', 'resume_points_video_id_format', 'resume_points_position_range', 'resume_points_duration_range', 'resume_points_position_within_duration'], 'resume_points constraints');
 
 -- ratings
 SELECT columns_are('ratings', ARRAY['user_id', 'video_id', 'rating', 'review', 'created_at', 'updated_at']::name[]);
@@ -185,7 +205,7 @@ SELECT is((SELECT count(DISTINCT outbox_partition('user-' || i))::int FROM gener
 SELECT columns_are('schema_migrations', ARRAY['version', 'name', 'checksum', 'applied_at', 'execution_ms']::name[]);
 SELECT col_is_pk('schema_migrations', 'version');
 SELECT ok((SELECT bool_and(checksum ~ '^[0-9a-f]{64}$') FROM schema_migrations), 'checksums are sha256 hex');
-SELECT ok(schema_version() >= 2, 'schema_version() reports the applied version');
+SELECT ok(schema_version() >= 3, 'schema_version() reports the applied version');
 
 SELECT * FROM finish();
 ROLLBACK;

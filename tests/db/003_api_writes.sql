@@ -2,7 +2,7 @@
 -- Everything runs in one transaction, so now() is the same for every call.
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(102);
+SELECT plan(110);
 
 CREATE TEMP TABLE res (step text PRIMARY KEY, status integer, body text, etag text,
                        location text, replayed boolean, seq bigint);
@@ -273,9 +273,20 @@ SELECT is((SELECT count(*)::int FROM pg_proc WHERE proname ~ '^api_' AND proname
            AND prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql') AND prosqlbody IS NULL), 0,
     'SQL helpers have SQL-standard bodies (names bound at creation, inlinable)');
 SELECT volatility_is('api_get_profile', ARRAY['text'], 'stable');
-SELECT volatility_is('api_list_watchlist', ARRAY['text', 'integer', 'timestamp with time zone', 'text'], 'stable');
-SELECT volatility_is('api_list_history', ARRAY['text', 'integer', 'timestamp with time zone', 'text', 'boolean'], 'stable');
-SELECT volatility_is('api_list_ratings', ARRAY['text', 'integer', 'timestamp with time zone', 'text', 'text'], 'stable');
+SELECT volatility_is('api_page_watchlist', ARRAY['text', 'integer', 'timestamp with time zone', 'text'], 'stable');
+SELECT volatility_is('api_page_history', ARRAY['text', 'integer', 'timestamp with time zone', 'uuid'], 'stable');
+SELECT volatility_is('api_page_continue', ARRAY['text', 'integer', 'timestamp with time zone', 'uuid'], 'stable');
+SELECT volatility_is('api_page_ratings', ARRAY['text', 'integer', 'timestamp with time zone', 'text'], 'stable');
+SELECT volatility_is('api_page_rating_video', ARRAY['text', 'text', 'timestamp with time zone', 'text'], 'stable');
+SELECT is((SELECT count(*)::int FROM pg_proc WHERE proname ~ '^api_page_' AND pronamespace = 'public'::regnamespace
+           AND (prolang <> (SELECT oid FROM pg_language WHERE lanname = 'sql') OR prosqlbody IS NULL
+                OR proconfig IS NOT NULL OR prosecdef)), 0,
+    'page functions are inlinable: SQL-standard bodies, no SET clause, not SECURITY DEFINER');
+SELECT hasnt_function('api_list_watchlist', 'V003 dropped api_list_watchlist');
+SELECT hasnt_function('api_list_history', 'V003 dropped api_list_history');
+SELECT hasnt_function('api_list_ratings', 'V003 dropped api_list_ratings');
+SELECT hasnt_function('api_check_limit', 'V003 dropped api_check_limit');
+SELECT hasnt_function('api_ts_us', 'V003 dropped api_ts_us');
 SELECT function_returns('api_put_profile', ARRAY['text', 'text', 'bytea', 'integer', 'text', 'text', 'text', 'text', 'jsonb', 'text'], 'setof record');
 SELECT has_function('api_watchlist_add', ARRAY['text', 'text', 'bytea', 'integer', 'text', 'text', 'text']);
 SELECT has_function('api_watchlist_remove', ARRAY['text', 'text', 'bytea', 'integer', 'text', 'text', 'text']);

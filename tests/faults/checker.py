@@ -119,8 +119,8 @@ def _items_of(value):
 def collect_cache(api_urls, tokens, database_url, redis_url, users, read_paths):
     """Cache freshness after the drain, two ways:
     1. black box: every page variant the workload read, fetched through each API process (so a
-       cached copy, if any, is what answers), must equal what the API's SQL list function
-       returns from PostgreSQL;
+       cached copy, if any, is what answers), must equal the page built from plain SQL
+       over the tables (_sql_page);
     2. white box: every page cached in Redis under pc:{<userId>}:wl / :hist (common/cache.h)
        must hold only items that exist in PostgreSQL with the same fields, and the user's
        version key must not exceed the committed sequence."""
@@ -138,15 +138,8 @@ def collect_cache(api_urls, tokens, database_url, redis_url, users, read_paths):
                 base, _, query = path.partition("?")
                 params = dict(p.split("=", 1) for p in query.split("&") if p)
                 limit = int(params.get("limit", "50"))
-                if base == "/watchlist":
-                    cur.execute("SELECT items, next_ts_us FROM api_list_watchlist(%s,%s,NULL,NULL)",
-                                (user, limit))
-                else:
-                    cur.execute("SELECT items, next_ts_us FROM "
-                                "api_list_history(%s,%s,NULL,NULL,%s)",
-                                (user, limit, params.get("view") == "continue"))
-                items_text, next_ts = cur.fetchone()
-                want = json.loads(items_text)
+                want, has_more = _sql_page(cur, user, "wl" if base == "/watchlist" else "hist",
+                                           limit, params.get("view", ""))
                 for url in api_urls:
                     # Twice: the first may fill the cache, the second must be served from it.
                     for attempt in range(2):
@@ -157,8 +150,8 @@ def collect_cache(api_urls, tokens, database_url, redis_url, users, read_paths):
                             stale.append("%s %s%s: GET %d" % (url, user, path, r.status_code))
                             continue
                         got = r.json()
-                        if got.get("items") != want or (got.get("nextCursor") is None) != (
-                                next_ts is None):
+                        if got.get("items") != want or (got.get("nextCursor") is not None) != (
+                                has_more):
                             stale.append("%s %s%s (read %d): API %d items %s..., DB %d items %s..."
                                          % (url, user, path, attempt + 1, len(got.get("items", [])),
                                             json.dumps(got.get("items", [])[:2]), len(want),
@@ -176,20 +169,36 @@ FIELD_RE = re.compile(r"^l=(\d+)\|v=([^|]*)\|c=(.*)$")
 
 
 def _sql_page(cur, user, kind, limit, view):
+    """The first page of a list, built here from plain SQL over the tables (the oracle is
+    independent of the API's page functions and its C renderer): (items, next) where next is
+    true when more than `limit` items exist. The continue view is computed from
+    history_entries (latest entry per video by watched_at, ties by entry_id; finished ones left
+    out), not from resume_points. Times are formatted by api_ts(), the writes' SQL renderer."""
     if kind == "wl":
-        cur.execute("SELECT items, next_ts_us FROM api_list_watchlist(%s,%s,NULL,NULL)",
-                    (user, limit))
+        cur.execute("SELECT video_id, api_ts(added_at) FROM watchlist_items WHERE user_id=%s "
+                    "ORDER BY added_at DESC, video_id DESC LIMIT %s", (user, limit + 1))
+        rows = [{"videoId": v, "addedAt": t} for v, t in cur.fetchall()]
     else:
-        cur.execute("SELECT items, next_ts_us FROM api_list_history(%s,%s,NULL,NULL,%s)",
-                    (user, limit, view == "continue"))
-    items, next_ts = cur.fetchone()
-    return json.loads(items), next_ts
+        if view == "continue":
+            cur.execute("SELECT entry_id::text, video_id, position_seconds, duration_seconds, "
+                        "api_ts(watched_at) FROM (SELECT DISTINCT ON (video_id) * "
+                        "FROM history_entries WHERE user_id=%s "
+                        "ORDER BY video_id, watched_at DESC, entry_id DESC) l "
+                        "WHERE duration_seconds IS NULL OR position_seconds < duration_seconds "
+                        "ORDER BY watched_at DESC, entry_id DESC LIMIT %s", (user, limit + 1))
+        else:
+            cur.execute("SELECT entry_id::text, video_id, position_seconds, duration_seconds, "
+                        "api_ts(watched_at) FROM history_entries WHERE user_id=%s "
+                        "ORDER BY watched_at DESC, entry_id DESC LIMIT %s", (user, limit + 1))
+        rows = [{"entryId": e, "videoId": v, "positionSeconds": p, "durationSeconds": d,
+                 "watchedAt": t} for e, v, p, d, t in cur.fetchall()]
+    return rows[:limit], len(rows) > limit
 
 
 def _collect_redis(redis_url, cur):
     """Every page cached in Redis (api/listcache.h: hash pc:{<uid>}:wl|hist, field
     "l=<limit>|v=<view>|c=<cursor>", value = the response body) against PostgreSQL: a first
-    page must equal the SQL list function's page; any page must hold only items that exist in
+    page must equal the page built from plain SQL (_sql_page); any page must hold only items that exist in
     PostgreSQL with the same fields; a user with cached lists must have its version key at the
     committed sequence (the cache invariant: fields are filled at the version the key holds)."""
     out = {"checked": 0, "stale": [], "keys": 0, "unparsed": 0, "error": ""}
@@ -246,12 +255,12 @@ def _collect_redis(redis_url, cur):
             out["checked"] += 1
             fm = FIELD_RE.match(field)
             if fm and fm.group(3) == "":
-                want, next_ts = _sql_page(cur, user, kind, int(fm.group(1)), fm.group(2))
+                want, has_more = _sql_page(cur, user, kind, int(fm.group(1)), fm.group(2))
                 try:
                     has_next = json.loads(value).get("nextCursor") is not None
                 except (ValueError, AttributeError):
-                    has_next = next_ts is not None
-                if items != want or has_next != (next_ts is not None):
+                    has_next = has_more
+                if items != want or has_next != has_more:
                     out["stale"].append("%s[%s]: cached %d items, PostgreSQL %d (first %s vs %s)"
                                         % (key, field, len(items), len(want),
                                            json.dumps(items[:1]), json.dumps(want[:1])))

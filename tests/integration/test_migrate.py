@@ -284,3 +284,35 @@ def test_unknown_command_is_a_usage_error(stack):
     assert any("unknown command" in e for e in errors(r)), r.stderr
     h = run_migrate(stack["DATABASE_URL"], "--help")
     assert h.returncode == 0 and "status" in h.stdout
+
+
+def test_v003_backfills_resume_points_from_history(stack, fresh_db, tmp_path):
+    """V003 fills resume_points with each video's latest history entry (by watched_at, ties by
+    entry_id), finished ones included: the table holds the latest point, the page filters."""
+    db, url = fresh_db
+    before = tmp_path / "v002"
+    before.mkdir()
+    for p in REPO_MIGRATIONS.glob("V00[12]__*.sql"):
+        shutil.copy(p, before / p.name)
+    r = run_migrate(url, migrations_dir=before)
+    assert r.returncode == 0, r.stderr
+    support.psql(stack, """
+        INSERT INTO history_entries (user_id, entry_id, video_id, position_seconds,
+                                     duration_seconds, watched_at) VALUES
+            ('b1', '00000000-0000-0000-0000-000000000001', 'v1', 1, 100, '2026-01-01 00:00:00+00'),
+            ('b1', '00000000-0000-0000-0000-000000000002', 'v1', 2, 100, '2026-01-02 00:00:00+00'),
+            ('b1', '00000000-0000-0000-0000-000000000003', 'v1', 3, 100, '2025-12-31 00:00:00+00'),
+            ('b1', '00000000-0000-0000-0000-000000000004', 'v2', 4, 4, '2026-01-01 00:00:00+00'),
+            ('b1', '00000000-0000-0000-0000-000000000006', 'v3', 6, NULL, '2026-01-01 00:00:00+00'),
+            ('b1', '00000000-0000-0000-0000-000000000005', 'v3', 5, NULL, '2026-01-01 00:00:00+00'),
+            ('b2', '00000000-0000-0000-0000-000000000007', 'v1', 7, 100, '2026-01-01 00:00:00+00');
+    """, db=db)
+    r = run_migrate(url, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 0, r.stderr
+    rows = support.psql(stack, "SELECT user_id, video_id, position_seconds FROM resume_points "
+                               "ORDER BY user_id, video_id", db=db)
+    assert rows == [("b1", "v1", 2), ("b1", "v2", 4), ("b1", "v3", 6), ("b2", "v1", 7)]
+    # the continue page of b1: v2 is finished; v1 (2 January) before v3 (null duration)
+    page = support.psql(stack, "SELECT video_id FROM api_page_continue('b1', 10, NULL, NULL)",
+                        db=db)
+    assert page == [("v1",), ("v3",)]

@@ -33,4 +33,6 @@ SELECT 'u' || g, 'v' || (g * 17 + i) % 100000, 1 + (g + i) % 5, 'review ' || i
 FROM generate_series(1, :users) g, generate_series(1, 20) i
 ON CONFLICT DO NOTHING;
 COMMIT;
-ANALYZE;
+-- as autovacuum leaves a table that is read more than written: visibility map set, so the
+-- covering indexes answer pages from the index alone
+VACUUM (ANALYZE);

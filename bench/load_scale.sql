@@ -31,4 +31,6 @@ INSERT INTO ratings (user_id, video_id, rating, review)
 SELECT 'u' || g, 'v' || (g * 17 + i) % 100000, 1 + (g + i) % 5, NULL
 FROM generate_series(:from, :to) g, generate_series(1, 2) i;
 COMMIT;
-ANALYZE;
+-- as autovacuum leaves a table that is read more than written: visibility map set, so the
+-- covering indexes answer pages from the index alone
+VACUUM (ANALYZE);

@@ -78,7 +78,7 @@ SELECT col_not_null('resume_points', 'watched_at');
 SELECT col_is_pk('resume_points', ARRAY['user_id', 'video_id']::name[]);
 SELECT indexes_are('resume_points', ARRAY['resume_points_pkey', 'resume_points_user_unfinished_idx']::name[]);
 SELECT is(pg_get_indexdef('resume_points_pkey'::regclass), 'CREATE UNIQUE INDEX resume_points_pkey ON public.resume_points USING btree (user_id, video_id)', 'resume_points_pkey definition');
-SELECT is(pg_get_indexdef('resume_points_user_unfinished_idx'::regclass), 'CREATE INDEX resume_points_user_unfinished_idx ON public.resume_points USING btree (user_id, watched_at DESC, entry_id DESC) WHERE ((duration_seconds IS NULL) OR (position_seconds < duration_seconds))', 'resume_points_user_unfinished_idx definition');
+SELECT is(pg_get_indexdef('resume_points_user_unfinished_idx'::regclass), 'CREATE INDEX resume_points_user_unfinished_idx ON public.resume_points USING btree (user_id, watched_at DESC, entry_id DESC) INCLUDE (video_id, position_seconds, duration_seconds) WHERE ((duration_seconds IS NULL) OR (position_seconds < duration_seconds))', 'resume_points_user_unfinished_idx definition');
 SELECT set_eq($$SELECT conname::text FROM pg_constraint WHERE conrelid = 'resume_points'::regclass$$, ARRAY['resume_points_pkey', 'resume_points_user_id_format', 'resume_points_video_id_format', 'resume_points_position_range', 'resume_points_duration_range', 'resume_points_position_within_duration'], 'resume_points constraints');
 
 -- ratings

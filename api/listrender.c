@@ -174,57 +174,6 @@ void listrender_uuid(strbuf_t *out, const unsigned char *bytes)
     strbuf_append(out, buf, sizeof(buf));
 }
 
-void listrender_json_string(strbuf_t *out, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
-
-    strbuf_reserve(out, len + 2);
-    strbuf_append_char(out, '"');
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[6];
-        size_t n = 2;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        strbuf_append(out, s + run, i - run);
-        run = i + 1;
-        esc[0] = '\\';
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
-            break;
-        }
-        strbuf_append(out, esc, n);
-    }
-    strbuf_append(out, s + run, len - run);
-    strbuf_append_char(out, '"');
-}
-
 /* Every value of `row` is present when it must be and of its type's size. */
 static bool row_ok(const PGresult *res, const col_t *cols, int ncols, int row)
 {
@@ -241,7 +190,7 @@ static bool row_ok(const PGresult *res, const col_t *cols, int ncols, int row)
 
 static void append_text(strbuf_t *out, const PGresult *res, int row, int col)
 {
-    listrender_json_string(out, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
+    strbuf_append_json_string(out, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
 }
 
 static int append_ts(strbuf_t *out, const PGresult *res, int row, int col)

@@ -42,10 +42,4 @@ PROFILE_MUSTCHECK int listrender_timestamp(strbuf_t *out, int64_t pg_us);
 /** Appends a 16-byte uuid as 8-4-4-4-12 lowercase hex. */
 void listrender_uuid(strbuf_t *out, const unsigned char *bytes);
 
-/**
- * Appends `s` (`len` bytes of UTF-8) as a JSON string escaped exactly like PostgreSQL's
- * to_json(text): \" \\ \b \f \n \r \t, other bytes below 0x20 as \u00XX, the rest as is.
- */
-void listrender_json_string(strbuf_t *out, const char *s, size_t len);
-
 #endif

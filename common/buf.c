@@ -113,7 +113,7 @@ void strbuf_append_json_string(strbuf_t *b, const char *s, size_t len)
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;
         char u[6];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+        if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         strbuf_append(b, s + run, i - run);
         run = i + 1;
@@ -132,6 +132,12 @@ void strbuf_append_json_string(strbuf_t *b, const char *s, size_t len)
             break;
         case '\t':
             esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
             break;
         default:
             u[0] = '\\';

@@ -32,8 +32,10 @@ void strbuf_appendf(strbuf_t *b, const char *fmt, ...) __attribute__((format(pri
 void strbuf_vappendf(strbuf_t *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 /**
- * Appends `s` as a quoted JSON string, escaping quotes, backslashes and control characters.
- * Bytes >= 0x80 are copied as they are (callers pass valid UTF-8).
+ * Appends `s` as a quoted JSON string escaped exactly like PostgreSQL's to_json(text), so a
+ * body rendered here and one rendered in SQL are byte-identical: \" \\ \b \f \n \r \t,
+ * the other bytes below 0x20 as \u00xx, everything else (DEL, bytes >= 0x80) as it is
+ * (callers pass valid UTF-8).
  */
 void strbuf_append_json_string(strbuf_t *b, const char *s, size_t len);
 /**

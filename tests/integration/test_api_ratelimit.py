@@ -110,34 +110,54 @@ def test_two_processes_share_one_budget(stack, api):
         assert other.stop() == 0
 
 
-def test_fifty_concurrent_requests_at_the_last_token_let_exactly_one_through(api):
-    user = new_user("rl")
-    path = f"/profiles/{user}/watchlist"
-    for _ in range(LIMIT - 1):
-        assert api.get(path, user).status_code == 200
-    tok = token(user)
-    barrier = threading.Barrier(50)
+def burst(api, path, tok, n):
+    """n requests of one caller released together (each connects first, then all wait at a
+    barrier, so the requests leave as close together as possible); their responses."""
+    barrier = threading.Barrier(n)
     results = []
     lock = threading.Lock()
 
     def one():
         s = requests.Session()
-        # connect first, so that the 50 requests leave as close together as possible
         s.get(api.url("/health/live"), timeout=10)
         barrier.wait(timeout=30)
         r = s.get(api.url(path), headers={"Authorization": "Bearer " + tok}, timeout=30)
         with lock:
-            results.append((r.status_code, r.headers.get("Retry-After")))
+            results.append(r)
 
-    threads = [threading.Thread(target=one) for _ in range(50)]
+    threads = [threading.Thread(target=one) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    codes = sorted(c for c, _ in results)
-    assert len(codes) == 50
+    assert len(results) == n
+    return results
+
+
+def test_fifty_concurrent_requests_at_the_last_token_let_exactly_one_through(api):
+    user = new_user("rl")
+    path = f"/profiles/{user}/watchlist"
+    for _ in range(LIMIT - 1):
+        assert api.get(path, user).status_code == 200
+    results = burst(api, path, token(user), 50)
+    codes = sorted(r.status_code for r in results)
     assert codes.count(200) == 1 and codes.count(429) == 49, codes
-    assert all(ra is not None and int(ra) >= 1 for c, ra in results if c == 429)
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in results if r.status_code == 429)
+
+
+def test_concurrent_burst_gets_the_budget_once_with_distinct_remaining_counts(api):
+    """Requests of one caller arriving together are decided together (one script call per
+    event-loop iteration, api/ratelimit.c): still exactly LIMIT pass, each with its own
+    RateLimit remaining value, and the cache read sent ahead of the decision never answers
+    a denied request."""
+    user = new_user("rl")
+    results = burst(api, f"/profiles/{user}/watchlist", token(user), 30)
+    ok = sorted(rl_headers(r)[2] for r in results if r.status_code == 200)
+    assert ok == list(range(LIMIT)), [(r.status_code, rl_headers(r)) for r in results]
+    denied = [r for r in results if r.status_code != 200]
+    assert len(denied) == 30 - LIMIT
+    assert all(r.status_code == 429 and rl_headers(r)[2] == 0 and
+               r.headers["Content-Type"].startswith("application/problem+json") for r in denied)
 
 
 def test_limiter_off_sends_no_headers(stack):
@@ -173,36 +193,3 @@ def test_auth_failures_limited_per_address_then_429(stack):
     finally:
         r0.delete("rla:{127.0.0.1}")
         assert a.stop() == 0
-
-
-def test_concurrent_burst_gets_the_budget_once_with_distinct_remaining_counts(api):
-    """Requests of one caller arriving together are decided together (one script call per
-    event-loop iteration, api/ratelimit.c): still exactly LIMIT pass, each with its own
-    RateLimit remaining value, and the cache read sent ahead of the decision never answers
-    a denied request."""
-    user = new_user("rl")
-    path = f"/profiles/{user}/watchlist"
-    tok = token(user)
-    barrier = threading.Barrier(30)
-    results = []
-    lock = threading.Lock()
-
-    def one():
-        s = requests.Session()
-        s.get(api.url("/health/live"), timeout=10)
-        barrier.wait(timeout=30)
-        r = s.get(api.url(path), headers={"Authorization": "Bearer " + tok}, timeout=30)
-        with lock:
-            results.append((r.status_code, rl_headers(r), r.headers.get("Content-Type")))
-
-    threads = [threading.Thread(target=one) for _ in range(30)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert len(results) == 30
-    ok = [h[2] for c, h, _ in results if c == 200]
-    assert sorted(ok) == list(range(LIMIT)), results
-    denied = [(h, ct) for c, h, ct in results if c != 200]
-    assert len(denied) == 30 - LIMIT
-    assert all(h[2] == 0 and ct.startswith("application/problem+json") for h, ct in denied)

@@ -193,10 +193,10 @@ static void test_escaping(void **state)
         "\"a\\\"b\\\\c/\\n\\t\\r\\b\\f\\u0001\\u001f\x7f \xc3\xa9 \xf0\x9f\x98\x80\"";
     strbuf_t b;
     strbuf_init(&b);
-    listrender_json_string(&b, in, sizeof(in) - 1);
+    strbuf_append_json_string(&b, in, sizeof(in) - 1);
     assert_string_equal(b.data, want);
     strbuf_reset(&b);
-    listrender_json_string(&b, "", 0);
+    strbuf_append_json_string(&b, "", 0);
     assert_string_equal(b.data, "\"\"");
     strbuf_dispose(&b);
 }

@@ -29,26 +29,31 @@ static const struct {
     int result_format; /* 0 text, 1 binary (PQsendQueryPrepared's resultFormat) */
 } stmts[PGPOOL_STMT__COUNT] = {
     [PGPOOL_STMT_GET_PROFILE] = {"get_profile",
-                                 "SELECT status, body, etag FROM api_get_profile($1)"},
+                                 "SELECT status, body, etag FROM api_get_profile($1)", 0},
     [PGPOOL_STMT_PUT_PROFILE] = {"put_profile",
                                  "SELECT status, body, etag, location, replayed, seq FROM "
                                  "api_put_profile($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
-                                 "$9::jsonb, $10)"},
+                                 "$9::jsonb, $10)",
+                                 0},
     [PGPOOL_STMT_WATCHLIST_ADD] = {"watchlist_add",
                                    "SELECT status, body, etag, location, replayed, seq FROM "
-                                   "api_watchlist_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7)"},
+                                   "api_watchlist_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7)",
+                                   0},
     [PGPOOL_STMT_WATCHLIST_REMOVE] = {"watchlist_remove",
                                       "SELECT status, body, etag, location, replayed, seq FROM "
                                       "api_watchlist_remove($1, $2, decode($3, 'hex'), $4, $5, "
-                                      "$6, $7)"},
+                                      "$6, $7)",
+                                      0},
     [PGPOOL_STMT_HISTORY_ADD] = {"history_add",
                                  "SELECT status, body, etag, location, replayed, seq FROM "
                                  "api_history_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
-                                 "$9, $10::timestamptz)"},
+                                 "$9, $10::timestamptz)",
+                                 0},
     [PGPOOL_STMT_RATING_PUT] = {"rating_put",
                                 "SELECT status, body, etag, location, replayed, seq FROM "
                                 "api_rating_put($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
-                                "$9)"},
+                                "$9)",
+                                0},
     /* The pages (V003) come back in binary format, rendered by api/listrender.c; parameters
      * stay text. Names (span names, metric labels) keep the list_ prefix of the old statements
      * so dashboards carry on. */
@@ -81,8 +86,8 @@ static const struct {
                                        "api_page_rating_video($1, $2, timestamptz 'epoch' + "
                                        "$3::bigint * interval '1 microsecond', $4)",
                                        1},
-    [PGPOOL_STMT_IDEM_CLEANUP] = {"idem_cleanup", "SELECT api_idempotency_cleanup($1)"},
-    [PGPOOL_STMT_SCHEMA_VERSION] = {"schema_version", "SELECT schema_version()"},
+    [PGPOOL_STMT_IDEM_CLEANUP] = {"idem_cleanup", "SELECT api_idempotency_cleanup($1)", 0},
+    [PGPOOL_STMT_SCHEMA_VERSION] = {"schema_version", "SELECT schema_version()", 0},
 };
 
 typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_PREPARING, CONN_READY } conn_state_t;

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,11 +195,20 @@ typedef struct st_auth_cache_entry_t {
 } auth_cache_entry_t;
 
 static __thread auth_cache_entry_t *auth_cache;
+static pthread_key_t auth_cache_key; /* frees a thread's cache when the thread ends */
+static pthread_once_t auth_cache_once = PTHREAD_ONCE_INIT;
 
-void auth_thread_exit(void)
+static void auth_cache_key_init(void)
 {
-    free(auth_cache);
-    auth_cache = NULL;
+    if (pthread_key_create(&auth_cache_key, free) != 0)
+        PROFILE_FATAL("pthread_key_create failed");
+}
+
+static void cache_alloc(void)
+{
+    pthread_once(&auth_cache_once, auth_cache_key_init);
+    auth_cache = xcalloc(AUTH_CACHE_SLOTS, sizeof(*auth_cache));
+    (void)pthread_setspecific(auth_cache_key, auth_cache);
 }
 
 static size_t cache_slot(const char *tok, size_t len)
@@ -233,7 +243,7 @@ static void cache_store(const auth_verifier_t *v, const char *tok, size_t len, d
     if (len > AUTH_CACHE_MAX_TOKEN)
         return;
     if (auth_cache == NULL)
-        auth_cache = xcalloc(AUTH_CACHE_SLOTS, sizeof(*auth_cache));
+        cache_alloc();
     e = &auth_cache[cache_slot(tok, len)];
     e->verifier = v;
     e->len = len;

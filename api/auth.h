@@ -47,9 +47,6 @@ void auth_verifier_destroy(auth_verifier_t *v);
 auth_status_t auth_verify(const auth_verifier_t *v, const char *hdr, size_t hdr_len, time_t now,
                           auth_principal_t *out, const char **reason);
 
-/** Frees the calling thread's cache of verified tokens (call when a thread that verified ends). */
-void auth_thread_exit(void);
-
 /**
  * Authorization: may `p` perform a read (`write` false) or write on resources of `user_id`?
  * user: only its own; support: read any; admin: read and write any.

@@ -583,7 +583,6 @@ static void *thread_main(void *arg)
     redis_close(thr);
     pgpool_destroy(thr->pool);
     thr->pool = NULL;
-    auth_thread_exit();
     return NULL;
 }
 

@@ -528,36 +528,49 @@ void api_on_write_result(void *data, const PGresult *res, pgpool_err_t err)
     send_write_result(ar);
 }
 
-int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t *q, cursor_t *after,
-                         bool *have_after)
+/* Reads the request's list query (limit, cursor and the parameters in `allow`) and decodes the
+ * cursor of list `*kind` ('h' becomes 'c' with view=continue). Returns 0; 1 when the query is
+ * invalid (`errs` says why); 2 when the cursor is. */
+static int read_list_query(const api_req_t *ar, unsigned allow, char *kind, list_query_t *q,
+                           cursor_t *after, bool *have_after, validate_errors_t *errs)
 {
-    h2o_req_t *req = ar->req;
-    validate_errors_t errs;
+    const h2o_req_t *req = ar->req;
     const char *qs = NULL;
     size_t qslen = 0;
 
-    memset(&errs, 0, sizeof(errs));
+    memset(errs, 0, sizeof(*errs));
     if (req->query_at != SIZE_MAX) {
         qs = req->path.base + req->query_at + 1;
         qslen = req->path.len - req->query_at - 1;
     }
-    if (validate_list_query(qs, qslen, allow, q, &errs) != 0) {
+    if (validate_list_query(qs, qslen, allow, q, errs) != 0)
+        return 1;
+    if (*kind == 'h' && q->view_continue)
+        *kind = 'c';
+    *have_after = q->cursor[0] != '\0';
+    if (*have_after && cursor_decode(q->cursor, strlen(q->cursor), *kind, after) != 0)
+        return 2;
+    return 0;
+}
+
+int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t *q, cursor_t *after,
+                         bool *have_after)
+{
+    validate_errors_t errs;
+
+    switch (read_list_query(ar, allow, &kind, q, after, have_after, &errs)) {
+    case 0:
+        ar->cursor_kind = kind;
+        return 0;
+    case 1:
         api_respond_validation(ar, errs.items, errs.count);
         return -1;
+    default: {
+        problem_field_error_t e = {"cursor", "is not a valid cursor for this list"};
+        api_respond_validation(ar, &e, 1);
+        return -1;
     }
-    if (kind == 'h' && q->view_continue)
-        kind = 'c';
-    ar->cursor_kind = kind;
-    *have_after = false;
-    if (q->cursor[0] != '\0') {
-        if (cursor_decode(q->cursor, strlen(q->cursor), kind, after) != 0) {
-            problem_field_error_t e = {"cursor", "is not a valid cursor for this list"};
-            api_respond_validation(ar, &e, 1);
-            return -1;
-        }
-        *have_after = true;
     }
-    return 0;
 }
 
 /* The page's column layout, from the statement that produced it. */
@@ -699,10 +712,10 @@ void api_prefetch_detach(api_req_t *ar)
 void api_list_prefetch(api_req_t *ar)
 {
     api_thread_t *thr = ar->thr;
-    h2o_req_t *req = ar->req;
     list_query_t q;
     validate_errors_t errs;
     cursor_t after;
+    bool have_after;
     cache_list_t list;
     char kind;
     api_prefetch_t *pf;
@@ -718,15 +731,9 @@ void api_list_prefetch(api_req_t *ar)
     } else {
         return;
     }
-    memset(&errs, 0, sizeof(errs));
-    if (validate_list_query(req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : NULL,
-                            req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0,
-                            kind == 'h' ? VALIDATE_Q_VIEW : 0, &q, &errs) != 0)
+    if (read_list_query(ar, kind == 'h' ? VALIDATE_Q_VIEW : 0, &kind, &q, &after, &have_after,
+                        &errs) != 0)
         return; /* the handler answers 400 after the limiter */
-    if (kind == 'h' && q.view_continue)
-        kind = 'c';
-    if (q.cursor[0] != '\0' && cursor_decode(q.cursor, strlen(q.cursor), kind, &after) != 0)
-        return;
     pf = xcalloc(1, sizeof(*pf));
     if (listcache_field(pf->field, sizeof(pf->field), q.limit, q.view_continue ? "continue" : "",
                         q.cursor) == 0) {

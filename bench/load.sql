@@ -17,17 +17,9 @@ SELECT 'u' || g, 'v' || (g * 13 + i % 40) % 100000, (i * 37) % 3000, 3000,
 FROM generate_series(1, :users) g, generate_series(1, 100) i;
 -- view=continue reads resume_points (V003), which api_history_add keeps up to date: the
 -- latest entry per video of the users just loaded.
-INSERT INTO resume_points AS rp (user_id, video_id, entry_id, position_seconds, duration_seconds,
-                                 watched_at)
-SELECT DISTINCT ON (e.user_id, e.video_id)
-       e.user_id, e.video_id, e.entry_id, e.position_seconds, e.duration_seconds, e.watched_at
-FROM history_entries e
-WHERE e.user_id IN (SELECT 'u' || g FROM generate_series(1, :users) g)
-ORDER BY e.user_id, e.video_id, e.watched_at DESC, e.entry_id DESC
-ON CONFLICT (user_id, video_id) DO UPDATE
-    SET entry_id = EXCLUDED.entry_id, position_seconds = EXCLUDED.position_seconds,
-        duration_seconds = EXCLUDED.duration_seconds, watched_at = EXCLUDED.watched_at
-    WHERE (EXCLUDED.watched_at, EXCLUDED.entry_id) > (rp.watched_at, rp.entry_id);
+\set from 1
+\set to :users
+\ir load_resume_points.sql
 INSERT INTO ratings (user_id, video_id, rating, review)
 SELECT 'u' || g, 'v' || (g * 17 + i) % 100000, 1 + (g + i) % 5, 'review ' || i
 FROM generate_series(1, :users) g, generate_series(1, 20) i

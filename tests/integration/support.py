@@ -165,9 +165,14 @@ def database_url(stack, db=None):
 
 
 def psql(stack, sql, db=None, params=None):
-    """Runs sql (autocommit, one new connection) and returns the rows as a list of tuples
-    ([] for statements that return none)."""
-    conn = psycopg2.connect(database_url(stack, db))
+    """Runs sql on the stack's database (or database db of its server); see run_sql."""
+    return run_sql(database_url(stack, db), sql, params)
+
+
+def run_sql(url, sql, params=None):
+    """Runs sql (autocommit, one new connection to url) and returns the rows as a list of
+    tuples ([] for statements that return none)."""
+    conn = psycopg2.connect(url)
     try:
         conn.set_session(autocommit=True)
         with conn.cursor() as cur:

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 import support
+from support import run_sql
 
 EMIT_SQL = """
 CREATE OR REPLACE FUNCTION t_emit(p_user text, p_n int, p_type text DEFAULT 'WatchlistUpdated',
@@ -56,17 +57,6 @@ def fresh_db(stack, tag):
     url = support.new_database(stack, name)
     run_sql(url, EMIT_SQL)
     return url
-
-
-def run_sql(url, sql, params=None):
-    conn = psycopg2.connect(url)
-    try:
-        conn.set_session(autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description is not None else []
-    finally:
-        conn.close()
 
 
 def emit(url, user, n, **kw):

@@ -213,8 +213,7 @@ static void ev_add_write(void *p)
         if (c->in_flush_hook)
             return; /* the write follows the hook */
         if (!c->flushing) {
-            if (!h2o_timeout_is_linked(&c->flush_entry))
-                h2o_timeout_link(c->loop, &c->flush_timeout, &c->flush_entry);
+            redis_client_want_flush(c);
             return;
         }
     }

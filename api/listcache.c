@@ -1,9 +1,12 @@
 /*
- * Read-through list cache over the redis client: HGET on the way in, version-checked fill
- * script on a miss, invalidate script after writes, and a replay queue for invalidations that
- * could not reach Redis.
+ * Read-through list cache over the redis client: the user's version and an HGET on the way in
+ * (only the version when this process holds a copy of the page, api/localcache.h),
+ * version-checked fill script on a miss, invalidate script after writes, and a replay queue for
+ * invalidations that could not reach Redis.
  */
 #include "api/listcache.h"
+
+#include <errno.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,16 +15,27 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/localcache.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
 #define LOG_MODULE "listcache"
 
 #define REPLAY_MAX 4096
+#define LOCAL_KEY_MAX (CACHE_KEY_MAX + 1 + LISTCACHE_FIELD_MAX)
+
+/*
+ * Version probes (gets of pages held locally) collected during one loop iteration leave as
+ * one MGET at its end (the redis client's flush hook), in the same write as the limiter's
+ * script and any other command.
+ */
+#define MAX_PROBES_PER_CALL 256
 
 struct st_listcache_t {
     redis_client_t *redis;
     listcache_stats_t stats;
+    struct st_get_t *probes; /* collected this iteration, newest first */
+    size_t nprobes;
 #ifdef PROFILE_TEST_HOOKS
     unsigned fill_delay_ms;
     h2o_loop_t *loop; /* kept: the client may be destroyed first */
@@ -30,9 +44,16 @@ struct st_listcache_t {
 };
 
 typedef struct st_get_t {
+    struct st_get_t *next; /* collected probes */
     listcache_t *lc;
     listcache_get_cb_t cb;
     void *ud;
+    int64_t version; /* the user's version read just before the HGET, or -1 */
+    localcache_entry_t *pinned; /* a probe: the local copy awaiting the version check */
+    const char *field; /* in local_key */
+    size_t klen;
+    char local_key[LOCAL_KEY_MAX]; /* the local copy's name (klen bytes) */
+    char user_id[];
 } get_t;
 
 typedef struct st_inval_t {
@@ -48,6 +69,8 @@ typedef struct st_replay_entry_t {
     char *user_id;
     int64_t seq;
 } replay_entry_t;
+
+static void send_probes(void *data);
 
 static int g_ttl = 300;
 static redis_script_t g_fill_script, g_inval_script;
@@ -167,11 +190,17 @@ static void drain(listcache_t *lc)
 
 /* ---------- public ---------- */
 
-void listcache_global_init(int ttl_seconds)
+void listcache_global_init(int ttl_seconds, size_t local_bytes)
 {
     g_ttl = ttl_seconds > 0 ? ttl_seconds : 300;
+    localcache_init(local_bytes, g_ttl);
     redis_script_init(&g_fill_script, cache_lua_fill);
     redis_script_init(&g_inval_script, cache_lua_invalidate);
+}
+
+void listcache_global_dispose(void)
+{
+    localcache_shutdown();
 }
 
 int listcache_set_fill_delay_ms(unsigned ms)
@@ -191,6 +220,7 @@ listcache_t *listcache_create(redis_client_t *redis)
 {
     listcache_t *lc = xcalloc(1, sizeof(*lc));
     lc->redis = redis;
+    redis_client_add_flush_hook(redis, send_probes, lc);
 #ifdef PROFILE_TEST_HOOKS
     lc->fill_delay_ms = g_fill_delay_ms;
     lc->loop = redis_client_loop(redis);
@@ -215,6 +245,14 @@ void listcache_destroy(listcache_t *lc)
 {
     if (lc == NULL)
         return;
+    while (lc->probes != NULL) { /* never sent: misses, like commands the client dropped */
+        get_t *g = lc->probes;
+        lc->probes = g->next;
+        localcache_unpin(g->pinned, false);
+        lc->stats.misses++;
+        g->cb(NULL, 0, g->ud);
+        free(g);
+    }
 #ifdef PROFILE_TEST_HOOKS
     if (lc->fill_delay_ms > 0) {
         while (!h2o_linklist_is_empty(&lc->fill_delay._entries)) {
@@ -241,14 +279,57 @@ unsigned listcache_pending_invalidations(void)
 
 size_t listcache_field(char *out, size_t outlen, int limit, const char *view, const char *cursor)
 {
-    int n = snprintf(out, outlen, "l=%d|v=%s|c=%s", limit, view != NULL ? view : "",
-                     cursor != NULL ? cursor : "");
-    if (n < 0 || (size_t)n >= outlen) {
+    /* on every cached read: built by hand rather than with snprintf */
+    char num[12];
+    size_t nl = 0;
+    unsigned u = limit < 0 ? 0u - (unsigned)limit : (unsigned)limit;
+    do {
+        num[sizeof(num) - 1 - nl++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (limit < 0)
+        num[sizeof(num) - 1 - nl++] = '-';
+    view = view != NULL ? view : "";
+    cursor = cursor != NULL ? cursor : "";
+    size_t vl = strlen(view), cl = strlen(cursor), n = 2 + nl + 3 + vl + 3 + cl;
+    if (n >= outlen) {
         if (outlen > 0)
             out[0] = '\0';
         return 0;
     }
-    return (size_t)n;
+    char *p = out;
+    memcpy(p, "l=", 2);
+    memcpy(p += 2, num + sizeof(num) - nl, nl);
+    memcpy(p += nl, "|v=", 3);
+    memcpy(p += 3, view, vl);
+    memcpy(p += vl, "|c=", 3);
+    memcpy(p += 3, cursor, cl + 1);
+    return n;
+}
+
+/* Writes the name of a page's local copy, "<list key>\0<field>"; returns its length, 0 when
+ * the field is too long to keep. */
+static size_t local_key(char *out, const char *user_id, cache_list_t list, const char *field)
+{
+    cache_key_list(out, user_id, list);
+    size_t kl = strlen(out), fl = strlen(field);
+    if (fl >= LISTCACHE_FIELD_MAX)
+        return 0;
+    memcpy(out + kl + 1, field, fl + 1);
+    return kl + 1 + fl;
+}
+
+/* The version key's value, or -1 when it is absent or not a number. */
+static int64_t version_of(const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
+        return -1;
+    char buf[24], *end;
+    memcpy(buf, r->str, r->len);
+    buf[r->len] = '\0';
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    return errno == 0 && *end == '\0' && v >= 0 ? (int64_t)v : -1;
 }
 
 static void on_get_reply(const redisReply *r, void *p)
@@ -257,6 +338,11 @@ static void on_get_reply(const redisReply *r, void *p)
     listcache_t *lc = g->lc;
     if (r != NULL && r->type == REDIS_REPLY_STRING) {
         lc->stats.hits++;
+        /* every field of the hash is at the version read just before, or newer (the fill
+         * script keeps them at the version key's value, which only grows): labelled with the
+         * older one, a newer page is never served from the copy, an older one cannot exist */
+        if (g->version >= 0)
+            localcache_put(g->local_key, g->klen, g->version, r->str, r->len);
         g->cb(r->str, r->len, g->ud);
     } else {
         if (r == NULL || r->type != REDIS_REPLY_NIL)
@@ -265,6 +351,92 @@ static void on_get_reply(const redisReply *r, void *p)
         g->cb(NULL, 0, g->ud);
     }
     free(g);
+}
+
+static void on_version_reply(const redisReply *r, void *p)
+{
+    get_t *g = p;
+    g->version = version_of(r);
+}
+
+/* Reads the user's version, then the page: the HGET's reply completes the get. */
+static void send_fetch(get_t *g)
+{
+    char kv[CACHE_KEY_MAX];
+    cache_key_version(kv, g->user_id);
+    const char *vargv[] = {"GET", kv};
+    const char *hargv[] = {"HGET", g->local_key, g->field};
+    redis_client_command(g->lc->redis, on_version_reply, g, 2, vargv, NULL);
+    redis_client_command(g->lc->redis, on_get_reply, g, 3, hargv, NULL);
+}
+
+/* The version alone, for a page this process holds: served from the copy when it matches.
+ * `r` is the version key's value; `failed` when the MGET got no reply at all. */
+static void probe_done(get_t *g, const redisReply *r, bool failed)
+{
+    listcache_t *lc = g->lc;
+    localcache_entry_t *e = g->pinned;
+    int64_t version = version_of(r), have = localcache_entry_version(e);
+
+    g->pinned = NULL;
+    if (version >= 0 && version == have) {
+        size_t len;
+        const char *value = localcache_entry_value(e, &len);
+        lc->stats.hits++;
+        lc->stats.local_hits++;
+        g->cb(value, len, g->ud);
+        localcache_unpin(e, false);
+        free(g);
+        return;
+    }
+    localcache_unpin(e, version > have);
+    if (failed) { /* no second try */
+        lc->stats.errors++;
+        lc->stats.misses++;
+        g->cb(NULL, 0, g->ud);
+        free(g);
+        return;
+    }
+    send_fetch(g); /* the user wrote since: maybe another process filled the new version */
+}
+
+typedef struct st_probe_call_t {
+    size_t n;
+    get_t *gets[]; /* in MGET key order */
+} probe_call_t;
+
+static void on_probes_reply(const redisReply *r, void *p)
+{
+    probe_call_t *call = p;
+    bool array = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == call->n;
+    if (r != NULL && !array)
+        call->gets[0]->lc->stats.errors++;
+    for (size_t i = 0; i < call->n; i++)
+        probe_done(call->gets[i], array ? r->element[i] : NULL, r == NULL);
+    free(call);
+}
+
+/* Flush hook: the iteration's probes, as MGETs of the users' version keys. */
+static void send_probes(void *data)
+{
+    listcache_t *lc = data;
+    while (lc->probes != NULL) {
+        size_t n = lc->nprobes < MAX_PROBES_PER_CALL ? lc->nprobes : MAX_PROBES_PER_CALL;
+        probe_call_t *call = xmalloc(sizeof(*call) + n * sizeof(call->gets[0]));
+        const char *argv[1 + MAX_PROBES_PER_CALL];
+        char keys[MAX_PROBES_PER_CALL][CACHE_KEY_MAX];
+        call->n = n;
+        argv[0] = "MGET";
+        for (size_t i = n; i-- > 0;) { /* oldest first */
+            get_t *g = lc->probes;
+            lc->probes = g->next;
+            call->gets[i] = g;
+            cache_key_version(keys[i], g->user_id);
+            argv[1 + i] = keys[i];
+        }
+        lc->nprobes -= n;
+        redis_client_command(lc->redis, on_probes_reply, call, (int)(n + 1), argv, NULL);
+    }
 }
 
 listcache_status_t listcache_get(listcache_t *lc, const char *user_id, cache_list_t list,
@@ -281,12 +453,25 @@ listcache_status_t listcache_get(listcache_t *lc, const char *user_id, cache_lis
         lc->stats.misses++;
         return LISTCACHE_DONE;
     }
-    get_t *g = xmalloc(sizeof(*g));
-    *g = (get_t){lc, cb, ud};
-    char key[CACHE_KEY_MAX];
-    cache_key_list(key, user_id, list);
-    const char *argv[] = {"HGET", key, field};
-    redis_client_command(lc->redis, on_get_reply, g, 3, argv, NULL);
+    size_t ul = strlen(user_id);
+    get_t *g = xmalloc(sizeof(*g) + ul + 1);
+    *g = (get_t){.lc = lc, .cb = cb, .ud = ud, .version = -1};
+    memcpy(g->user_id, user_id, ul + 1);
+    g->klen = local_key(g->local_key, user_id, list, field);
+    if (g->klen == 0) { /* longer than any listcache_field() result */
+        free(g);
+        lc->stats.misses++;
+        return LISTCACHE_DONE;
+    }
+    g->field = g->local_key + strlen(g->local_key) + 1;
+    if ((g->pinned = localcache_pin(g->local_key, g->klen)) != NULL) {
+        g->next = lc->probes;
+        lc->probes = g;
+        lc->nprobes++;
+        redis_client_want_flush(lc->redis);
+    } else {
+        send_fetch(g);
+    }
     return LISTCACHE_PENDING;
 }
 
@@ -340,6 +525,13 @@ void listcache_fill(listcache_t *lc, const char *user_id, cache_list_t list, con
                     const char *value, size_t len, int64_t version)
 {
     drain(lc);
+    if (localcache_enabled()) {
+        /* read at exactly this version: served only while Redis still says so */
+        char key[LOCAL_KEY_MAX];
+        size_t klen = local_key(key, user_id, list, field);
+        if (klen > 0)
+            localcache_put(key, klen, version, value, len);
+    }
 #ifdef PROFILE_TEST_HOOKS
     if (lc->fill_delay_ms > 0) {
         size_t ul = strlen(user_id) + 1, fl = strlen(field) + 1;

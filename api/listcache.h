@@ -41,7 +41,8 @@ typedef void (*listcache_done_cb_t)(bool ok, void *ud);
 
 /** Per-thread counters; written by the owning thread, read by a metrics scrape (no lock). */
 typedef struct st_listcache_stats_t {
-    uint64_t hits;
+    uint64_t hits;                  /* includes local_hits */
+    uint64_t local_hits;            /* served from this process's copy after a version check */
     uint64_t misses;                /* includes errors and bypasses: every get not served */
     uint64_t fills;                 /* stored */
     uint64_t fill_rejections;       /* refused as stale by the version check (race prevented) */
@@ -53,8 +54,14 @@ typedef struct st_listcache_stats_t {
 
 typedef struct st_listcache_t listcache_t;
 
-/** Sets the TTL of list keys (CACHE_TTL_SECONDS) and prepares the scripts. Once, first. */
-void listcache_global_init(int ttl_seconds);
+/**
+ * Sets the TTL of list keys (CACHE_TTL_SECONDS), prepares the scripts and gives the local
+ * copies of pages `local_bytes` (CACHE_LOCAL_MB; 0: none). Once, first.
+ */
+void listcache_global_init(int ttl_seconds, size_t local_bytes);
+
+/** Frees the local copies. At exit, after every thread's cache is gone. */
+void listcache_global_dispose(void);
 
 /**
  * Test hook (TEST_CACHE_FILL_DELAY_MS): holds every fill for `ms` between the PostgreSQL read
@@ -72,6 +79,9 @@ listcache_t *listcache_create(redis_client_t *redis);
  * redis client first: its pending callbacks (run with NULL on destroy) still count into `lc`.
  */
 void listcache_destroy(listcache_t *lc);
+
+/** Room for a field: listcache_get() and listcache_fill() take only shorter ones. */
+#define LISTCACHE_FIELD_MAX 256
 
 /**
  * Writes the hash field naming one page variant: "l=<limit>|v=<view>|c=<cursor>" (view and

@@ -57,7 +57,7 @@ int main(void)
                                       cfg.auth_failure_limit_per_minute};
         ratelimit_global_init(&rlc);
     }
-    listcache_global_init(cfg.cache_ttl_seconds);
+    listcache_global_init(cfg.cache_ttl_seconds, (size_t)cfg.cache_local_mb << 20);
     if (cfg.test_cache_fill_delay_ms > 0)
         (void)listcache_set_fill_delay_ms((unsigned)cfg.test_cache_fill_delay_ms);
 
@@ -68,6 +68,7 @@ int main(void)
     }
     otel_exporter_stop(OTEL_STOP_FLUSH_MS);
     ratelimit_global_dispose();
+    listcache_global_dispose();
     config_dispose(&cfg);
     return rc;
 }

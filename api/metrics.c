@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include "api/metrics.h"
 #include "api/listcache.h"
+#include "api/localcache.h"
 #include "api/pgpool.h"
 #include "api/redis_client.h"
 #include "common/alloc.h"
@@ -361,6 +362,10 @@ void metrics_render(strbuf_t *out)
 #define R(f) offsetof(metrics_thread_t, redis.f)
     counter(out, "profile_api_cache_hits_total", "List cache lookups answered from Redis.",
             R(cache_hits));
+    counter(out, "profile_api_cache_local_hits_total",
+            "Cache hits served from this process's copy after Redis confirmed its version "
+            "(included in profile_api_cache_hits_total).",
+            R(cache_local_hits));
     counter(out, "profile_api_cache_misses_total",
             "List cache lookups not served (absent, Redis error or bypass).", R(cache_misses));
     counter(out, "profile_api_cache_fills_total", "Pages stored in the list cache.",
@@ -382,6 +387,23 @@ void metrics_render(strbuf_t *out)
                    "Redis.\n# TYPE profile_api_cache_pending_invalidations gauge\n"
                    "profile_api_cache_pending_invalidations %u\n",
                    listcache_pending_invalidations());
+    {
+        localcache_stats_t ls;
+        localcache_stats(&ls);
+        strbuf_appendf(out,
+                       "# HELP profile_api_cache_local_entries Pages held locally.\n"
+                       "# TYPE profile_api_cache_local_entries gauge\n"
+                       "profile_api_cache_local_entries %llu\n"
+                       "# HELP profile_api_cache_local_bytes Bytes held by the local pages "
+                       "(CACHE_LOCAL_MB bounds it).\n"
+                       "# TYPE profile_api_cache_local_bytes gauge\n"
+                       "profile_api_cache_local_bytes %llu\n"
+                       "# HELP profile_api_cache_local_evictions_total Local pages dropped for "
+                       "room.\n# TYPE profile_api_cache_local_evictions_total counter\n"
+                       "profile_api_cache_local_evictions_total %llu\n",
+                       (unsigned long long)ls.entries, (unsigned long long)ls.bytes,
+                       (unsigned long long)ls.evictions);
+    }
     counter(out, "profile_api_ratelimit_checks_total", "Requests checked by the rate limiter.",
             R(rl_checks));
     counter(out, "profile_api_rate_limited_total", "Requests answered 429 (over the limit).",

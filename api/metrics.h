@@ -22,7 +22,7 @@ typedef struct st_metrics_pool_gauges_t {
 /** Redis, list cache and limiter counters of one thread (snapshots of the modules' stats). */
 typedef struct st_metrics_redis_t {
     uint64_t cache_hits, cache_misses, cache_fills, cache_fill_rejections, cache_errors;
-    uint64_t cache_invalidations, cache_invalidation_failures, cache_bypassed;
+    uint64_t cache_invalidations, cache_invalidation_failures, cache_bypassed, cache_local_hits;
     uint64_t rl_checks, rl_denied, rl_degraded, rl_local_denied, rl_errors;
     uint64_t auth_failures, auth_failures_denied;
     uint64_t redis_commands, redis_failed, redis_timeouts, redis_connects, redis_disconnects;

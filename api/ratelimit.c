@@ -190,7 +190,7 @@ ratelimit_t *ratelimit_create(redis_client_t *redis)
 {
     ratelimit_t *rl = xcalloc(1, sizeof(*rl));
     rl->redis = redis;
-    redis_client_set_flush_hook(redis, on_flush, rl);
+    redis_client_add_flush_hook(redis, on_flush, rl);
     return rl;
 }
 

@@ -4,6 +4,7 @@
  */
 #include "api/redis_client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,8 +59,11 @@ struct st_redis_client_t {
     h2o_timeout_entry_t flush_entry;
     bool in_flush_hook; /* the write follows: commands need nothing more */
     bool flushing;      /* writing: what the socket does not take waits for writability */
-    redis_client_hook_t flush_hook;
-    void *flush_hook_data;
+    struct {
+        redis_client_hook_t cb;
+        void *data;
+    } flush_hooks[REDIS_CLIENT_MAX_FLUSH_HOOKS];
+    int nflush_hooks;
     redis_client_stats_t stats;
 };
 
@@ -226,21 +230,22 @@ static void ev_add_write(void *p)
 static void on_flush(h2o_timeout_entry_t *entry)
 {
     redis_client_t *c = H2O_STRUCT_FROM_MEMBER(redis_client_t, flush_entry, entry);
-    if (c->flush_hook != NULL) {
-        c->in_flush_hook = true;
-        c->flush_hook(c->flush_hook_data); /* last commands for this write */
-        c->in_flush_hook = false;
-    }
+    c->in_flush_hook = true;
+    for (int i = 0; i < c->nflush_hooks; i++)
+        c->flush_hooks[i].cb(c->flush_hooks[i].data); /* last commands for this write */
+    c->in_flush_hook = false;
     c->flushing = true;
     if (c->ac != NULL && (c->ac->c.flags & REDIS_CONNECTED) != 0)
         redisAsyncHandleWrite(c->ac); /* may free the context (then detach() clears c->ac) */
     c->flushing = false;
 }
 
-void redis_client_set_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data)
+void redis_client_add_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data)
 {
-    c->flush_hook = cb;
-    c->flush_hook_data = data;
+    assert(c->nflush_hooks < REDIS_CLIENT_MAX_FLUSH_HOOKS);
+    c->flush_hooks[c->nflush_hooks].cb = cb;
+    c->flush_hooks[c->nflush_hooks].data = data;
+    c->nflush_hooks++;
 }
 
 void redis_client_want_flush(redis_client_t *c)

@@ -105,16 +105,19 @@ int redis_client_eval(redis_client_t *c, const redis_script_t *script, int nkeys
                       const char *const *argv, const size_t *argvlen, redis_client_cb_t cb,
                       void *ud);
 
-/** See redis_client_set_flush_hook(). */
+/** See redis_client_add_flush_hook(). */
 typedef void (*redis_client_hook_t)(void *data);
 
+#define REDIS_CLIENT_MAX_FLUSH_HOOKS 4
+
 /**
- * Commands issued in a loop iteration are written together at its end. `cb` (one per client;
- * NULL = none) runs right before that write in every iteration that has one or that asked
- * for it with redis_client_want_flush(): the last moment to add commands to the write (e.g.
- * decisions collected during the iteration). Commands issued by `cb` go out in that write.
+ * Commands issued in a loop iteration are written together at its end. `cb` runs right before
+ * that write in every iteration that has one or that asked for it with
+ * redis_client_want_flush(): the last moment to add commands to the write (e.g. decisions
+ * collected during the iteration). Commands issued by `cb` go out in that write. Hooks run in
+ * the order they were added; at most REDIS_CLIENT_MAX_FLUSH_HOOKS per client.
  */
-void redis_client_set_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data);
+void redis_client_add_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data);
 
 /** Makes the flush hook run at the end of this loop iteration. */
 void redis_client_want_flush(redis_client_t *c);

@@ -160,6 +160,7 @@ void api_publish_redis_stats(api_thread_t *thr)
         m.cache_invalidations = c->invalidations;
         m.cache_invalidation_failures = c->invalidation_failures;
         m.cache_bypassed = c->bypassed;
+        m.cache_local_hits = c->local_hits;
     }
     if (thr->rl != NULL) {
         const ratelimit_stats_t *r = ratelimit_stats(thr->rl);
@@ -665,7 +666,7 @@ struct st_api_prefetch_t {
     bool waiting; /* the request waits in api_submit_list_cached() */
     char *value;  /* arrived: the cached body (request pool), NULL for a miss */
     size_t len;
-    char field[256]; /* listcache_field() of the page asked for */
+    char field[LISTCACHE_FIELD_MAX]; /* listcache_field() of the page asked for */
 };
 
 static void on_prefetch(const char *value, size_t len, void *ud)

@@ -79,7 +79,7 @@ typedef struct st_api_list_ctx_t {
     const char *extra;
     bool cacheable; /* false: no field (too long) or no cache for this list */
     cache_list_t list;
-    char field[256]; /* listcache_field() */
+    char field[LISTCACHE_FIELD_MAX]; /* listcache_field() */
 } api_list_ctx_t;
 
 /** Per-request state, allocated in req->pool (shared, with a dispose that detaches DB work). */

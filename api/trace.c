@@ -70,11 +70,11 @@ bool trace_parse_traceparent(const char *s, size_t len, trace_context_t *out)
     return true;
 }
 
-/* Random bytes for ids, drawn from getrandom() in blocks of 256 per thread, so a request's
+/* Random bytes for ids, drawn from getrandom() in blocks of 4096 per thread, so a request's
  * trace and span ids cost no system call of their own. */
 static void random_bytes(uint8_t *buf, size_t n)
 {
-    static __thread uint8_t pool[256];
+    static __thread uint8_t pool[4096];
     static __thread size_t avail;
 
     while (n > 0) {

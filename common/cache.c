@@ -10,6 +10,8 @@
 
 /* An id is used verbatim inside the hash tag only when it cannot break the key shape. */
 #define VERBATIM_MAX 64
+/* prefix + braces + suffix of every key built here ("rla:" ... ":hist") stay within 16 */
+_Static_assert(VERBATIM_MAX + 16 <= CACHE_KEY_MAX, "a verbatim key must fit CACHE_KEY_MAX");
 
 static int is_verbatim(const char *s)
 {
@@ -40,8 +42,13 @@ static void build(char *out, const char *prefix, const char *tag, const char *su
 {
     if (tag == NULL)
         tag = "";
-    if (is_verbatim(tag)) {
-        snprintf(out, CACHE_KEY_MAX, "%s{%s}%s", prefix, tag, suffix);
+    if (is_verbatim(tag)) { /* on every request: no snprintf */
+        size_t p = strlen(prefix), t = strlen(tag), x = strlen(suffix);
+        memcpy(out, prefix, p);
+        out[p] = '{';
+        memcpy(out + p + 1, tag, t);
+        out[p + 1 + t] = '}';
+        memcpy(out + p + 2 + t, suffix, x + 1);
     } else {
         uint64_t a = fnv1a64(tag, 0xcbf29ce484222325ULL);
         uint64_t b = fnv1a64(tag, 0x84222325cbf29ce4ULL ^ a);

@@ -47,6 +47,7 @@ static const cfg_entry_t config_table[] = {
     {"REDIS_URL", CFG_STR, F(redis_url), "redis://127.0.0.1:6379/0", 1, 4096, SERVICES, 0,
      CFG_SECRET},
     {"CACHE_TTL_SECONDS", CFG_INT, F(cache_ttl_seconds), "300", 1, 86400, SERVICES, 0, 0},
+    {"CACHE_LOCAL_MB", CFG_INT, F(cache_local_mb), "64", 0, 65536, API, 0, 0},
     {"RATE_LIMIT_PER_MINUTE", CFG_INT, F(rate_limit_per_minute), "200", 0, 1000000, API, 0, 0},
     {"JWT_HS256_SECRET", CFG_STR, F(jwt_hs256_secret), NULL, 32, 4096, API, 0, CFG_SECRET},
     {"JWT_PUBLIC_KEY_FILE", CFG_STR, F(jwt_public_key_file), NULL, 1, 4096, API, 0, 0},

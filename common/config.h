@@ -22,6 +22,7 @@ typedef struct st_app_config_t {
     int pg_pool_max;
     char *redis_url;
     int cache_ttl_seconds;
+    int cache_local_mb; /* api: local copies of cached pages (api/localcache.h); 0 = none */
     int rate_limit_per_minute;
     char *jwt_hs256_secret;
     char *jwt_public_key_file;

@@ -144,9 +144,16 @@ def test_hit_after_miss_serves_the_cached_body(api, stack):
         assert second.headers[h] == first.headers[h], h
     assert second.headers["Cache-Control"] == "no-store"
     assert second.headers["Content-Type"] == JSON
-    # proof that the second answer came from Redis: plant a marker body and read it back
+    # proof that answers come from Redis: another process filled a newer version (4) with a
+    # marker body; the page this process holds at version 3 must give way to it
+    r.set(ver_key(user), 4)
+    r.delete(wl_key(user))
     r.hset(wl_key(user), field(), b'{"items":[],"nextCursor":null,"marker":1}')
     assert api.get(path, user).json().get("marker") == 1
+    # and that the copy now held locally at version 4 answers without the body from Redis
+    local = metrics(api)["profile_api_cache_local_hits_total"]
+    assert api.get(path, user).json().get("marker") == 1
+    assert metrics(api)["profile_api_cache_local_hits_total"] == local + 1
     r.delete(wl_key(user))
 
 
@@ -404,10 +411,13 @@ def test_randomized_writers_and_readers_leave_only_fresh_pages(stack, uncached):
                 api.get(f"/profiles/{user}/history?view=continue", user)
         time.sleep(0.5)
         checked += _check_cache_matches(stack, users, uncached)
-        # and a read through each replica now equals the uncached read
+        # and a read through each replica now equals the uncached read (pages each replica
+        # holds locally included: those answer after the version check alone)
         for user in users:
-            for path in (f"/profiles/{user}/watchlist", f"/profiles/{user}/history",
-                         f"/profiles/{user}/history?view=continue&limit=2"):
+            for path in [f"/profiles/{user}/{lst}{q}" for lst in ("watchlist", "history")
+                         for q in ("", "?limit=1", "?limit=2")] + [
+                             f"/profiles/{user}/history?view=continue",
+                             f"/profiles/{user}/history?view=continue&limit=2"]:
                 want = uncached.get(path, user).content
                 assert a.get(path, user).content == want
                 assert b.get(path, user).content == want
@@ -417,6 +427,8 @@ def test_randomized_writers_and_readers_leave_only_fresh_pages(stack, uncached):
               f"fill rejections {ma['profile_api_cache_fill_rejections_total'] + mb['profile_api_cache_fill_rejections_total']:.0f}")
         assert counts["writes"] > 20 and counts["reads"] > 50
         assert ma["profile_api_cache_hits_total"] + mb["profile_api_cache_hits_total"] > 0
+        assert ma["profile_api_cache_local_hits_total"] > 0
+        assert mb["profile_api_cache_local_hits_total"] > 0
     finally:
         stop.set()
         assert a.stop() == 0
@@ -496,12 +508,13 @@ def test_redis_killed_and_restarted_under_load(stack, uncached):
         wait_for(lambda: a.get(f"/profiles/{users[0]}/history", users[0]).status_code == 200
                  and metrics(a)["profile_api_cache_pending_invalidations"] == 0, 10,
                  what="replayed invalidations")
-        # caching resumes: a miss fills, the next read hits
+        # caching resumes: a miss fills, the next read hits (a page variant the load never
+        # read, so that no copy of it is held locally from before)
         r = rds(stack)
         user = users[0]
-        warm(a, stack, user, f"/profiles/{user}/watchlist", wl_key(user), field())
+        warm(a, stack, user, f"/profiles/{user}/watchlist?limit=7", wl_key(user), field(7))
         hits = metrics(a)["profile_api_cache_hits_total"]
-        a.get(f"/profiles/{user}/watchlist", user)
+        a.get(f"/profiles/{user}/watchlist?limit=7", user)
         assert metrics(a)["profile_api_cache_hits_total"] > hits
         assert r.exists(ver_key(user))
         # no stale reads: every list equals the uncached read

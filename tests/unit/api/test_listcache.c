@@ -1,7 +1,9 @@
 /*
  * Tests api/listcache.c against a real redis-server: hit/miss/fill/invalidate, the stale-fill
  * race made deterministic by the fill-delay test hook, and invalidations replayed after an
- * outage (redis SIGSTOPped, so its data survives) with the cache bypassed meanwhile.
+ * outage (redis SIGSTOPped, so its data survives) with the cache bypassed meanwhile. Every test
+ * runs twice: without local copies of pages and with them (api/localcache.h), where the same
+ * outcomes must hold; one more test covers what only the local copies do.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@ static rt_server_t srv;
 static h2o_evloop_t *loop;
 static redis_client_t *client;
 static listcache_t *lc;
+static bool local_copies; /* the group running */
 
 typedef struct st_got_t {
     int done;
@@ -88,7 +91,7 @@ static void close_cache(void)
 static int setup(void **state)
 {
     loop = h2o_evloop_create();
-    listcache_global_init(300);
+    listcache_global_init(300, local_copies ? 1u << 20 : 0);
     return rt_server_start(&srv);
 }
 
@@ -96,7 +99,21 @@ static int teardown(void **state)
 {
     h2o_evloop_destroy(loop);
     rt_server_destroy(&srv);
+    listcache_global_dispose();
     return 0;
+}
+
+static void redis_do(const char *cmd, const char *a, const char *b, const char *c)
+{
+    rt_conn_t conn;
+    assert_int_equal(rt_conn_open(&conn, srv.port), 0);
+    rt_reply_t *r = c != NULL ? RT_CMD(&conn, cmd, a, b, c)
+                    : b != NULL ? RT_CMD(&conn, cmd, a, b)
+                    : a != NULL ? RT_CMD(&conn, cmd, a)
+                                : RT_CMD(&conn, cmd);
+    assert_non_null(r);
+    rt_reply_free(r);
+    rt_conn_close(&conn);
 }
 
 static int each_setup(void **state)
@@ -111,6 +128,7 @@ static int each_setup(void **state)
 
 static int each_teardown(void **state)
 {
+    kill(srv.pid, SIGCONT); /* a test that failed while Redis was stopped */
     close_cache();
     return 0;
 }
@@ -207,6 +225,46 @@ static void test_invalidation_replayed_after_outage(void **state)
     assert_true(listcache_stats(lc)->bypassed >= 1);
 }
 
+/*
+ * A page held locally is served only after Redis confirms its version: a newer version filled
+ * by another process replaces it, and with the version gone (Redis restarted empty) it is not
+ * served at all.
+ */
+static void test_local_copy_follows_redis_version(void **state)
+{
+    char kv[CACHE_KEY_MAX], kl[CACHE_KEY_MAX];
+    cache_key_version(kv, "u4");
+    cache_key_list(kl, "u4", CACHE_LIST_WATCHLIST);
+    listcache_fill(lc, "u4", CACHE_LIST_WATCHLIST, "f", "[four]", 6, 4);
+    settle();
+    got_t g = get("u4", "f");
+    assert_true(g.hit);
+    assert_string_equal(g.value, "[four]");
+    assert_int_equal(listcache_stats(lc)->local_hits, local_copies ? 1 : 0);
+    /* another process wrote (version 7) and filled the page */
+    redis_do("SET", kv, "7", NULL);
+    redis_do("DEL", kl, NULL, NULL);
+    redis_do("HSET", kl, "f", "[seven]");
+    g = get("u4", "f");
+    assert_true(g.hit);
+    assert_string_equal(g.value, "[seven]");
+    assert_int_equal(listcache_stats(lc)->local_hits, local_copies ? 1 : 0);
+    g = get("u4", "f"); /* now held locally at version 7 */
+    assert_true(g.hit);
+    assert_string_equal(g.value, "[seven]");
+    assert_int_equal(listcache_stats(lc)->local_hits, local_copies ? 2 : 0);
+    /* Redis lost everything: no version, no page; the local copy must not answer */
+    redis_do("FLUSHALL", NULL, NULL, NULL);
+    assert_false(get("u4", "f").hit);
+    /* a version written back by a later fill at 7 makes the copy good again: same state */
+    listcache_fill(lc, "u4", CACHE_LIST_WATCHLIST, "f", "[seven]", 7, 7);
+    settle();
+    g = get("u4", "f");
+    assert_true(g.hit);
+    assert_string_equal(g.value, "[seven]");
+    assert_int_equal(listcache_stats(lc)->errors, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,7 +273,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race_with_fill_delay_hook, each_setup, each_teardown),
         cmocka_unit_test_setup_teardown(test_invalidation_replayed_after_outage, each_setup,
                                         each_teardown),
+        cmocka_unit_test_setup_teardown(test_local_copy_follows_redis_version, each_setup,
+                                        each_teardown),
     };
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests_name("listcache", tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("listcache", tests, setup, teardown);
+    local_copies = true;
+    srv = (rt_server_t){0}; /* a new server, in a new directory */
+    failed += cmocka_run_group_tests_name("listcache with local copies", tests, setup, teardown);
+    return failed;
 }

@@ -7,7 +7,6 @@
 #include "api/listcache.h"
 
 #include <errno.h>
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -48,12 +47,11 @@ typedef struct st_get_t {
     listcache_t *lc;
     listcache_get_cb_t cb;
     void *ud;
-    int64_t version; /* the user's version read just before the HGET, or -1 */
-    localcache_entry_t *pinned; /* a probe: the local copy awaiting the version check */
-    const char *field; /* in local_key */
+    int64_t version;             /* the user's version read just before the HGET, or -1 */
+    localcache_entry_t *pinned;  /* a probe: the local copy awaiting the version check */
+    const char *field, *user_id; /* in local_key */
     size_t klen;
-    char local_key[LOCAL_KEY_MAX]; /* the local copy's name (klen bytes) */
-    char user_id[];
+    char local_key[]; /* the local copy's name (klen bytes), NUL, then the user id */
 } get_t;
 
 typedef struct st_inval_t {
@@ -453,17 +451,20 @@ listcache_status_t listcache_get(listcache_t *lc, const char *user_id, cache_lis
         lc->stats.misses++;
         return LISTCACHE_DONE;
     }
-    size_t ul = strlen(user_id);
-    get_t *g = xmalloc(sizeof(*g) + ul + 1);
-    *g = (get_t){.lc = lc, .cb = cb, .ud = ud, .version = -1};
-    memcpy(g->user_id, user_id, ul + 1);
-    g->klen = local_key(g->local_key, user_id, list, field);
-    if (g->klen == 0) { /* longer than any listcache_field() result */
-        free(g);
+    char name[LOCAL_KEY_MAX];
+    size_t klen = local_key(name, user_id, list, field), ul = strlen(user_id);
+    if (klen == 0) { /* longer than any listcache_field() result */
         lc->stats.misses++;
         return LISTCACHE_DONE;
     }
+    /* small: many are in flight at once, and the allocator keeps small blocks at hand */
+    get_t *g = xmalloc(sizeof(*g) + klen + 1 + ul + 1);
+    *g = (get_t){.lc = lc, .cb = cb, .ud = ud, .version = -1, .klen = klen};
+    memcpy(g->local_key, name, klen);
+    g->local_key[klen] = '\0';
+    memcpy(g->local_key + klen + 1, user_id, ul + 1);
     g->field = g->local_key + strlen(g->local_key) + 1;
+    g->user_id = g->local_key + klen + 1;
     if ((g->pinned = localcache_pin(g->local_key, g->klen)) != NULL) {
         g->next = lc->probes;
         lc->probes = g;

@@ -15,7 +15,7 @@
 #define INITIAL_BUCKETS 256
 
 typedef struct st_localcache_entry_t {
-    struct st_localcache_entry_t *chain;        /* next in the hash bucket */
+    struct st_localcache_entry_t *chain;         /* next in the hash bucket */
     struct st_localcache_entry_t *newer, *older; /* LRU order; the sentinel closes the ring */
     atomic_uint refs; /* the cache's own (while linked) plus one per pin */
     bool linked;      /* in the shard (guarded by its lock) */

@@ -19,7 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-
 typedef struct st_localcache_stats_t {
     uint64_t entries;
     uint64_t bytes;     /* keys, values and bookkeeping */

@@ -107,7 +107,7 @@ static void redis_do(const char *cmd, const char *a, const char *b, const char *
 {
     rt_conn_t conn;
     assert_int_equal(rt_conn_open(&conn, srv.port), 0);
-    rt_reply_t *r = c != NULL ? RT_CMD(&conn, cmd, a, b, c)
+    rt_reply_t *r = c != NULL   ? RT_CMD(&conn, cmd, a, b, c)
                     : b != NULL ? RT_CMD(&conn, cmd, a, b)
                     : a != NULL ? RT_CMD(&conn, cmd, a)
                                 : RT_CMD(&conn, cmd);

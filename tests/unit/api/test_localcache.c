@@ -162,8 +162,8 @@ static void *hammer(void *arg)
             continue;
         size_t len;
         const char *got = localcache_entry_value(e, &len);
-        int n = snprintf(value, sizeof(value), "%s@%lld", key,
-                         (long long)localcache_entry_version(e));
+        int n =
+            snprintf(value, sizeof(value), "%s@%lld", key, (long long)localcache_entry_version(e));
         if ((size_t)n != len || memcmp(got, value, len) != 0)
             bad++;
         localcache_unpin(e, i % 5 == 0);

@@ -152,8 +152,8 @@ void localcache_init(size_t max_bytes, int ttl_seconds)
         return;
     for (size_t i = 0; i < SHARDS; i++) {
         shard_t *s = &g_shards[i];
+        *s = (shard_t){.nbuckets = INITIAL_BUCKETS}; /* counters too, after a shutdown */
         pthread_mutex_init(&s->lock, NULL);
-        s->nbuckets = INITIAL_BUCKETS;
         s->buckets = xcalloc(s->nbuckets, sizeof(*s->buckets));
         s->lru.newer = s->lru.older = &s->lru;
     }

@@ -4,7 +4,6 @@
  */
 #include "api/redis_client.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <hiredis/async.h>
 #include <openssl/sha.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 
 #define LOG_MODULE "redis"
@@ -242,7 +242,8 @@ static void on_flush(h2o_timeout_entry_t *entry)
 
 void redis_client_add_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data)
 {
-    assert(c->nflush_hooks < REDIS_CLIENT_MAX_FLUSH_HOOKS);
+    if (c->nflush_hooks == REDIS_CLIENT_MAX_FLUSH_HOOKS)
+        PROFILE_FATAL("too many redis flush hooks"); /* a programming error */
     c->flush_hooks[c->nflush_hooks].cb = cb;
     c->flush_hooks[c->nflush_hooks].data = data;
     c->nflush_hooks++;

@@ -16,6 +16,7 @@
 
 #include "api/localcache.h"
 #include "common/alloc.h"
+#include "common/buf.h"
 #include "common/log.h"
 
 #define LOG_MODULE "listcache"
@@ -277,31 +278,21 @@ unsigned listcache_pending_invalidations(void)
 
 size_t listcache_field(char *out, size_t outlen, int limit, const char *view, const char *cursor)
 {
-    /* on every cached read: built by hand rather than with snprintf */
-    char num[12];
-    size_t nl = 0;
-    unsigned u = limit < 0 ? 0u - (unsigned)limit : (unsigned)limit;
-    do {
-        num[sizeof(num) - 1 - nl++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (limit < 0)
-        num[sizeof(num) - 1 - nl++] = '-';
-    view = view != NULL ? view : "";
-    cursor = cursor != NULL ? cursor : "";
-    size_t vl = strlen(view), cl = strlen(cursor), n = 2 + nl + 3 + vl + 3 + cl;
-    if (n >= outlen) {
-        if (outlen > 0)
-            out[0] = '\0';
-        return 0;
+    char mem[LISTCACHE_FIELD_MAX]; /* on every cached read: no snprintf */
+    strbuf_t b;
+    strbuf_init_fixed(&b, mem, sizeof(mem));
+    strbuf_append(&b, "l=", 2);
+    strbuf_append_i64(&b, limit);
+    strbuf_append(&b, "|v=", 3);
+    strbuf_append_str(&b, view != NULL ? view : "");
+    strbuf_append(&b, "|c=", 3);
+    strbuf_append_str(&b, cursor != NULL ? cursor : "");
+    size_t n = b.len < outlen ? b.len : 0; /* 0: does not fit */
+    if (outlen > 0) {
+        memcpy(out, b.data, n);
+        out[n] = '\0';
     }
-    char *p = out;
-    memcpy(p, "l=", 2);
-    memcpy(p += 2, num + sizeof(num) - nl, nl);
-    memcpy(p += nl, "|v=", 3);
-    memcpy(p += 3, view, vl);
-    memcpy(p += vl, "|c=", 3);
-    memcpy(p += 3, cursor, cl + 1);
+    strbuf_dispose(&b);
     return n;
 }
 

@@ -72,19 +72,6 @@ static int16_t get_i16(const PGresult *res, int row, int col)
     return (int16_t)(uint16_t)((unsigned)p[0] << 8 | p[1]);
 }
 
-static void append_i64(strbuf_t *out, int64_t v)
-{
-    char tmp[24], *p = tmp + sizeof(tmp);
-    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        *--p = '-';
-    strbuf_append(out, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
 /* Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's civil_from_days). */
 static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
@@ -215,12 +202,12 @@ static int render_item(strbuf_t *out, const PGresult *res, listrender_kind_t kin
         strbuf_append_str(out, "\",\"videoId\":");
         append_text(out, res, row, 2);
         strbuf_append_str(out, ",\"positionSeconds\":");
-        append_i64(out, get_i32(res, row, 3));
+        strbuf_append_i64(out, get_i32(res, row, 3));
         strbuf_append_str(out, ",\"durationSeconds\":");
         if (PQgetisnull(res, row, 4))
             strbuf_append_str(out, "null");
         else
-            append_i64(out, get_i32(res, row, 4));
+            strbuf_append_i64(out, get_i32(res, row, 4));
         strbuf_append_str(out, ",\"watchedAt\":\"");
         if (append_ts(out, res, row, 5) != 0)
             return -1;
@@ -230,7 +217,7 @@ static int render_item(strbuf_t *out, const PGresult *res, listrender_kind_t kin
         strbuf_append_str(out, "{\"videoId\":");
         append_text(out, res, row, 1);
         strbuf_append_str(out, ",\"rating\":");
-        append_i64(out, get_i16(res, row, 2));
+        strbuf_append_i64(out, get_i16(res, row, 2));
         strbuf_append_str(out, ",\"review\":");
         if (PQgetisnull(res, row, 3))
             strbuf_append_str(out, "null");

@@ -77,6 +77,19 @@ void strbuf_append_char(strbuf_t *b, char c)
     strbuf_append(b, &c, 1);
 }
 
+void strbuf_append_i64(strbuf_t *b, int64_t v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    strbuf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 void strbuf_vappendf(strbuf_t *b, const char *fmt, va_list ap)
 {
     va_list ap2;

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct st_strbuf_t {
     char *data;  /* always NUL-terminated */
@@ -28,6 +29,8 @@ void strbuf_reserve(strbuf_t *b, size_t extra);
 void strbuf_append(strbuf_t *b, const char *s, size_t len);
 void strbuf_append_str(strbuf_t *b, const char *s);
 void strbuf_append_char(strbuf_t *b, char c);
+/** Appends `v` in decimal (as "%lld" would, without the formatting machinery). */
+void strbuf_append_i64(strbuf_t *b, int64_t v);
 void strbuf_appendf(strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_vappendf(strbuf_t *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));

@@ -47,6 +47,22 @@ static void test_json_string(void **state)
     strbuf_dispose(&b);
 }
 
+static void test_append_i64(void **state)
+{
+    char mem[64];
+    strbuf_t b;
+    strbuf_init_fixed(&b, mem, sizeof(mem));
+    strbuf_append_i64(&b, 0);
+    strbuf_append_char(&b, ' ');
+    strbuf_append_i64(&b, -42);
+    strbuf_append_char(&b, ' ');
+    strbuf_append_i64(&b, INT64_MAX);
+    strbuf_append_char(&b, ' ');
+    strbuf_append_i64(&b, INT64_MIN);
+    assert_string_equal(b.data, "0 -42 9223372036854775807 -9223372036854775808");
+    strbuf_dispose(&b);
+}
+
 static void test_steal(void **state)
 {
     char mem[4];
@@ -65,9 +81,8 @@ static void test_steal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixed_then_heap),
-        cmocka_unit_test(test_appendf_grows),
-        cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_fixed_then_heap), cmocka_unit_test(test_appendf_grows),
+        cmocka_unit_test(test_json_string),     cmocka_unit_test(test_append_i64),
         cmocka_unit_test(test_steal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

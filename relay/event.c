@@ -13,6 +13,18 @@
 static const char *const type_names[EVENT_TYPE_COUNT] = {"WatchlistUpdated", "HistoryUpdated",
                                                          "VideoRated", "ProfileUpdated"};
 
+/*
+ * The schema version of each type's `data`, as published today. A breaking change to a payload
+ * adds schemas/events/<Type>.v<N+1>.json and changes the version here (docs/events.md,
+ * Versioning); additive changes keep it.
+ */
+static const char *const dataschemas[EVENT_TYPE_COUNT] = {
+    EVENT_SCHEMA_URN_PREFIX "WatchlistUpdated:1",
+    EVENT_SCHEMA_URN_PREFIX "HistoryUpdated:1",
+    EVENT_SCHEMA_URN_PREFIX "VideoRated:1",
+    EVENT_SCHEMA_URN_PREFIX "ProfileUpdated:1",
+};
+
 event_type_t event_type_from_name(const char *name)
 {
     for (int i = 0; i < EVENT_TYPE_COUNT; ++i) {
@@ -25,6 +37,11 @@ event_type_t event_type_from_name(const char *name)
 const char *event_type_name(event_type_t t)
 {
     return (int)t >= 0 && t < EVENT_TYPE_COUNT ? type_names[t] : "unknown";
+}
+
+const char *event_dataschema(event_type_t t)
+{
+    return (int)t >= 0 && t < EVENT_TYPE_COUNT ? dataschemas[t] : NULL;
 }
 
 static bool all_hex_lower(const char *s, size_t n, bool *all_zero)
@@ -117,6 +134,7 @@ void event_build_headers(const relay_event_t *ev, const char *ce_source,
                          event_header_buf_t *scratch, event_header_t out[EVENT_HEADER_COUNT])
 {
     const char *tp = ev->traceparent;
+    const char *schema = event_dataschema(event_type_from_name(ev->event_type));
     int n = snprintf(scratch->seq, sizeof(scratch->seq), "%lld", (long long)ev->seq);
 
     if (!event_traceparent_valid(tp)) {
@@ -133,11 +151,15 @@ void event_build_headers(const relay_event_t *ev, const char *ce_source,
     SET(1, "ce_id", ev->event_id, strlen(ev->event_id));
     SET(2, "ce_source", ce_source, strlen(ce_source));
     SET(3, "ce_type", ev->event_type, strlen(ev->event_type));
-    SET(4, "ce_subject", ev->user_id, strlen(ev->user_id));
-    SET(5, "ce_time", ev->ce_time, strlen(ev->ce_time));
-    SET(6, "ce_sequence", scratch->seq, (size_t)n);
-    SET(7, "content-type", "application/json", 16);
-    SET(8, "traceparent", tp, EVENT_TRACEPARENT_LEN);
+    if (schema != NULL)
+        SET(4, "ce_dataschema", schema, strlen(schema));
+    else
+        SET(4, "ce_dataschema", "", 0);
+    SET(5, "ce_subject", ev->user_id, strlen(ev->user_id));
+    SET(6, "ce_time", ev->ce_time, strlen(ev->ce_time));
+    SET(7, "ce_sequence", scratch->seq, (size_t)n);
+    SET(8, "content-type", "application/json", 16);
+    SET(9, "traceparent", tp, EVENT_TRACEPARENT_LEN);
 #undef SET
 }
 

@@ -1,6 +1,6 @@
 /*
- * CloudEvents binary-mode mapping of one outbox row (DESIGN.md section 3) and small pure helpers
- * shared by the relay modules: traceparent generation and dead-letter id parsing.
+ * CloudEvents binary-mode mapping of one outbox row (the event contract: docs/events.md) and small
+ * pure helpers shared by the relay modules: traceparent generation and dead-letter id parsing.
  */
 #ifndef PROFILE_RELAY_EVENT_H
 #define PROFILE_RELAY_EVENT_H
@@ -15,7 +15,12 @@
 /** Length of a UUID in text form, without the NUL. */
 #define EVENT_UUID_LEN 36
 /** Headers every event carries. */
-#define EVENT_HEADER_COUNT 9
+#define EVENT_HEADER_COUNT 10
+/**
+ * Prefix of every `ce_dataschema` URI; the full URI is `<prefix><type>:<version>`, the `$id` of
+ * the JSON Schema file schemas/events/<type>.v<version>.json.
+ */
+#define EVENT_SCHEMA_URN_PREFIX "urn:profile-service:schema:"
 
 /** Event types, in the order used for per-type metrics. */
 typedef enum {
@@ -54,9 +59,10 @@ typedef struct st_event_header_buf_t {
 
 /**
  * Fills `out` with the EVENT_HEADER_COUNT CloudEvents headers of `ev`, in a fixed order
- * (ce_specversion, ce_id, ce_source, ce_type, ce_subject, ce_time, ce_sequence, content-type,
- * traceparent). Values point into `ev`, `ce_source` or `scratch`. A missing or invalid stored
- * traceparent is replaced by a new random one. Thread-safe.
+ * (ce_specversion, ce_id, ce_source, ce_type, ce_dataschema, ce_subject, ce_time, ce_sequence,
+ * content-type, traceparent). Values point into `ev`, `ce_source`, `scratch` or static storage.
+ * `ce_dataschema` is event_dataschema() of the type (empty for a type the relay does not know).
+ * A missing or invalid stored traceparent is replaced by a new random one. Thread-safe.
  */
 void event_build_headers(const relay_event_t *ev, const char *ce_source,
                          event_header_buf_t *scratch, event_header_t out[EVENT_HEADER_COUNT]);
@@ -78,6 +84,11 @@ void event_new_traceparent(char out[EVENT_TRACEPARENT_LEN + 1]);
 event_type_t event_type_from_name(const char *name);
 /** The name of a type index ("WatchlistUpdated", ...); "unknown" when out of range. */
 const char *event_type_name(event_type_t t);
+/**
+ * The URI of the JSON Schema of the `data` the relay publishes for type `t` (e.g.
+ * "urn:profile-service:schema:WatchlistUpdated:1"); a static string. NULL when out of range.
+ */
+const char *event_dataschema(event_type_t t);
 
 /** What a dead-letter id names: "<userId>:<seq>" or an event UUID. */
 typedef struct st_event_dlq_id_t {

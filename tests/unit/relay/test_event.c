@@ -31,13 +31,14 @@ static void test_headers_exact(void **state)
     event_header_buf_t scratch;
     event_header_t h[EVENT_HEADER_COUNT];
     event_build_headers(&ev, "/profile-service", &scratch, h);
-    const char *names[] = {"ce_specversion", "ce_id",        "ce_source",
-                           "ce_type",        "ce_subject",   "ce_time",
-                           "ce_sequence",    "content-type", "traceparent"};
+    const char *names[] = {"ce_specversion", "ce_id",      "ce_source", "ce_type",
+                           "ce_dataschema",  "ce_subject", "ce_time",   "ce_sequence",
+                           "content-type",   "traceparent"};
     const char *values[] = {"1.0",
                             "0b7e4b7a-7d3c-4c1f-9a55-2f2b1f0c9e01",
                             "/profile-service",
                             "VideoRated",
+                            "urn:profile-service:schema:VideoRated:1",
                             "u42",
                             "2026-01-02T03:04:05.678Z",
                             "17",
@@ -59,12 +60,49 @@ static void test_missing_traceparent_is_generated(void **state)
         event_header_buf_t scratch;
         event_header_t h[EVENT_HEADER_COUNT];
         event_build_headers(&ev, "/s", &scratch, h);
-        assert_int_equal(h[8].len, EVENT_TRACEPARENT_LEN);
+        assert_string_equal(h[9].name, "traceparent");
+        assert_int_equal(h[9].len, EVENT_TRACEPARENT_LEN);
         char tp[EVENT_TRACEPARENT_LEN + 1];
-        memcpy(tp, h[8].value, EVENT_TRACEPARENT_LEN);
+        memcpy(tp, h[9].value, EVENT_TRACEPARENT_LEN);
         tp[EVENT_TRACEPARENT_LEN] = '\0';
         assert_true(event_traceparent_valid(tp));
     }
+}
+
+/* ce_dataschema names the schema of each type: the `$id` of schemas/events/<Type>.v1.json. */
+static void test_dataschema_per_type(void **state)
+{
+    static const struct {
+        const char *type;
+        const char *uri;
+    } want[] = {
+        {"WatchlistUpdated", "urn:profile-service:schema:WatchlistUpdated:1"},
+        {"HistoryUpdated", "urn:profile-service:schema:HistoryUpdated:1"},
+        {"VideoRated", "urn:profile-service:schema:VideoRated:1"},
+        {"ProfileUpdated", "urn:profile-service:schema:ProfileUpdated:1"},
+    };
+    assert_int_equal(sizeof(want) / sizeof(want[0]), EVENT_TYPE_COUNT);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); ++i) {
+        relay_event_t ev = sample(NULL);
+        event_header_buf_t scratch;
+        event_header_t h[EVENT_HEADER_COUNT];
+        ev.event_type = want[i].type;
+        event_build_headers(&ev, "/s", &scratch, h);
+        assert_string_equal(h[4].name, "ce_dataschema");
+        assert_int_equal(h[4].len, strlen(want[i].uri));
+        assert_memory_equal(h[4].value, want[i].uri, h[4].len);
+        assert_string_equal(event_dataschema(event_type_from_name(want[i].type)), want[i].uri);
+    }
+    assert_null(event_dataschema(EVENT_TYPE_COUNT));
+
+    /* A type the relay does not know names no schema (a consumer that validates rejects it). */
+    relay_event_t ev = sample(NULL);
+    event_header_buf_t scratch;
+    event_header_t h[EVENT_HEADER_COUNT];
+    ev.event_type = "SomethingNew";
+    event_build_headers(&ev, "/s", &scratch, h);
+    assert_string_equal(h[4].name, "ce_dataschema");
+    assert_int_equal(h[4].len, 0);
 }
 
 static void test_new_traceparents_differ(void **state)
@@ -134,6 +172,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_headers_exact),
         cmocka_unit_test(test_missing_traceparent_is_generated),
+        cmocka_unit_test(test_dataschema_per_type),
         cmocka_unit_test(test_new_traceparents_differ),
         cmocka_unit_test(test_traceparent_validation),
         cmocka_unit_test(test_types),

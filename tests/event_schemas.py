@@ -17,6 +17,9 @@ URN_RE = re.compile(r"^urn:profile-service:schema:([A-Za-z]+):([1-9][0-9]*)$")
 FILE_RE = re.compile(r"^([A-Za-z]+)\.v([1-9][0-9]*)\.json$")
 
 _validators = None
+# Problems of records the integration suites consumed (test_relay_e2e.record_schema_problems);
+# conftest.py fails the test during which one was added.
+problems_seen = []
 
 
 def load(schema_dir=SCHEMA_DIR):

@@ -44,3 +44,18 @@ def stack(request):
             shutil.rmtree(stack_dir, ignore_errors=True)
         else:
             print(f"\nstack logs kept in {stack_dir}")
+
+
+# The event contract: every Kafka record a test consumes through test_relay_e2e's Collector is
+# checked against the JSON Schema its ce_dataschema names (tests/event_schemas.py); a test
+# during which one failed fails here, after its own teardown closed the collectors.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import event_schemas  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def events_keep_their_schemas():
+    start = len(event_schemas.problems_seen)
+    yield
+    bad = event_schemas.problems_seen[start:]
+    assert not bad, f"{len(bad)} consumed event(s) broke their schema: {bad[:5]}"

@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 import requests
 
+import event_schemas
 import support
 from support import run_sql
 
@@ -34,10 +35,23 @@ BEGIN
         ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq + p_n,
             last_event_at = greatest(now(), s.last_event_at)
         RETURNING last_seq - p_n INTO base;
+    -- data of the type's schema (schemas/events/); p_pad > 0 adds a member no schema allows,
+    -- only for rows meant never to be published (too large for the broker)
     INSERT INTO outbox (user_id, seq, event_type, payload, traceparent, created_at)
         SELECT p_user, base + g, p_type,
-               json_build_object('userId', p_user, 'videoId', 'v' || (base + g),
-                                 'action', 'added', 'pad', repeat('x', p_pad)),
+               CASE p_type
+                 WHEN 'ProfileUpdated' THEN json_build_object('userId', p_user, 'version', base + g)
+                 WHEN 'VideoRated' THEN json_build_object('userId', p_user, 'videoId',
+                     'v' || (base + g), 'rating', 1 + (base + g) % 5, 'review', NULL)
+                 WHEN 'HistoryUpdated' THEN json_build_object('userId', p_user, 'videoId',
+                     'v' || (base + g), 'positionSeconds', base + g, 'durationSeconds', NULL,
+                     'watchedAt', to_char(now() AT TIME ZONE 'UTC',
+                                          'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+                 ELSE json_build_object('userId', p_user, 'videoId', 'v' || (base + g),
+                                        'action', 'added')
+               END::jsonb || CASE WHEN p_pad > 0
+                                  THEN jsonb_build_object('pad', repeat('x', p_pad))
+                                  ELSE '{}'::jsonb END,
                p_traceparent, now()
         FROM generate_series(1, p_n) g;
     PERFORM pg_notify('outbox_new', outbox_partition(p_user)::text);  -- as V002 does
@@ -115,6 +129,8 @@ class Collector:
     """Consumes a topic in a background thread into self.events (dicts)."""
 
     def __init__(self, stack, topic, bootstrap=None):
+        """Every record read is checked against its schema (event_schemas.check); problems go
+        to event_schemas.problems_seen, which conftest.py fails the test on."""
         st = dict(stack)
         if bootstrap:
             st["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
@@ -137,6 +153,7 @@ class Collector:
                 ev = {"key": m.key().decode() if m.key() else None, "value": m.value(),
                       "headers": h, "partition": m.partition(), "offset": m.offset(),
                       "hdr_list": [k for k, _ in (m.headers() or [])]}
+                record_schema_problems(ev)
                 with self._lock:
                     self.events.append(ev)
 
@@ -169,6 +186,16 @@ class Collector:
         self._stop.set()
         self._thread.join(5)
         self.consumer.close()
+
+
+def record_schema_problems(ev):
+    """Checks one consumed record (Collector's dict) against the schema its ce_dataschema names;
+    problems are collected in event_schemas.problems_seen (conftest.py fails the test)."""
+    problems = event_schemas.check(ev["headers"], ev["key"], ev["value"])
+    if problems:
+        event_schemas.problems_seen.append(
+            f"{ev['key']}#{ev['headers'].get('ce_sequence')} ({ev['headers'].get('ce_type')}): "
+            + "; ".join(problems))
 
 
 def check_order(events, expected, exact=True):
@@ -304,9 +331,11 @@ def test_relay_events_headers_and_data(stack, topic, cleanup):
         h = ev["headers"]
         row = rows[(ev["key"], int(h["ce_sequence"]))]
         assert ev["hdr_list"] == ["ce_specversion", "ce_id", "ce_source", "ce_type",
-                                  "ce_subject", "ce_time", "ce_sequence", "content-type",
-                                  "traceparent"]
+                                  "ce_dataschema", "ce_subject", "ce_time", "ce_sequence",
+                                  "content-type", "traceparent"]
         assert h["ce_specversion"] == "1.0"
+        assert h["ce_dataschema"] == f"urn:profile-service:schema:{row[3]}:1"
+        assert event_schemas.check(h, ev["key"], ev["value"]) == []
         assert h["ce_id"] == row[2]
         assert h["ce_source"] == "/profile-test"
         assert h["ce_type"] == row[3]
@@ -365,8 +394,9 @@ def test_relay_commit_order_trap(stack, topic, cleanup):
     c = uid("c")
     run_sql(url, "INSERT INTO user_event_seq VALUES (%s, 1, now());"
                  "INSERT INTO outbox (user_id, seq, event_type, payload, created_at)"
-                 " VALUES (%s, 1, 'ProfileUpdated', '{\"userId\":\"x\",\"version\":1}', now())",
-            [c, c])
+                 " VALUES (%s, 1, 'ProfileUpdated', json_build_object('userId', %s, 'version', 1),"
+                 " now())",
+            [c, c, c])
     col.wait_users({c: 1}, timeout=5)  # found by the poll timer
     check_order(col.snapshot(), {a: 1, b: 1, c: 1})
 
@@ -664,7 +694,7 @@ def test_relay_dead_letters_hold_back_one_user(stack, topic, cleanup):
     # requeue after fixing the row: bad2's seq 2, 3, 4 go out in order
     ev_id = run_sql(url, "SELECT event_id::text FROM outbox WHERE user_id = %s AND seq = 2",
                     [bad2])[0][0]
-    run_sql(url, "UPDATE outbox SET payload = '{\"userId\":\"fixed\"}' WHERE event_id = %s",
+    run_sql(url, "UPDATE outbox SET payload = (payload::jsonb - 'pad')::json WHERE event_id = %s",
             [ev_id])
     r = dlq(url, "requeue", ev_id.upper())
     assert r.returncode == 0, r.stdout + r.stderr

@@ -6,6 +6,7 @@ import uuid
 import redis
 from confluent_kafka import KafkaError, Producer
 
+import event_schemas
 from support import (free_port, kafka_consumer, kafka_control, new_database, psql, spawn,
                      wait_http)
 
@@ -81,8 +82,9 @@ def test_kafka_roundtrip_keeps_key_value_headers(stack):
     topic = "smoke-" + uuid.uuid4().hex[:12]  # auto-created by the mock
     event_id = str(uuid.uuid4())
     headers = [("ce_specversion", b"1.0"), ("ce_id", event_id.encode()),
-               ("ce_type", b"WatchlistUpdated"), ("ce_sequence", b"1"),
-               ("content-type", b"application/json")]
+               ("ce_type", b"WatchlistUpdated"),
+               ("ce_dataschema", b"urn:profile-service:schema:WatchlistUpdated:1"),
+               ("ce_sequence", b"1"), ("content-type", b"application/json")]
     value = b'{"userId":"u1","videoId":"v9","action":"added"}'
 
     err, partition, offset = _produce_one(_producer(stack, **{"enable.idempotence": True}),
@@ -99,6 +101,9 @@ def test_kafka_roundtrip_keeps_key_value_headers(stack):
     assert msg.key() == b"u1"
     assert msg.value() == value
     assert msg.headers() == headers
+    # what came back is an event of the contract (docs/events.md) and validates against it
+    h = {k: v.decode() for k, v in msg.headers()}
+    assert event_schemas.check(h, msg.key(), msg.value()) == []
     assert (msg.partition(), msg.offset()) == (partition, 0)
 
     # The same message through a consumer group (subscribe, join, earliest offset). Joining a

@@ -14,6 +14,8 @@ unexpected   events without a committed write: no outbox row, a payload that dif
              outbox row, a sequence number never handed out, or more events of one content than
              acknowledged + uncertain writes explain
 duplicates   extra copies of an event (same ce_id): counted, allowed (at-least-once)
+malformed    (detail line) records that break the event contract: CloudEvents headers, or data
+             not valid against the JSON Schema its ce_dataschema header names
 reordered    events of one user seen on the topic out of ce_sequence order (or split over partitions)
 gaps         sequence numbers 1..last_seq of a user never seen on the topic
 db_mismatch  PostgreSQL differs from what the client was told (acked history), or an ack
@@ -32,7 +34,9 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import event_schemas  # noqa: E402  (tests/event_schemas.py: the JSON Schemas of schemas/events)
 from common import read_json, read_jsonl  # noqa: E402
 
 EVENT_TYPES = ("WatchlistUpdated", "HistoryUpdated", "VideoRated", "ProfileUpdated")
@@ -354,6 +358,9 @@ def parse_event(ev, rep):
         data = json.loads(ev.get("v") or "")
         if not isinstance(data, dict) or data.get("userId") != ev.get("k"):
             problems.append("data.userId differs from the key")
+        else:
+            # the data against the JSON Schema its ce_dataschema names (docs/events.md)
+            problems += event_schemas.check(h, ev.get("k"), ev.get("v"))
     except ValueError:
         problems.append("value is not JSON")
     if problems:

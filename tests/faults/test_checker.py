@@ -46,7 +46,9 @@ class Sim:
         self.events.append({
             "p": part, "o": off, "k": user, "v": payload,
             "h": [["ce_specversion", "1.0"], ["ce_id", eid], ["ce_source", "/profile-service"],
-                  ["ce_type", etype], ["ce_subject", user], ["ce_time", self._now()],
+                  ["ce_type", etype],
+                  ["ce_dataschema", "urn:profile-service:schema:%s:1" % etype],
+                  ["ce_subject", user], ["ce_time", self._now()],
                   ["ce_sequence", str(seq)], ["content-type", "application/json"],
                   ["traceparent", TP]]})
 
@@ -263,6 +265,26 @@ def test_malformed_event_fails():
     s.events[3]["h"] = [[k, v] for k, v in h.items()]
     rep = s.check()
     assert rep.c["malformed"] == 1 and not rep.ok()
+
+
+def test_event_against_its_schema():
+    """An event whose data breaks its JSON Schema, or whose ce_dataschema is missing or names
+    no schema, is malformed."""
+    s = busy_sim()
+    assert s.check().c["malformed"] == 0
+    ev = [e for e in s.events if "VideoRated" in str(e["h"])][0]
+    ev["v"] = json.dumps(dict(json.loads(ev["v"]), rating=7))
+    rep = s.check()
+    assert rep.c["malformed"] >= 1 and not rep.ok(), counts(rep)
+    assert any("rating" in d for d in rep.details["malformed"]), rep.details["malformed"]
+    for schema in (None, "urn:profile-service:schema:VideoRated:9"):
+        s = busy_sim()
+        ev = s.events[2]
+        ev["h"] = [[k, v] for k, v in ev["h"] if k != "ce_dataschema"]
+        if schema:
+            ev["h"].append(["ce_dataschema", schema])
+        rep = s.check()
+        assert rep.c["malformed"] == 1 and not rep.ok(), (schema, counts(rep))
 
 
 def test_rejected_write_fails():

@@ -1,7 +1,8 @@
-"""The event contract as the test suites check it (docs/events.md): each Kafka record's
-`ce_dataschema` header names a JSON Schema (draft 2020-12) of schemas/events/, and its value must
-validate against that schema. Shared by tests/integration and tests/faults (run with
-/usr/bin/python3; python3-jsonschema).
+"""The event contract as the test suites check it (docs/events.md): each Kafka record's headers
+must match the headers schema of its message in docs/asyncapi.yaml, its `ce_dataschema` header
+must name a JSON Schema (draft 2020-12) of schemas/events/, and its value must validate against
+that schema. Shared by tests/integration and tests/faults (run with /usr/bin/python3;
+python3-jsonschema, python3-yaml).
 
     problems = event_schemas.check(headers, key, value)   # [] when the record keeps the contract
 """
@@ -10,9 +11,11 @@ import re
 from pathlib import Path
 
 import jsonschema
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = REPO / "schemas" / "events"
+ASYNCAPI = REPO / "docs" / "asyncapi.yaml"
 URN_RE = re.compile(r"^urn:profile-service:schema:([A-Za-z]+):([1-9][0-9]*)$")
 FILE_RE = re.compile(r"^([A-Za-z]+)\.v([1-9][0-9]*)\.json$")
 
@@ -53,6 +56,41 @@ def validators():
     return _validators
 
 
+_asyncapi = None
+
+
+def header_validator(etype, asyncapi_path=ASYNCAPI):
+    """A validator of the headers of message `etype` as docs/asyncapi.yaml describes them (its
+    schemas are JSON Schema draft-07 with AsyncAPI's extensions); None when there is no such
+    message."""
+    global _asyncapi
+    if _asyncapi is None or asyncapi_path != ASYNCAPI:
+        with open(asyncapi_path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+        if asyncapi_path != ASYNCAPI:
+            return _header_validator(doc, etype)
+        _asyncapi = doc
+    return _header_validator(_asyncapi, etype)
+
+
+def _header_validator(doc, etype):
+    msg = doc["components"]["messages"].get(etype) if isinstance(etype, str) else None
+    if msg is None:
+        return None
+    resolver = jsonschema.RefResolver.from_schema(doc)
+    return jsonschema.Draft7Validator(msg["headers"], resolver=resolver,
+                                      format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def check_headers(headers):
+    """Problems of a record's headers (dict str -> str) against docs/asyncapi.yaml."""
+    v = header_validator(headers.get("ce_type"))
+    if v is None:
+        return [f"ce_type {headers.get('ce_type')!r} is no message of docs/asyncapi.yaml"]
+    return [f"headers: {'/'.join(map(str, e.path)) or '(all)'}: {e.message}"
+            for e in sorted(v.iter_errors(headers), key=lambda e: list(e.path))]
+
+
 def _text(v):
     if isinstance(v, (bytes, bytearray)):
         return v.decode("utf-8")
@@ -60,9 +98,10 @@ def _text(v):
 
 
 def check(headers, key, value, schemas=None):
-    """Problems of one record against its schema: `headers` a dict (str -> str), `key` the Kafka
-    key, `value` the record's bytes or text. The schema is the one ce_dataschema names; it must
-    exist, be of the record's ce_type, and the data's userId must equal the key. [] when fine."""
+    """Problems of one record against the contract: `headers` a dict (str -> str), `key` the
+    Kafka key, `value` the record's bytes or text. The headers must match docs/asyncapi.yaml;
+    the data must validate against the schema ce_dataschema names, which must exist and be of
+    the record's ce_type; the data's userId must equal the key. [] when fine."""
     schemas = schemas if schemas is not None else validators()
     uri = headers.get("ce_dataschema")
     if not uri:
@@ -70,7 +109,7 @@ def check(headers, key, value, schemas=None):
     m = URN_RE.match(uri)
     if m is None or uri not in schemas:
         return [f"ce_dataschema {uri!r} names no schema of schemas/events"]
-    problems = []
+    problems = check_headers(headers)
     if m.group(1) != headers.get("ce_type"):
         problems.append(f"ce_dataschema {uri!r} is not a schema of ce_type "
                         f"{headers.get('ce_type')!r}")

@@ -23,12 +23,20 @@ GOOD = {
 }
 
 
-def headers(etype, schema=None):
-    return {"ce_type": etype, "ce_dataschema": schema or URN % etype}
+def headers(etype, schema=None, **more):
+    h = {"ce_specversion": "1.0", "ce_id": "0b7e4b7a-7d3c-4c1f-9a55-2f2b1f0c9e01",
+         "ce_source": "/profile-service", "ce_type": etype,
+         "ce_dataschema": schema or URN % etype, "ce_subject": "u1",
+         "ce_time": "2026-01-02T03:04:05.678Z", "ce_sequence": "17",
+         "content-type": "application/json",
+         "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    h.update(more)
+    return {k: v for k, v in h.items() if v is not None}
 
 
 def check(etype, data, key="u1", schema=None):
-    return event_schemas.check(headers(etype, schema), key, json.dumps(data).encode())
+    return event_schemas.check(headers(etype, schema, ce_subject=key), key,
+                               json.dumps(data).encode())
 
 
 def test_schema_files_are_complete_and_named_by_id():
@@ -91,17 +99,49 @@ def test_missing_member_is_rejected(etype):
 
 def test_record_level_rules():
     good = json.dumps(GOOD["WatchlistUpdated"]).encode()
-    assert event_schemas.check({"ce_type": "WatchlistUpdated"}, "u1", good) == \
+    wl = "WatchlistUpdated"
+    assert event_schemas.check(headers(wl), "u1", good) == []
+    assert event_schemas.check(headers(wl, ce_dataschema=None), "u1", good) == \
         ["no ce_dataschema header"]
     assert "names no schema" in event_schemas.check(
-        headers("WatchlistUpdated", "urn:profile-service:schema:WatchlistUpdated:2"), "u1",
-        good)[0]
-    assert "is not a schema of ce_type" in event_schemas.check(
-        headers("VideoRated", URN % "WatchlistUpdated"), "u1", good)[0]
-    assert event_schemas.check(headers("WatchlistUpdated"), "u2", good) == \
+        headers(wl, "urn:profile-service:schema:WatchlistUpdated:2"), "u1", good)[0]
+    assert any("is not a schema of ce_type" in p for p in event_schemas.check(
+        headers("VideoRated", URN % wl), "u1", good))
+    assert event_schemas.check(headers(wl, ce_subject="u2"), "u2", good) == \
         ["data.userId 'u1' differs from the key 'u2'"]
-    assert event_schemas.check(headers("WatchlistUpdated"), "u1", b"{nope") == \
-        ["value is not JSON"]
+    assert event_schemas.check(headers(wl), "u1", b"{nope") == ["value is not JSON"]
+
+
+# Headers against docs/asyncapi.yaml (so the AsyncAPI document is checked against live events
+# wherever event_schemas.check runs).
+BAD_HEADERS = [
+    ({"ce_specversion": "0.3"}, "ce_specversion"),
+    ({"ce_id": "not-a-uuid"}, "ce_id"),
+    ({"ce_id": "0B7E4B7A-7D3C-4C1F-9A55-2F2B1F0C9E01"}, "ce_id"),
+    ({"ce_source": ""}, "ce_source"),
+    ({"ce_time": "2026-01-02T03:04:05Z"}, "ce_time"),
+    ({"ce_sequence": "0"}, "ce_sequence"),
+    ({"ce_sequence": "017"}, "ce_sequence"),
+    ({"content-type": "text/plain"}, "content-type"),
+    ({"traceparent": "00-xyz"}, "traceparent"),
+    ({"ce_subject": "a b"}, "ce_subject"),
+    ({"traceparent": None}, "'traceparent' is a required property"),
+    ({"ce_time": None}, "'ce_time' is a required property"),
+]
+
+
+@pytest.mark.parametrize("change,where", BAD_HEADERS)
+def test_bad_headers_are_rejected(change, where):
+    problems = event_schemas.check_headers(headers("VideoRated", **change))
+    assert problems and any(where in p for p in problems), problems
+
+
+def test_header_rules_per_message():
+    assert event_schemas.check_headers(headers("VideoRated")) == []
+    assert event_schemas.check_headers(headers("Nope")) == \
+        ["ce_type 'Nope' is no message of docs/asyncapi.yaml"]
+    wrong = headers("VideoRated", URN % "ProfileUpdated")
+    assert any("ce_dataschema" in p for p in event_schemas.check_headers(wrong))
 
 
 def test_what_the_api_writes_validates(stack):

@@ -82,9 +82,11 @@ def test_kafka_roundtrip_keeps_key_value_headers(stack):
     topic = "smoke-" + uuid.uuid4().hex[:12]  # auto-created by the mock
     event_id = str(uuid.uuid4())
     headers = [("ce_specversion", b"1.0"), ("ce_id", event_id.encode()),
-               ("ce_type", b"WatchlistUpdated"),
+               ("ce_source", b"/profile-service"), ("ce_type", b"WatchlistUpdated"),
                ("ce_dataschema", b"urn:profile-service:schema:WatchlistUpdated:1"),
-               ("ce_sequence", b"1"), ("content-type", b"application/json")]
+               ("ce_subject", b"u1"), ("ce_time", b"2026-01-02T03:04:05.678Z"),
+               ("ce_sequence", b"1"), ("content-type", b"application/json"),
+               ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
     value = b'{"userId":"u1","videoId":"v9","action":"added"}'
 
     err, partition, offset = _produce_one(_producer(stack, **{"enable.idempotence": True}),

@@ -10,6 +10,9 @@ It reads every partition of the topic from the beginning, and for each record:
   4. folds the event into the user's state (profile version, watchlist, ratings, resume points).
 
 Invalid records are set aside (reported, not folded); their sequence still counts as seen.
+A record of another version of a type it reads (`ce_dataschema` ...:<Type>:<other version>) is
+skipped and not counted; a record of a type it does not know counts as seen but is not folded
+(docs/events.md, Versioning).
 State lives in memory only: a real consumer stores each user's last ce_sequence in the same
 transaction as the state it derives, and commits Kafka offsets after that.
 
@@ -17,7 +20,8 @@ transaction as the state it derives, and commits Kafka offsets after that.
 
 Gaps, duplicates and invalid records are logged to stderr as they happen. At exit (end of the
 topic with --exit-at-end, or SIGINT/SIGTERM) one JSON document goes to stdout:
-  {"records", "applied", "duplicates", "gaps": [{"userId", "after", "got"}],
+  {"records", "applied", "duplicates", "otherVersions", "unknownTypes",
+   "gaps": [{"userId", "after", "got"}],
    "invalid": [{"userId", "partition", "offset", "problems"}],
    "users": {userId: {"lastSequence", "profileVersion", "watchlist", "ratings",
                       "resumePoints"}}}
@@ -87,34 +91,38 @@ class Folder:
 
     def __init__(self, schemas):
         self.schemas = schemas
+        self.types = {schema_type(uri) for uri in schemas}
         self.users = {}
         self.records = self.applied = self.duplicates = 0
+        self.other_versions = self.unknown_types = 0
         self.gaps = []
         self.invalid = []
 
     def validate(self, headers, key, value):
-        """(ce_type, data, []) or (None, None, problems)."""
+        """(data, []) or (None, problems), for a record whose ce_dataschema is one of ours."""
         problems = []
+        uri = headers["ce_dataschema"]
         if headers.get("ce_specversion") != "1.0":
             problems.append(f"ce_specversion {headers.get('ce_specversion')!r}")
-        etype, uri = headers.get("ce_type"), headers.get("ce_dataschema")
-        validator = self.schemas.get(uri)
-        if validator is None:
-            problems.append(f"ce_dataschema {uri!r} names no known schema")
-        elif uri.split(":")[-2] != etype:  # urn:profile-service:schema:<Type>:<version>
-            problems.append(f"ce_dataschema {uri!r} is not a schema of ce_type {etype!r}")
+        if schema_type(uri) != headers.get("ce_type"):
+            problems.append(f"ce_dataschema {uri!r} is not a schema of ce_type "
+                            f"{headers.get('ce_type')!r}")
         if headers.get("ce_subject") != key:
             problems.append("ce_subject differs from the key")
         try:
             data = json.loads(value)
         except (TypeError, ValueError):
-            return None, None, problems + ["value is not JSON"]
-        if validator is not None:
-            problems += [f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}"
-                         for e in validator.iter_errors(data)]
+            return None, problems + ["value is not JSON"]
+        problems += [f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}"
+                     for e in self.schemas[uri].iter_errors(data)]
         if isinstance(data, dict) and data.get("userId") != key:
             problems.append("data.userId differs from the key")
-        return (etype, data, []) if not problems else (None, None, problems)
+        return (data, []) if not problems else (None, problems)
+
+    def reject(self, msg, key, seq, problems):
+        self.invalid.append({"userId": key, "partition": msg.partition(), "offset": msg.offset(),
+                             "problems": problems})
+        log("invalid", key, seq, "; ".join(problems))
 
     def handle(self, msg):
         self.records += 1
@@ -124,15 +132,28 @@ class Folder:
             seq = int(headers.get("ce_sequence"))
         except (TypeError, ValueError):
             seq = None
-        etype, data, problems = self.validate(headers, key, msg.value())
         if key is None or seq is None or seq < 1:
-            problems = problems or ["no key or no valid ce_sequence"]
-        if problems:
-            self.invalid.append({"userId": key, "partition": msg.partition(),
-                                 "offset": msg.offset(), "problems": problems})
-            log("invalid", key, seq, "; ".join(problems))
-            if key is None or seq is None or seq < 1:
-                return
+            self.reject(msg, key, seq, ["no key or no valid ce_sequence"])
+            return
+        uri = headers.get("ce_dataschema")
+        etype = schema_type(uri)
+        data, problems = None, []
+        if uri in self.schemas:
+            data, problems = self.validate(headers, key, msg.value())
+            if problems:
+                self.reject(msg, key, seq, problems)  # set aside; its sequence counts as seen
+        elif etype in self.types:
+            # Another version of a type we read: while a type moves to a new version both are
+            # published, with the same ce_id and ce_sequence. Skip it without counting it as
+            # seen; our version's copy follows. (Once only the new one is published, skipping
+            # it shows up as gaps: time to upgrade.)
+            self.other_versions += 1
+            return
+        elif etype is not None:
+            self.unknown_types += 1  # a type newer than this consumer: seen, not applied
+            log("unknown-type", key, seq, f"{uri} skipped")
+        else:
+            self.reject(msg, key, seq, [f"ce_dataschema {uri!r} is not a profile-service schema"])
         user = self.users.setdefault(key, UserState())
         if seq <= user.last_seq:
             self.duplicates += 1  # at-least-once: a re-send of an event already applied
@@ -142,14 +163,24 @@ class Folder:
             self.gaps.append({"userId": key, "after": user.last_seq, "got": seq})
             log("gap", key, seq, f"after {user.last_seq}: {seq - user.last_seq - 1} missing")
         user.last_seq = seq
-        if not problems:
+        if data is not None and not problems:
             user.apply(etype, data)
             self.applied += 1
 
     def to_json(self):
         return {"records": self.records, "applied": self.applied,
-                "duplicates": self.duplicates, "gaps": self.gaps, "invalid": self.invalid,
+                "duplicates": self.duplicates, "otherVersions": self.other_versions,
+                "unknownTypes": self.unknown_types, "gaps": self.gaps, "invalid": self.invalid,
                 "users": {u: s.to_json() for u, s in sorted(self.users.items())}}
+
+
+def schema_type(uri):
+    """<Type> of urn:profile-service:schema:<Type>:<version>, else None."""
+    parts = (uri or "").split(":")
+    if len(parts) != 5 or parts[:3] != ["urn", "profile-service", "schema"] or \
+            not parts[3] or not parts[4].isdigit():
+        return None
+    return parts[3]
 
 
 def log(what, user, seq, detail):

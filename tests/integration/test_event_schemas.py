@@ -163,8 +163,11 @@ def test_what_the_api_writes_validates(stack):
             api.post(f"/profiles/{u}/ratings", u, {"videoId": "v2", "rating": 1}),
             api.post(f"/profiles/{u}/ratings", u,
                      {"videoId": "v2", "rating": 5, "review": review}),
+            # the same rating again: nothing changes, and it is published again
+            api.post(f"/profiles/{u}/ratings", u,
+                     {"videoId": "v2", "rating": 5, "review": review}),
         ]
-        assert [r.status_code for r in writes] == [201, 200, 201, 204, 201, 201, 201, 200], \
+        assert [r.status_code for r in writes] == [201, 200, 201, 204, 201, 201, 201, 200, 200], \
             [r.text for r in writes]
     finally:
         assert api.stop() == 0
@@ -172,8 +175,9 @@ def test_what_the_api_writes_validates(stack):
                        "ORDER BY seq", params=(u,))
     assert [t for _, t, _ in rows] == ["ProfileUpdated", "ProfileUpdated", "WatchlistUpdated",
                                        "WatchlistUpdated", "HistoryUpdated", "HistoryUpdated",
-                                       "VideoRated", "VideoRated"]
+                                       "VideoRated", "VideoRated", "VideoRated"]
     for seq, etype, payload in rows:
         assert check(etype, json.loads(payload), key=u) == [], (seq, payload)
     assert json.loads(rows[5][2])["watchedAt"] == "1999-12-31T18:29:59.999Z"
     assert json.loads(rows[7][2])["review"] == review
+    assert rows[8][2] == rows[7][2]

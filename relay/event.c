@@ -14,9 +14,10 @@ static const char *const type_names[EVENT_TYPE_COUNT] = {"WatchlistUpdated", "Hi
                                                          "VideoRated", "ProfileUpdated"};
 
 /*
- * The schema version of each type's `data`, as published today. A breaking change to a payload
- * adds schemas/events/<Type>.v<N+1>.json and changes the version here (docs/events.md,
- * Versioning); additive changes keep it.
+ * The `ce_dataschema` of each type: the `$id` of schemas/events/<Type>.v<N>.json for the version
+ * of `data` the database writes today. A change that needs a new version (docs/events.md,
+ * Versioning) adds the next schema file; publishing both versions while consumers move needs a
+ * second record per event, which the relay does not do yet (no type has a second version).
  */
 static const char *const dataschemas[EVENT_TYPE_COUNT] = {
     EVENT_SCHEMA_URN_PREFIX "WatchlistUpdated:1",
@@ -151,10 +152,7 @@ void event_build_headers(const relay_event_t *ev, const char *ce_source,
     SET(1, "ce_id", ev->event_id, strlen(ev->event_id));
     SET(2, "ce_source", ce_source, strlen(ce_source));
     SET(3, "ce_type", ev->event_type, strlen(ev->event_type));
-    if (schema != NULL)
-        SET(4, "ce_dataschema", schema, strlen(schema));
-    else
-        SET(4, "ce_dataschema", "", 0);
+    SET(4, "ce_dataschema", schema != NULL ? schema : "", schema != NULL ? strlen(schema) : 0);
     SET(5, "ce_subject", ev->user_id, strlen(ev->user_id));
     SET(6, "ce_time", ev->ce_time, strlen(ev->ce_time));
     SET(7, "ce_sequence", scratch->seq, (size_t)n);

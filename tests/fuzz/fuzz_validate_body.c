@@ -8,8 +8,8 @@
 #include <string.h>
 #include <strings.h>
 #include <json.h>
-#include "api/problem.h"
-#include "api/validate.h"
+#include "api/http/problem.h"
+#include "api/resources/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

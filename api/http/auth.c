@@ -20,6 +20,7 @@
 #include "api/http/auth.h"
 #include "api/codec/b64url.h"
 #include "api/resources/validate.h"
+#include "api/resources/jsonscan.h"
 
 #define AUTH_MAX_TOKEN 8192
 #define AUTH_MAX_HEADER_SEGMENT 1024

@@ -20,11 +20,16 @@
 #include <unistd.h>
 #include <h2o.h>
 #include "api/http/server.h"
+#include "api/http/request.h"
 #include "api/http/respond.h"
+#include "api/data/wait.h"
+#include "api/resources/handlers.h"
+#include "api/resources/list.h"
 #include "api/http/metrics.h"
 #include "api/resources/validate.h"
 #include "api/http/cors.h"
 #include "api/http/trace.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/otel.h"
 
@@ -129,7 +134,6 @@ static void on_req_dispose(void *p)
 
 static void respond_preflight(api_req_t *ar)
 {
-    h2o_req_t *req = ar->req;
     cors_headers_t h;
     if (cors_decide(server.cors, ar->origin, ar->origin_len, true, ar->rm.allow, &h)) {
         if (h.allow_methods != NULL)
@@ -141,7 +145,6 @@ static void respond_preflight(api_req_t *ar)
         if (h.max_age != NULL)
             api_add_header(ar, "access-control-max-age", h.max_age, strlen(h.max_age));
     }
-    (void)req;
     api_add_header(ar, "allow", ar->rm.allow, strlen(ar->rm.allow));
     api_respond(ar, 204, NULL, NULL, 0);
 }
@@ -334,7 +337,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ar->thr = thr;
     thr->active++;
     metrics_request_started(thr->index);
-    clock_gettime(CLOCK_MONOTONIC, &ar->started);
+    clock_mono_ts(&ar->started);
     setup_request_id(ar);
     setup_trace(ar);
     setup_origin(ar);
@@ -535,7 +538,7 @@ static void *thread_main(void *arg)
     const app_config_t *cfg = server.cfg;
     int per = cfg->pg_pool_max / server.nthreads, extra = cfg->pg_pool_max % server.nthreads;
     int nconns = per + (thr->index < extra ? 1 : 0);
-    struct timespec deadline;
+    int64_t deadline_ms = 0;
     bool accepting = true;
 
     h2o_context_init(&thr->ctx, h2o_evloop_create(), &server.globalconf);
@@ -562,16 +565,12 @@ static void *thread_main(void *arg)
             h2o_socket_close(thr->listener);
             thr->listener = NULL;
             h2o_context_request_shutdown(&thr->ctx);
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            deadline.tv_sec += GRACE_MS / 1000;
+            deadline_ms = clock_mono_ms() + GRACE_MS;
         }
         if (!accepting) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
             if (thr->active == 0)
                 break;
-            if (now.tv_sec > deadline.tv_sec ||
-                (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+            if (clock_mono_ms() >= deadline_ms) {
                 log_warn("grace period over with %llu requests in flight",
                          (unsigned long long)thr->active);
                 break;

@@ -5,7 +5,9 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include "api/resources/handlers.h"
 #include "api/http/respond.h"
+#include "api/data/wait.h"
 #include "api/http/metrics.h"
 #include "common/buf.h"
 #include "common/log.h"

@@ -4,15 +4,41 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include "api/resources/handlers.h"
+#include "api/resources/list.h"
+#include "api/resources/validate.h"
+#include "api/resources/write.h"
+#include "api/http/request.h"
 #include "api/http/respond.h"
+
+static void put_rating(api_req_t *ar)
+{
+    h2o_req_t *req = ar->req;
+    const char *values[SQL_RATING_PUT__COUNT];
+    rating_input_t in;
+    validate_errors_t errs;
+    char *rating;
+
+    if (api_check_body(ar) != 0)
+        return;
+    memset(&errs, 0, sizeof(errs));
+    if (validate_rating_body(req->entity.base, req->entity.len, &in, &errs) != 0) {
+        api_respond_validation(ar, errs.items, errs.count);
+        return;
+    }
+    rating = h2o_mem_alloc_pool(&req->pool, 16);
+    snprintf(rating, 16, "%d", in.rating);
+    values[SQL_RATING_PUT_USER] = ar->rm.user_id.value;
+    values[SQL_RATING_PUT_VIDEO] = h2o_strdup(&req->pool, in.video_id, strlen(in.video_id)).base;
+    values[SQL_RATING_PUT_RATING] = rating;
+    values[SQL_RATING_PUT_REVIEW] = in.review;
+    (void)api_write_submit(ar, PGPOOL_STMT_RATING_PUT, values, SQL_RATING_PUT__COUNT);
+    validate_rating_input_dispose(&in);
+}
 
 void handler_ratings(api_req_t *ar)
 {
     h2o_req_t *req = ar->req;
-    const char *values[9];
-    rating_input_t in;
-    validate_errors_t errs;
-    char *rating;
 
     if (ar->rm.method == ROUTE_METHOD_GET) {
         list_query_t q;
@@ -27,23 +53,5 @@ void handler_ratings(api_req_t *ar)
             api_submit_list(ar, PGPOOL_STMT_PAGE_RATINGS, &q, &after, have_after, NULL);
         return;
     }
-    if (api_check_body(ar) != 0)
-        return;
-    memset(&errs, 0, sizeof(errs));
-    if (validate_rating_body(req->entity.base, req->entity.len, &in, &errs) != 0) {
-        api_respond_validation(ar, errs.items, errs.count);
-        return;
-    }
-    if (api_write_common_params(ar, values) != 0) {
-        validate_rating_input_dispose(&in);
-        return;
-    }
-    rating = h2o_mem_alloc_pool(&req->pool, 16);
-    snprintf(rating, 16, "%d", in.rating);
-    values[5] = ar->rm.user_id.value;
-    values[6] = h2o_strdup(&req->pool, in.video_id, strlen(in.video_id)).base;
-    values[7] = rating;
-    values[8] = in.review;
-    (void)api_db_submit(ar, PGPOOL_STMT_RATING_PUT, 9, values, api_on_write_result);
-    validate_rating_input_dispose(&in);
+    put_rating(ar);
 }

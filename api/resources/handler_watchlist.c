@@ -4,19 +4,39 @@
  * Add and remove are idempotent by meaning in SQL (no duplicate rows, no event on no-op).
  */
 #include <string.h>
+#include "api/resources/handlers.h"
+#include "api/resources/list.h"
+#include "api/resources/validate.h"
+#include "api/resources/write.h"
+#include "api/http/request.h"
 #include "api/http/respond.h"
+
+static void add_item(api_req_t *ar)
+{
+    h2o_req_t *req = ar->req;
+    const char *values[SQL_WATCHLIST__COUNT];
+    watchlist_input_t in;
+    validate_errors_t errs;
+
+    if (api_check_body(ar) != 0)
+        return;
+    memset(&errs, 0, sizeof(errs));
+    if (validate_watchlist_body(req->entity.base, req->entity.len, &in, &errs) != 0) {
+        api_respond_validation(ar, errs.items, errs.count);
+        return;
+    }
+    values[SQL_WATCHLIST_USER] = ar->rm.user_id.value;
+    values[SQL_WATCHLIST_VIDEO] = in.video_id;
+    (void)api_write_submit(ar, PGPOOL_STMT_WATCHLIST_ADD, values, SQL_WATCHLIST__COUNT);
+}
 
 void handler_watchlist(api_req_t *ar)
 {
-    h2o_req_t *req = ar->req;
-    const char *values[7];
-
     if (ar->rm.route == ROUTE_WATCHLIST_ITEM) { /* DELETE */
-        if (api_write_common_params(ar, values) != 0)
-            return;
-        values[5] = ar->rm.user_id.value;
-        values[6] = ar->rm.video_id.value;
-        (void)api_db_submit(ar, PGPOOL_STMT_WATCHLIST_REMOVE, 7, values, api_on_write_result);
+        const char *values[SQL_WATCHLIST__COUNT];
+        values[SQL_WATCHLIST_USER] = ar->rm.user_id.value;
+        values[SQL_WATCHLIST_VIDEO] = ar->rm.video_id.value;
+        (void)api_write_submit(ar, PGPOOL_STMT_WATCHLIST_REMOVE, values, SQL_WATCHLIST__COUNT);
         return;
     }
     if (ar->rm.method == ROUTE_METHOD_GET) {
@@ -29,20 +49,5 @@ void handler_watchlist(api_req_t *ar)
                                have_after, NULL);
         return;
     }
-    {
-        watchlist_input_t in;
-        validate_errors_t errs;
-        if (api_check_body(ar) != 0)
-            return;
-        memset(&errs, 0, sizeof(errs));
-        if (validate_watchlist_body(req->entity.base, req->entity.len, &in, &errs) != 0) {
-            api_respond_validation(ar, errs.items, errs.count);
-            return;
-        }
-        if (api_write_common_params(ar, values) != 0)
-            return;
-        values[5] = ar->rm.user_id.value;
-        values[6] = in.video_id;
-        (void)api_db_submit(ar, PGPOOL_STMT_WATCHLIST_ADD, 7, values, api_on_write_result);
-    }
+    add_item(ar);
 }

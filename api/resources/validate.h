@@ -1,10 +1,10 @@
 /*
- * Strict validation of request bodies, path ids and query parameters (DESIGN.md section 2).
- * Pure functions over bytes: no h2o, no I/O. Every failure yields field errors for
- * problem+json; unknown members are errors.
+ * The body rules of the resources, path ids and header values (docs/openapi.yaml), and the
+ * field errors every check reports. Pure functions over bytes: no h2o, no I/O. Every failure
+ * yields field errors for problem+json; unknown members are errors.
  */
-#ifndef PROFILE_API_VALIDATE_H
-#define PROFILE_API_VALIDATE_H
+#ifndef PROFILE_API_RESOURCES_VALIDATE_H
+#define PROFILE_API_RESOURCES_VALIDATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,14 +13,10 @@
 #include "api/http/problem.h"
 
 #define VALIDATE_MAX_ERRORS 16
-/** Deepest nesting of objects/arrays accepted in a body (the top-level object is depth 1). */
-#define VALIDATE_MAX_DEPTH 32
-/** Most JSON values (of any kind, containers included) accepted in one body. */
-#define VALIDATE_MAX_ELEMENTS 10000
 /** Largest JSON encoding of `preferences`. */
 #define VALIDATE_MAX_PREFERENCES 8192
-/** Longest query string validate_list_query() accepts. */
-#define VALIDATE_MAX_QUERY 4096
+/** Longest field name an error keeps (longer ones are truncated). */
+#define VALIDATE_FIELD_MAX 64
 
 typedef struct st_validate_errors_t {
     problem_field_error_t items[VALIDATE_MAX_ERRORS];
@@ -33,26 +29,20 @@ typedef struct st_validate_errors_t {
 void validate_errors_init(validate_errors_t *errs);
 
 /**
- * Adds one error; `field` and `message` are copied (field truncated to 64 bytes). Silently drops
- * the error when VALIDATE_MAX_ERRORS are already held or the storage is full.
+ * Adds one error; `field` and `message` are copied (field truncated to VALIDATE_FIELD_MAX bytes).
+ * Silently drops the error when VALIDATE_MAX_ERRORS are already held or the storage is full.
  */
 void validate_errors_add(validate_errors_t *errs, const char *field, const char *message);
+
+/** validate_errors_add() with a printf-style message (at most 255 bytes are kept). */
+void validate_errors_addf(validate_errors_t *errs, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /**
  * Strict RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+hh:mm|-hh:mm)`, `T`/`Z` in either
  * case, year 1900-9999, real calendar dates, seconds 00-59 (a leap second 60 is refused).
  */
 bool validate_rfc3339(const char *s, size_t len);
-
-struct json_object;
-/**
- * Parses `len` bytes as one JSON object with the strict rules every body gets (RFC 8259 syntax,
- * valid UTF-8 and escapes, depth <= VALIDATE_MAX_DEPTH, at most VALIDATE_MAX_ELEMENTS values,
- * no duplicate member names, integers of at most 18 digits, finite reals). Returns a json-c
- * object the caller releases with json_object_put(), or NULL with one error in `errs` (which
- * is emptied first, so it may be uninitialised on entry).
- */
-struct json_object *validate_parse_object(const char *text, size_t len, validate_errors_t *errs);
 
 /** `^[A-Za-z0-9._-]{1,64}$` */
 bool validate_id(const char *s, size_t len);
@@ -117,27 +107,5 @@ PROFILE_MUSTCHECK int validate_history_body(const char *body, size_t len, histor
 PROFILE_MUSTCHECK int validate_rating_body(const char *body, size_t len, rating_input_t *out,
                                            validate_errors_t *errs);
 void validate_rating_input_dispose(rating_input_t *r);
-
-/** Query string parameters of list endpoints. */
-typedef struct st_list_query_t {
-    int limit;          /* 1..100, default 50 */
-    char cursor[161];   /* raw cursor text, "" when absent */
-    bool view_continue; /* history: view=continue */
-    char video_id[65];  /* ratings: videoId filter, "" when absent */
-} list_query_t;
-
-/**
- * Parses a raw query string (without '?', may be NULL) for list endpoints; `allow` is a bit
- * set of accepted parameters (VALIDATE_Q_*). Percent-decodes values. Unknown parameters are
- * ignored; a bad value gives -1 with errors naming the parameter. Also: '+' decodes to a
- * space; a bad %-escape anywhere is an error; a known parameter given twice is an error;
- * `limit` must be 1-100 written without sign, leading zeros or spaces; `cursor=` (empty)
- * means the first page; `cursor` is only checked for its alphabet and length here (decode it
- * with cursor_decode()).
- */
-#define VALIDATE_Q_VIEW 0x1u
-#define VALIDATE_Q_VIDEO_ID 0x2u
-PROFILE_MUSTCHECK int validate_list_query(const char *qs, size_t len, unsigned allow,
-                                          list_query_t *out, validate_errors_t *errs);
 
 #endif

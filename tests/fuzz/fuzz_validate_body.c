@@ -10,6 +10,7 @@
 #include <json.h>
 #include "api/http/problem.h"
 #include "api/resources/validate.h"
+#include "api/resources/jsonscan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,5 @@
-/* Unit tests for api/http/reqhash.c: the idempotency fingerprint separates method, path and body. */
+/* Unit tests for api/http/reqhash.c: the idempotency fingerprint separates method, path and body.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

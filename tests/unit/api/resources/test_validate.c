@@ -9,6 +9,8 @@
 #include <string.h>
 #include <json.h>
 #include "api/resources/validate.h"
+#include "api/resources/jsonscan.h"
+#include "api/resources/listquery.h"
 #include "common/buf.h"
 
 typedef struct {

@@ -527,6 +527,7 @@ int redis_client_eval(redis_client_t *c, const redis_script_t *script, int nkeys
 
 /* ---------- URL ---------- */
 
+/* Long (83 lines): the two URL forms (unix://, redis://) and their options read in one place. */
 static int parse_url(const char *url, redis_client_t *c, char *errbuf, size_t errlen)
 {
     const char *p;

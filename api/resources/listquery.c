@@ -71,10 +71,60 @@ static bool cursor_text_ok(const char *s, size_t len)
     return true;
 }
 
+#define Q_LIMIT 0x4u /* beside VALIDATE_Q_VIEW and VALIDATE_Q_VIDEO_ID, always accepted */
+#define Q_CURSOR 0x8u
+
+/* One parameter `name`=`value` (vlen < 0: too long to decode) into `out`; unknown ones and
+ * ones not in `allow` are ignored. Returns the number of errors it added (0 or 1). */
+static int take_param(const char *name, const char *value, long vlen, unsigned allow,
+                      unsigned *seen, list_query_t *out, validate_errors_t *errs)
+{
+    const char *why = NULL;
+    unsigned bit;
+
+    if (strcmp(name, "limit") == 0)
+        bit = Q_LIMIT;
+    else if (strcmp(name, "cursor") == 0)
+        bit = Q_CURSOR;
+    else if (strcmp(name, "view") == 0 && (allow & VALIDATE_Q_VIEW) != 0)
+        bit = VALIDATE_Q_VIEW;
+    else if (strcmp(name, "videoId") == 0 && (allow & VALIDATE_Q_VIDEO_ID) != 0)
+        bit = VALIDATE_Q_VIDEO_ID;
+    else
+        return 0;
+    if ((*seen & bit) != 0) {
+        why = "given more than once";
+    } else if (bit == Q_LIMIT) {
+        if (vlen < 0 || !parse_limit(value, (size_t)vlen, &out->limit))
+            why = "must be an integer from 1 to " STR(LIST_LIMIT_MAX);
+    } else if (bit == Q_CURSOR) {
+        /* "cursor=" (empty) is the first page, as if absent */
+        if (vlen < 0 || (vlen > 0 && !cursor_text_ok(value, (size_t)vlen)))
+            why = "is not a valid cursor";
+        else if (vlen > 0)
+            memcpy(out->cursor, value, (size_t)vlen + 1);
+    } else if (bit == VALIDATE_Q_VIEW) {
+        if (vlen < 0 || strcmp(value, "continue") != 0 || (size_t)vlen != 8)
+            why = "must be \"continue\"";
+        else
+            out->view_continue = true;
+    } else {
+        if (vlen < 0 || !validate_id(value, (size_t)vlen))
+            why = "must match ^[A-Za-z0-9._-]{1,64}$";
+        else
+            memcpy(out->video_id, value, (size_t)vlen + 1);
+    }
+    *seen |= bit;
+    if (why == NULL)
+        return 0;
+    validate_errors_add(errs, name, why);
+    return 1;
+}
+
 int validate_list_query(const char *qs, size_t len, unsigned allow, list_query_t *out,
                         validate_errors_t *errs)
 {
-    bool seen_limit = false, seen_cursor = false, seen_view = false, seen_video = false;
+    unsigned seen = 0; /* VALIDATE_Q_* and Q_* bits of the parameters met so far */
     size_t i = 0;
     int bad = 0;
 
@@ -117,52 +167,7 @@ int validate_list_query(const char *qs, size_t len, unsigned allow, list_query_t
             ++bad;
             continue;
         }
-        if (strcmp(name, "limit") == 0) {
-            if (seen_limit) {
-                validate_errors_add(errs, "limit", "given more than once");
-                ++bad;
-            } else if (vlen < 0 || !parse_limit(value, (size_t)vlen, &out->limit)) {
-                validate_errors_add(errs, "limit",
-                                    "must be an integer from 1 to " STR(LIST_LIMIT_MAX));
-                ++bad;
-            }
-            seen_limit = true;
-        } else if (strcmp(name, "cursor") == 0) {
-            if (seen_cursor) {
-                validate_errors_add(errs, "cursor", "given more than once");
-                ++bad;
-            } else if (vlen == 0) {
-                /* "cursor=" is the first page, as if absent */
-            } else if (vlen < 0 || !cursor_text_ok(value, (size_t)vlen)) {
-                validate_errors_add(errs, "cursor", "is not a valid cursor");
-                ++bad;
-            } else {
-                memcpy(out->cursor, value, (size_t)vlen + 1);
-            }
-            seen_cursor = true;
-        } else if (strcmp(name, "view") == 0 && (allow & VALIDATE_Q_VIEW) != 0) {
-            if (seen_view) {
-                validate_errors_add(errs, "view", "given more than once");
-                ++bad;
-            } else if (vlen < 0 || strcmp(value, "continue") != 0 || (size_t)vlen != 8) {
-                validate_errors_add(errs, "view", "must be \"continue\"");
-                ++bad;
-            } else {
-                out->view_continue = true;
-            }
-            seen_view = true;
-        } else if (strcmp(name, "videoId") == 0 && (allow & VALIDATE_Q_VIDEO_ID) != 0) {
-            if (seen_video) {
-                validate_errors_add(errs, "videoId", "given more than once");
-                ++bad;
-            } else if (vlen < 0 || !validate_id(value, (size_t)vlen)) {
-                validate_errors_add(errs, "videoId", "must match ^[A-Za-z0-9._-]{1,64}$");
-                ++bad;
-            } else {
-                memcpy(out->video_id, value, (size_t)vlen + 1);
-            }
-            seen_video = true;
-        }
+        bad += take_param(name, value, vlen, allow, &seen, out, errs);
     }
     if (bad != 0) {
         memset(out, 0, sizeof(*out));

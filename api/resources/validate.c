@@ -18,6 +18,14 @@
 #define AVATAR_URL_MAX 2048
 #define STR_(x) #x
 #define STR(x) STR_(x) /* a limit quoted in its message */
+/* messages that quote a limit take it from the constant */
+#define DISPLAY_NAME_MSG                                                                           \
+    "must be 1 to " STR(DISPLAY_NAME_MAX) " characters without control characters"
+#define AVATAR_URL_MSG "must be null or an https:// URL of at most " STR(AVATAR_URL_MAX) " bytes"
+#define PREFERENCES_MSG "must be at most " STR(VALIDATE_MAX_PREFERENCES) " bytes as JSON"
+#define REVIEW_MSG                                                                                 \
+    "must be at most " STR(REVIEW_MAX) " characters without control characters other than line "   \
+                                       "breaks and tabs"
 #define SECONDS_MAX 86400
 
 /* ---------------------------------------------------------------- errors */
@@ -464,6 +472,40 @@ static int check_preferences(json_object *prefs, validate_errors_t *errs)
 
 /* ---------------------------------------------------------------- bodies */
 
+#define NSPEC(spec) (sizeof(spec) / sizeof((spec)[0]))
+
+/* Every body's start: empties `errs`, scans and parses the body, and counts unknown members
+ * into *bad. Returns the tree (the caller puts it), or NULL when the body is not a JSON object. */
+static json_object *open_body(const char *body, size_t len, const field_spec_t *spec, size_t nspec,
+                              validate_errors_t *errs, int *bad)
+{
+    json_object *root;
+
+    validate_errors_init(errs);
+    if ((root = validate_parse_object(body, len, errs)) == NULL)
+        return NULL;
+    *bad = check_unknown(root, spec, nspec, errs);
+    return root;
+}
+
+/* An optional string member: 1 and its bytes when it is a string, 0 when absent or null, -1
+ * (with an error) when it is something else. */
+static int get_optional_string(json_object *obj, const char *name, const char **s, size_t *len,
+                               validate_errors_t *errs)
+{
+    json_object *v;
+
+    if (!get_member(obj, name, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_string)) {
+        validate_errors_add(errs, name, "must be null or a string");
+        return -1;
+    }
+    *s = json_object_get_string(v);
+    *len = (size_t)json_object_get_string_len(v);
+    return 1;
+}
+
 void validate_profile_input_dispose(profile_input_t *p)
 {
     if (p == NULL)
@@ -486,11 +528,9 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
     size_t dn_len = 0, url_len = 0, prefs_len = 2;
     int bad;
 
-    validate_errors_init(errs);
     memset(out, 0, sizeof(*out));
-    if ((root = validate_parse_object(body, len, errs)) == NULL)
+    if ((root = open_body(body, len, spec, NSPEC(spec), errs, &bad)) == NULL)
         return -1;
-    bad = check_unknown(root, spec, sizeof(spec) / sizeof(spec[0]), errs);
 
     if (!get_member(root, "displayName", &v)) {
         validate_errors_add(errs, "displayName", "is required");
@@ -504,27 +544,21 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
         dn_len = (size_t)json_object_get_string_len(v);
         n = utf8_count(dn, dn_len, true, false);
         if (n < 1 || n > DISPLAY_NAME_MAX) {
-            validate_errors_add(
-                errs, "displayName",
-                "must be 1 to " STR(DISPLAY_NAME_MAX) " characters without control characters");
+            validate_errors_add(errs, "displayName", DISPLAY_NAME_MSG);
             ++bad;
         }
     }
 
-    if (get_member(root, "avatarUrl", &v) && v != NULL) {
-        if (!json_object_is_type(v, json_type_string)) {
-            validate_errors_add(errs, "avatarUrl", "must be null or a string");
+    switch (get_optional_string(root, "avatarUrl", &url, &url_len, errs)) {
+    case -1:
+        ++bad;
+        break;
+    case 1:
+        if (!avatar_url_ok(url, url_len)) {
+            validate_errors_add(errs, "avatarUrl", AVATAR_URL_MSG);
             ++bad;
-        } else {
-            url = json_object_get_string(v);
-            url_len = (size_t)json_object_get_string_len(v);
-            if (!avatar_url_ok(url, url_len)) {
-                validate_errors_add(
-                    errs, "avatarUrl",
-                    "must be null or an https:// URL of at most " STR(AVATAR_URL_MAX) " bytes");
-                ++bad;
-            }
         }
+        break;
     }
 
     if (get_member(root, "preferences", &v)) {
@@ -538,9 +572,7 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
             if (prefs_text == NULL) {
                 PROFILE_FATAL("json_object_to_json_string_length failed");
             } else if (prefs_len > VALIDATE_MAX_PREFERENCES) {
-                validate_errors_add(
-                    errs, "preferences",
-                    "must be at most " STR(VALIDATE_MAX_PREFERENCES) " bytes as JSON");
+                validate_errors_add(errs, "preferences", PREFERENCES_MSG);
                 ++bad;
             }
         }
@@ -562,11 +594,9 @@ int validate_watchlist_body(const char *body, size_t len, watchlist_input_t *out
     json_object *root;
     int bad;
 
-    validate_errors_init(errs);
     memset(out, 0, sizeof(*out));
-    if ((root = validate_parse_object(body, len, errs)) == NULL)
+    if ((root = open_body(body, len, spec, 1, errs, &bad)) == NULL)
         return -1;
-    bad = check_unknown(root, spec, 1, errs);
     if (get_video_id(root, out->video_id, errs) != 0)
         ++bad;
     json_object_put(root);
@@ -588,11 +618,9 @@ int validate_history_body(const char *body, size_t len, history_input_t *out,
     int64_t pos = -1, dur = -1;
     int bad, got_pos, got_dur;
 
-    validate_errors_init(errs);
     memset(out, 0, sizeof(*out));
-    if ((root = validate_parse_object(body, len, errs)) == NULL)
+    if ((root = open_body(body, len, spec, NSPEC(spec), errs, &bad)) == NULL)
         return -1;
-    bad = check_unknown(root, spec, sizeof(spec) / sizeof(spec[0]), errs);
     if (get_video_id(root, out->video_id, errs) != 0)
         ++bad;
     got_pos = get_int(root, "positionSeconds", true, false, 0, SECONDS_MAX, &pos, errs);
@@ -644,39 +672,32 @@ void validate_rating_input_dispose(rating_input_t *r)
 int validate_rating_body(const char *body, size_t len, rating_input_t *out, validate_errors_t *errs)
 {
     static const field_spec_t spec[] = {{"videoId", false}, {"rating", false}, {"review", false}};
-    json_object *root, *v;
+    json_object *root;
     int64_t rating = 0;
     const char *review = NULL;
     size_t review_len = 0;
     int bad;
 
-    validate_errors_init(errs);
     memset(out, 0, sizeof(*out));
-    if ((root = validate_parse_object(body, len, errs)) == NULL)
+    if ((root = open_body(body, len, spec, NSPEC(spec), errs, &bad)) == NULL)
         return -1;
-    bad = check_unknown(root, spec, sizeof(spec) / sizeof(spec[0]), errs);
     if (get_video_id(root, out->video_id, errs) != 0)
         ++bad;
     if (get_int(root, "rating", true, false, 1, 5, &rating, errs) < 0)
         ++bad;
-    if (get_member(root, "review", &v) && v != NULL) {
-        if (!json_object_is_type(v, json_type_string)) {
-            validate_errors_add(errs, "review", "must be null or a string");
+    switch (get_optional_string(root, "review", &review, &review_len, errs)) {
+    case -1:
+        ++bad;
+        break;
+    case 1: {
+        /* Line breaks and tabs are fine in a review; other control characters are not. */
+        long n = utf8_count(review, review_len, true, true);
+        if (n < 0 || n > REVIEW_MAX) {
+            validate_errors_add(errs, "review", REVIEW_MSG);
             ++bad;
-        } else {
-            long n;
-            review = json_object_get_string(v);
-            review_len = (size_t)json_object_get_string_len(v);
-            /* Line breaks and tabs are fine in a review; other control characters are not. */
-            n = utf8_count(review, review_len, true, true);
-            if (n < 0 || n > REVIEW_MAX) {
-                validate_errors_add(errs, "review",
-                                    "must be at most " STR(
-                                        REVIEW_MAX) " characters without control "
-                                                    "characters other than line breaks and tabs");
-                ++bad;
-            }
         }
+        break;
+    }
     }
     if (bad == 0) {
         out->rating = (int)rating;

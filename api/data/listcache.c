@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "api/data/localcache.h"
+#include "common/clock.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/log.h"
@@ -84,19 +85,12 @@ static size_t g_replay_len;
 static atomic_uint g_queued;
 static atomic_int_fast64_t g_bypass_until_ms; /* after an overflow of the queue */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool bypassing(void)
 {
     if (atomic_load_explicit(&g_queued, memory_order_relaxed) != 0)
         return true;
     int_fast64_t until = atomic_load_explicit(&g_bypass_until_ms, memory_order_relaxed);
-    return until != 0 && mono_ms() < until;
+    return until != 0 && clock_mono_ms() < until;
 }
 
 /* Remembers that `user_id` must still be invalidated up to `seq`. */
@@ -120,7 +114,7 @@ static void replay_push(const char *user_id, int64_t seq)
                      "cache until it is replayed");
     } else {
         /* Too many to remember: every entry filled before now is gone after one TTL. */
-        int64_t until = mono_ms() + (int64_t)g_ttl * 1000;
+        int64_t until = clock_mono_ms() + (int64_t)g_ttl * 1000;
         if (atomic_exchange(&g_bypass_until_ms, until) == 0)
             log_warn("cache invalidation replay queue full; bypassing the cache for %d s", g_ttl);
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/alloc.h"
 
 #define SHARDS 16
@@ -48,13 +49,6 @@ static uint64_t hash_key(const char *key, size_t klen)
         h *= 0x100000001b3ULL;
     }
     return h ^ (h >> 29);
-}
-
-static int64_t now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec;
 }
 
 static size_t entry_bytes(const entry_t *e)
@@ -118,7 +112,7 @@ static void drop(shard_t *s, entry_t **slot)
 static entry_t *lookup(shard_t *s, uint64_t hash, const char *key, size_t klen)
 {
     entry_t **slot = find(s, hash, key, klen);
-    if (*slot != NULL && (*slot)->expires_s <= now_s()) {
+    if (*slot != NULL && (*slot)->expires_s <= clock_mono_coarse_s()) {
         drop(s, slot);
         return NULL;
     }
@@ -235,7 +229,7 @@ void localcache_put(const char *key, size_t klen, int64_t version, const char *v
     e->linked = true;
     e->hash = hash;
     e->version = version;
-    e->expires_s = now_s() + g_ttl;
+    e->expires_s = clock_mono_coarse_s() + g_ttl;
     e->klen = klen;
     e->vlen = vlen;
     memcpy(e->data, key, klen);

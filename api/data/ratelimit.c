@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/alloc.h"
 #include "common/cache.h"
 #include "common/log.h"
@@ -108,13 +109,6 @@ static uint64_t hash_name(const char *s, bool auth)
     return h != 0 ? h : 1;
 }
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 /* Decides without Redis: fail open, or the per-process stand-in when it is on. */
 static void decide_locally(ratelimit_t *rl, const char *name, bool auth, int limit,
                            ratelimit_result_t *out)
@@ -129,7 +123,7 @@ static void decide_locally(ratelimit_t *rl, const char *name, bool auth, int lim
         *out = (ratelimit_result_t){.allowed = true, .limit = limit, .remaining = limit};
     } else {
         uint64_t key = hash_name(name, auth);
-        double now = now_us();
+        double now = (double)clock_mono_us();
         size_t base = (size_t)(key % LOCAL_SLOTS), pick = base;
         pthread_mutex_lock(&g_local_lock);
         for (size_t i = 0; i < LOCAL_PROBE; i++) {

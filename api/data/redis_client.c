@@ -12,6 +12,7 @@
 #include <hiredis/async.h>
 #include <openssl/sha.h>
 
+#include "common/clock.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
@@ -44,7 +45,7 @@ struct st_redis_client_t {
     bool counted_down; /* this client counts in the process-wide outage */
     bool destroying;
     unsigned pending; /* commands waiting for their reply */
-    uint64_t down_since_ms;
+    int64_t down_since_ms;
     char last_error[128];
     unsigned backoff_level;
     unsigned nlevels;
@@ -94,11 +95,6 @@ static void start_connect(redis_client_t *c);
 
 /* ---------- helpers ---------- */
 
-static uint64_t now_ms(redis_client_t *c)
-{
-    return h2o_now(c->loop);
-}
-
 static void set_error(redis_client_t *c, const char *why, const redisAsyncContext *ac)
 {
     if (ac != NULL && ac->errstr != NULL && ac->errstr[0] != '\0')
@@ -114,7 +110,7 @@ static void mark_down(redis_client_t *c)
     if (c->counted_down)
         return;
     c->counted_down = true;
-    c->down_since_ms = now_ms(c);
+    c->down_since_ms = clock_mono_ms();
     if (atomic_fetch_add(&g_clients_down, 1) == 0) {
         atomic_fetch_add(&g_outages, 1);
         log_warn("redis unreachable at %s (%s); caching off, rate limiter failing open until it "
@@ -135,8 +131,8 @@ static void mark_up(redis_client_t *c)
         return;
     c->counted_down = false;
     if (atomic_fetch_sub(&g_clients_down, 1) == 1)
-        log_info("redis reachable again at %s after %llu ms", c->masked_url,
-                 (unsigned long long)(now_ms(c) - c->down_since_ms));
+        log_info("redis reachable again at %s after %lld ms", c->masked_url,
+                 (long long)(clock_mono_ms() - c->down_since_ms));
 }
 
 static void schedule_reconnect(redis_client_t *c)

@@ -104,13 +104,6 @@ bool cors_origin_allowed(const cors_config_t *c, const char *origin, size_t len)
     return false;
 }
 
-bool cors_is_preflight(const char *method, size_t method_len, bool has_origin,
-                       bool has_request_method)
-{
-    return has_origin && has_request_method && method != NULL && method_len == 7 &&
-           memcmp(method, "OPTIONS", 7) == 0;
-}
-
 bool cors_decide(const cors_config_t *c, const char *origin, size_t origin_len, bool preflight,
                  const char *methods, cors_headers_t *out)
 {

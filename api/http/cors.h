@@ -31,12 +31,6 @@ size_t cors_config_count(const cors_config_t *c);
 /** Byte-for-byte membership test; `null`, empty and NULL origins are never allowed. */
 bool cors_origin_allowed(const cors_config_t *c, const char *origin, size_t len);
 
-/**
- * Is this a CORS preflight? OPTIONS with an Origin and an Access-Control-Request-Method header.
- */
-bool cors_is_preflight(const char *method, size_t method_len, bool has_origin,
-                       bool has_request_method);
-
 /** What to add to a response. Every pointer is NULL when that header must not be sent. */
 typedef struct st_cors_headers_t {
     bool allowed;             /* false: add no CORS header at all */

@@ -104,12 +104,6 @@ static void test_decide(void **state)
     assert_false(cors_decide(c, NULL, 0, false, NULL, &h));
     assert_false(cors_decide(c, "https://other.com", 17, false, NULL, &h));
     assert_null(h.expose_headers);
-
-    assert_true(cors_is_preflight("OPTIONS", 7, true, true));
-    assert_false(cors_is_preflight("OPTIONS", 7, true, false));
-    assert_false(cors_is_preflight("OPTIONS", 7, false, true));
-    assert_false(cors_is_preflight("GET", 3, true, true));
-    assert_false(cors_is_preflight("options", 7, true, true));
     cors_config_destroy(c);
 }
 

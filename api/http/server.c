@@ -202,7 +202,7 @@ static void peer_address(api_req_t *ar, char *out)
 }
 
 /**
- * Counts the failure against the client address (DESIGN.md "Rate limit",
+ * Counts the failure against the client address (docs/architecture.md "Rate limiter design",
  * AUTH_FAILURE_LIMIT_PER_MINUTE) and answers 401, or 429 with Retry-After once over the limit.
  */
 static void auth_failed(api_req_t *ar)

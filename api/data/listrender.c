@@ -6,6 +6,7 @@
 #include <string.h>
 #include "api/data/listrender.h"
 #include "api/data/cursor.h"
+#include "api/data/sql.h"
 
 /* Type OIDs of pg_type (fixed since PostgreSQL's bootstrap catalogue). */
 #define OID_INT8 20
@@ -27,14 +28,27 @@ typedef struct st_col_t {
     bool nullable;
 } col_t;
 
-static const col_t watch_cols[] = {
-    {OID_INT8, 8, false}, {OID_TEXT, -1, false}, {OID_TIMESTAMPTZ, 8, false}};
-static const col_t history_cols[] = {{OID_INT8, 8, false},  {OID_UUID, 16, false},
-                                     {OID_TEXT, -1, false}, {OID_INT4, 4, false},
-                                     {OID_INT4, 4, true},   {OID_TIMESTAMPTZ, 8, false}};
-static const col_t rating_cols[] = {{OID_INT8, 8, false},        {OID_TEXT, -1, false},
-                                    {OID_INT2, 2, false},        {OID_TEXT, -1, true},
-                                    {OID_TIMESTAMPTZ, 8, false}, {OID_TIMESTAMPTZ, 8, false}};
+static const col_t watch_cols[SQL_WATCH__COLS] = {
+    [SQL_PAGE_COL_VERSION] = {OID_INT8, 8, false},
+    [SQL_WATCH_COL_VIDEO] = {OID_TEXT, -1, false},
+    [SQL_WATCH_COL_ADDED_AT] = {OID_TIMESTAMPTZ, 8, false},
+};
+static const col_t history_cols[SQL_HISTORY__COLS] = {
+    [SQL_PAGE_COL_VERSION] = {OID_INT8, 8, false},
+    [SQL_HISTORY_COL_ENTRY_ID] = {OID_UUID, 16, false},
+    [SQL_HISTORY_COL_VIDEO] = {OID_TEXT, -1, false},
+    [SQL_HISTORY_COL_POSITION] = {OID_INT4, 4, false},
+    [SQL_HISTORY_COL_DURATION] = {OID_INT4, 4, true},
+    [SQL_HISTORY_COL_WATCHED_AT] = {OID_TIMESTAMPTZ, 8, false},
+};
+static const col_t rating_cols[SQL_RATING__COLS] = {
+    [SQL_PAGE_COL_VERSION] = {OID_INT8, 8, false},
+    [SQL_RATING_COL_VIDEO] = {OID_TEXT, -1, false},
+    [SQL_RATING_COL_RATING] = {OID_INT2, 2, false},
+    [SQL_RATING_COL_REVIEW] = {OID_TEXT, -1, true},
+    [SQL_RATING_COL_CREATED_AT] = {OID_TIMESTAMPTZ, 8, false},
+    [SQL_RATING_COL_UPDATED_AT] = {OID_TIMESTAMPTZ, 8, false},
+};
 
 static const struct {
     const col_t *cols;
@@ -42,9 +56,12 @@ static const struct {
     int ts_col; /* sort timestamp: the cursor's ts */
     int id_col; /* tie-breaker: the cursor's id; NULL here marks the empty page */
 } layouts[] = {
-    [LISTRENDER_WATCHLIST] = {watch_cols, 3, 2, 1},
-    [LISTRENDER_HISTORY] = {history_cols, 6, 5, 1},
-    [LISTRENDER_RATINGS] = {rating_cols, 6, 5, 1},
+    [LISTRENDER_WATCHLIST] = {watch_cols, SQL_WATCH__COLS, SQL_WATCH_COL_ADDED_AT,
+                              SQL_WATCH_COL_VIDEO},
+    [LISTRENDER_HISTORY] = {history_cols, SQL_HISTORY__COLS, SQL_HISTORY_COL_WATCHED_AT,
+                            SQL_HISTORY_COL_ENTRY_ID},
+    [LISTRENDER_RATINGS] = {rating_cols, SQL_RATING__COLS, SQL_RATING_COL_UPDATED_AT,
+                            SQL_RATING_COL_VIDEO},
 };
 
 static uint64_t be_u64(const unsigned char *p)
@@ -180,59 +197,84 @@ static void append_text(strbuf_t *out, const PGresult *res, int row, int col)
     strbuf_append_json_string(out, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
 }
 
-static int append_ts(strbuf_t *out, const PGresult *res, int row, int col)
+/* One member of an item's JSON object: its text up to the value, the column, how to write it. */
+typedef enum { VAL_TEXT, VAL_UUID, VAL_INT2, VAL_INT4, VAL_TS } val_kind_t;
+typedef struct st_member_t {
+    const char *prefix; /* `{"name":` for the first member, `,"name":` for the others */
+    int col;
+    val_kind_t kind;
+} member_t;
+
+/* The members in the order V002's api_json_* functions wrote them. */
+static const member_t watch_members[] = {
+    {"{\"videoId\":", SQL_WATCH_COL_VIDEO, VAL_TEXT},
+    {",\"addedAt\":", SQL_WATCH_COL_ADDED_AT, VAL_TS},
+};
+static const member_t history_members[] = {
+    {"{\"entryId\":", SQL_HISTORY_COL_ENTRY_ID, VAL_UUID},
+    {",\"videoId\":", SQL_HISTORY_COL_VIDEO, VAL_TEXT},
+    {",\"positionSeconds\":", SQL_HISTORY_COL_POSITION, VAL_INT4},
+    {",\"durationSeconds\":", SQL_HISTORY_COL_DURATION, VAL_INT4},
+    {",\"watchedAt\":", SQL_HISTORY_COL_WATCHED_AT, VAL_TS},
+};
+static const member_t rating_members[] = {
+    {"{\"videoId\":", SQL_RATING_COL_VIDEO, VAL_TEXT},
+    {",\"rating\":", SQL_RATING_COL_RATING, VAL_INT2},
+    {",\"review\":", SQL_RATING_COL_REVIEW, VAL_TEXT},
+    {",\"createdAt\":", SQL_RATING_COL_CREATED_AT, VAL_TS},
+    {",\"updatedAt\":", SQL_RATING_COL_UPDATED_AT, VAL_TS},
+};
+
+static const struct {
+    const member_t *members;
+    size_t n;
+} items[] = {
+    [LISTRENDER_WATCHLIST] = {watch_members, sizeof(watch_members) / sizeof(watch_members[0])},
+    [LISTRENDER_HISTORY] = {history_members, sizeof(history_members) / sizeof(history_members[0])},
+    [LISTRENDER_RATINGS] = {rating_members, sizeof(rating_members) / sizeof(rating_members[0])},
+};
+
+/* A value; NULL (only where the layout allows it) is JSON null. -1 for a timestamp out of range. */
+static int append_value(strbuf_t *out, const PGresult *res, int row, const member_t *m)
 {
-    return listrender_timestamp(out, get_i64(res, row, col));
+    if (PQgetisnull(res, row, m->col)) {
+        strbuf_append_str(out, "null");
+        return 0;
+    }
+    switch (m->kind) {
+    case VAL_TEXT:
+        append_text(out, res, row, m->col);
+        return 0;
+    case VAL_UUID:
+        strbuf_append(out, "\"", 1);
+        listrender_uuid(out, (const unsigned char *)PQgetvalue(res, row, m->col));
+        strbuf_append(out, "\"", 1);
+        return 0;
+    case VAL_INT2:
+        strbuf_append_i64(out, get_i16(res, row, m->col));
+        return 0;
+    case VAL_INT4:
+        strbuf_append_i64(out, get_i32(res, row, m->col));
+        return 0;
+    case VAL_TS:
+        strbuf_append(out, "\"", 1);
+        if (listrender_timestamp(out, get_i64(res, row, m->col)) != 0)
+            return -1;
+        strbuf_append(out, "\"", 1);
+        return 0;
+    }
+    return -1;
 }
 
 static int render_item(strbuf_t *out, const PGresult *res, listrender_kind_t kind, int row)
 {
-    switch (kind) {
-    case LISTRENDER_WATCHLIST:
-        strbuf_append_str(out, "{\"videoId\":");
-        append_text(out, res, row, 1);
-        strbuf_append_str(out, ",\"addedAt\":\"");
-        if (append_ts(out, res, row, 2) != 0)
+    for (size_t i = 0; i < items[kind].n; i++) {
+        strbuf_append_str(out, items[kind].members[i].prefix);
+        if (append_value(out, res, row, &items[kind].members[i]) != 0)
             return -1;
-        strbuf_append(out, "\"}", 2);
-        return 0;
-    case LISTRENDER_HISTORY:
-        strbuf_append_str(out, "{\"entryId\":\"");
-        listrender_uuid(out, (const unsigned char *)PQgetvalue(res, row, 1));
-        strbuf_append_str(out, "\",\"videoId\":");
-        append_text(out, res, row, 2);
-        strbuf_append_str(out, ",\"positionSeconds\":");
-        strbuf_append_i64(out, get_i32(res, row, 3));
-        strbuf_append_str(out, ",\"durationSeconds\":");
-        if (PQgetisnull(res, row, 4))
-            strbuf_append_str(out, "null");
-        else
-            strbuf_append_i64(out, get_i32(res, row, 4));
-        strbuf_append_str(out, ",\"watchedAt\":\"");
-        if (append_ts(out, res, row, 5) != 0)
-            return -1;
-        strbuf_append(out, "\"}", 2);
-        return 0;
-    case LISTRENDER_RATINGS:
-        strbuf_append_str(out, "{\"videoId\":");
-        append_text(out, res, row, 1);
-        strbuf_append_str(out, ",\"rating\":");
-        strbuf_append_i64(out, get_i16(res, row, 2));
-        strbuf_append_str(out, ",\"review\":");
-        if (PQgetisnull(res, row, 3))
-            strbuf_append_str(out, "null");
-        else
-            append_text(out, res, row, 3);
-        strbuf_append_str(out, ",\"createdAt\":\"");
-        if (append_ts(out, res, row, 4) != 0)
-            return -1;
-        strbuf_append_str(out, "\",\"updatedAt\":\"");
-        if (append_ts(out, res, row, 5) != 0)
-            return -1;
-        strbuf_append(out, "\"}", 2);
-        return 0;
     }
-    return -1;
+    strbuf_append(out, "}", 1);
+    return 0;
 }
 
 /* nextCursor of item `row`; null when its id cannot be a cursor id (as V002's callers did). */
@@ -297,7 +339,7 @@ int listrender_page(const PGresult *res, listrender_kind_t kind, int limit, char
             if (!row_ok(res, cols, ncols, r))
                 return -1;
     }
-    *version = get_i64(res, 0, 0);
+    *version = get_i64(res, 0, SQL_PAGE_COL_VERSION);
 
     strbuf_reserve(out, 40 + (size_t)nitems * (kind == LISTRENDER_WATCHLIST ? 64 : 160));
     strbuf_append_str(out, "{\"items\":[");

@@ -78,4 +78,27 @@ enum {
     SQL_PAGE__COUNT
 };
 
+/**
+ * The rows of the api_page_* statements (binary format, api/data/listrender.c): the user's
+ * version first, then the item's columns. An empty page is one row with the item columns NULL.
+ */
+enum { SQL_PAGE_COL_VERSION = 0 };
+enum { SQL_WATCH_COL_VIDEO = 1, SQL_WATCH_COL_ADDED_AT, SQL_WATCH__COLS };
+enum {
+    SQL_HISTORY_COL_ENTRY_ID = 1,
+    SQL_HISTORY_COL_VIDEO,
+    SQL_HISTORY_COL_POSITION,
+    SQL_HISTORY_COL_DURATION,
+    SQL_HISTORY_COL_WATCHED_AT,
+    SQL_HISTORY__COLS
+};
+enum {
+    SQL_RATING_COL_VIDEO = 1,
+    SQL_RATING_COL_RATING,
+    SQL_RATING_COL_REVIEW,
+    SQL_RATING_COL_CREATED_AT,
+    SQL_RATING_COL_UPDATED_AT,
+    SQL_RATING__COLS
+};
+
 #endif

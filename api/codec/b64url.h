@@ -2,8 +2,8 @@
  * base64url without padding (RFC 4648 section 5), as JWT segments and our cursors use it.
  * Strict decoding: only the URL-safe alphabet, no padding, no whitespace, canonical trailing bits.
  */
-#ifndef PROFILE_API_B64URL_H
-#define PROFILE_API_B64URL_H
+#ifndef PROFILE_API_CODEC_B64URL_H
+#define PROFILE_API_CODEC_B64URL_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,8 +2,8 @@
  * Percent-encoding helpers shared by the path router (api/http/routes.c) and the query parser
  * (api/resources/validate.c).
  */
-#ifndef PROFILE_API_PCT_H
-#define PROFILE_API_PCT_H
+#ifndef PROFILE_API_CODEC_PCT_H
+#define PROFILE_API_CODEC_PCT_H
 
 /** The value of one hexadecimal digit of a %XX escape (either case), or -1. */
 static inline int pct_hexval(char c)

@@ -2,8 +2,8 @@
  * UTF-8 decoding of one code point (RFC 3629: no overlongs, no surrogates, max U+10FFFF), shared
  * by validation and problem rendering. Internal to api/.
  */
-#ifndef PROFILE_API_UTF8_H
-#define PROFILE_API_UTF8_H
+#ifndef PROFILE_API_CODEC_UTF8_H
+#define PROFILE_API_CODEC_UTF8_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,8 +3,8 @@
  * in microseconds since the epoch and a tie-breaking id) and the list it belongs to, with a
  * checksum so a tampered or truncated cursor is rejected (400) rather than misread.
  */
-#ifndef PROFILE_API_CURSOR_H
-#define PROFILE_API_CURSOR_H
+#ifndef PROFILE_API_DATA_CURSOR_H
+#define PROFILE_API_DATA_CURSOR_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -20,8 +20,8 @@
  * fills into no-ops. An invalidation that could not be delivered is kept (process-wide) and
  * replayed when Redis is back; until then this process neither reads nor fills the cache.
  */
-#ifndef PROFILE_API_LISTCACHE_H
-#define PROFILE_API_LISTCACHE_H
+#ifndef PROFILE_API_DATA_LISTCACHE_H
+#define PROFILE_API_DATA_LISTCACHE_H
 
 #include <stdbool.h>
 #include <stddef.h>

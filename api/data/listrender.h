@@ -3,8 +3,8 @@
  * response body {"items":[...],"nextCursor":...}, byte for byte what V002's api_json_watch,
  * api_json_history and api_json_rating produced. Pure functions: no h2o, no I/O.
  */
-#ifndef PROFILE_API_LISTRENDER_H
-#define PROFILE_API_LISTRENDER_H
+#ifndef PROFILE_API_DATA_LISTRENDER_H
+#define PROFILE_API_DATA_LISTRENDER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,8 +12,8 @@
  * used order; a shard evicts when it holds more than its part of the byte budget. An entry
  * also expires after the TTL of the Redis keys (CACHE_TTL_SECONDS). Any thread.
  */
-#ifndef PROFILE_API_LOCALCACHE_H
-#define PROFILE_API_LOCALCACHE_H
+#ifndef PROFILE_API_DATA_LOCALCACHE_H
+#define PROFILE_API_DATA_LOCALCACHE_H
 
 #include <stdbool.h>
 #include <stddef.h>

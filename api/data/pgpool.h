@@ -3,8 +3,8 @@
  * pipeline mode, statements prepared once per connection, a bounded wait queue, reconnect
  * with backoff. One pool per event-loop thread; never shared between threads.
  */
-#ifndef PROFILE_API_PGPOOL_H
-#define PROFILE_API_PGPOOL_H
+#ifndef PROFILE_API_DATA_PGPOOL_H
+#define PROFILE_API_DATA_PGPOOL_H
 
 #include <stddef.h>
 #include <libpq-fe.h>

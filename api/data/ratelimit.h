@@ -17,8 +17,8 @@
  * callback runs exactly once on the loop thread, never inside the call). The request may be
  * gone by then: pass a refcounted or detachable `ud` (see api/data/redis_client.h).
  */
-#ifndef PROFILE_API_RATELIMIT_H
-#define PROFILE_API_RATELIMIT_H
+#ifndef PROFILE_API_DATA_RATELIMIT_H
+#define PROFILE_API_DATA_RATELIMIT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -21,8 +21,8 @@
  * callback gets NULL on the next loop iteration, without waiting for any timeout. Commands issued
  * while the very first connection is still being made are queued behind its handshake.
  */
-#ifndef PROFILE_API_REDIS_CLIENT_H
-#define PROFILE_API_REDIS_CLIENT_H
+#ifndef PROFILE_API_DATA_REDIS_CLIENT_H
+#define PROFILE_API_DATA_REDIS_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,8 +2,8 @@
  * JWT verification (docs/security.md): algorithm pinned by configuration, every
  * claim checked here because libjwt 1.10.2 checks none. Knows nothing of h2o.
  */
-#ifndef PROFILE_API_AUTH_H
-#define PROFILE_API_AUTH_H
+#ifndef PROFILE_API_HTTP_AUTH_H
+#define PROFILE_API_HTTP_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,8 +2,8 @@
  * CORS (docs/security.md): an exact-origin allow-list from CORS_ALLOWED_ORIGINS and the headers
  * a response to a listed origin carries. Pure: the server turns the decision into headers.
  */
-#ifndef PROFILE_API_CORS_H
-#define PROFILE_API_CORS_H
+#ifndef PROFILE_API_HTTP_CORS_H
+#define PROFILE_API_HTTP_CORS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,8 +2,8 @@
  * RFC 9457 problem+json bodies. Every error the API sends is built here, so no path can leak
  * SQL text, stack traces or raw input unescaped.
  */
-#ifndef PROFILE_API_PROBLEM_H
-#define PROFILE_API_PROBLEM_H
+#ifndef PROFILE_API_HTTP_PROBLEM_H
+#define PROFILE_API_HTTP_PROBLEM_H
 
 #include <stddef.h>
 #include "common/buf.h"

@@ -2,8 +2,8 @@
  * Idempotency fingerprint (docs/sql-api.md): SHA-256 over method, NUL, path, NUL, body,
  * so the same key with another method, path or body is told apart.
  */
-#ifndef PROFILE_API_REQHASH_H
-#define PROFILE_API_REQHASH_H
+#ifndef PROFILE_API_HTTP_REQHASH_H
+#define PROFILE_API_HTTP_REQHASH_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -2,8 +2,8 @@
  * Route table of the HTTP API (docs/openapi.yaml): matches a method and a raw path to a
  * route, percent-decodes the path's ids and computes the Allow header for 405. Pure, no h2o.
  */
-#ifndef PROFILE_API_ROUTES_H
-#define PROFILE_API_ROUTES_H
+#ifndef PROFILE_API_HTTP_ROUTES_H
+#define PROFILE_API_HTTP_ROUTES_H
 
 #include <stdbool.h>
 #include <stddef.h>

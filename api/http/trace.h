@@ -2,8 +2,8 @@
  * W3C Trace Context `traceparent` (https://www.w3.org/TR/trace-context/): parsing, new ids and
  * formatting. Pure functions; ids come from getrandom(2).
  */
-#ifndef PROFILE_API_TRACE_H
-#define PROFILE_API_TRACE_H
+#ifndef PROFILE_API_HTTP_TRACE_H
+#define PROFILE_API_HTTP_TRACE_H
 
 #include <stdbool.h>
 #include <stddef.h>

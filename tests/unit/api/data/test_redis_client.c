@@ -82,7 +82,11 @@ static redis_client_t *make_client(const char *url, unsigned command_timeout_ms)
                                  .command_timeout_ms = command_timeout_ms,
                                  .backoff_min_ms = 20,
                                  .backoff_max_ms = 200};
-    redis_client_t *c = redis_client_create(loop, &cfg, err, sizeof(err));
+    redis_client_t *c;
+    /* h2o timers count from the loop's cached time: refresh it, or starting redis-server in
+     * setup (slow on a loaded machine) already uses up the connect timeout */
+    h2o_evloop_run(loop, 0);
+    c = redis_client_create(loop, &cfg, err, sizeof(err));
     if (c == NULL)
         fail_msg("create: %s", err);
     return c;

@@ -4,10 +4,10 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "api/server.h"
-#include "api/listcache.h"
-#include "api/ratelimit.h"
-#include "api/redis_client.h"
+#include "api/http/server.h"
+#include "api/data/listcache.h"
+#include "api/data/ratelimit.h"
+#include "api/data/redis_client.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/otel.h"

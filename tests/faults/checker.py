@@ -200,7 +200,7 @@ def _sql_page(cur, user, kind, limit, view):
 
 
 def _collect_redis(redis_url, cur):
-    """Every page cached in Redis (api/listcache.h: hash pc:{<uid>}:wl|hist, field
+    """Every page cached in Redis (api/data/listcache.h: hash pc:{<uid>}:wl|hist, field
     "l=<limit>|v=<view>|c=<cursor>", value = the response body) against PostgreSQL: a first
     page must equal the page built from plain SQL (_sql_page); any page must hold only items that exist in
     PostgreSQL with the same fields; a user with cached lists must have its version key at the

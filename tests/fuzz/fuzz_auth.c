@@ -8,8 +8,8 @@
 #include <string.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include "api/auth.h"
-#include "api/b64url.h"
+#include "api/http/auth.h"
+#include "api/codec/b64url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/cursor.h"
-#include "api/validate.h"
+#include "api/data/cursor.h"
+#include "api/resources/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "api/trace.h"
+#include "api/http/trace.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

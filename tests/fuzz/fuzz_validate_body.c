@@ -8,8 +8,9 @@
 #include <string.h>
 #include <strings.h>
 #include <json.h>
-#include "api/problem.h"
-#include "api/validate.h"
+#include "api/http/problem.h"
+#include "api/resources/validate.h"
+#include "api/resources/jsonscan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

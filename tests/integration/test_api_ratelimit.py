@@ -147,7 +147,7 @@ def test_fifty_concurrent_requests_at_the_last_token_let_exactly_one_through(api
 
 def test_concurrent_burst_gets_the_budget_once_with_distinct_remaining_counts(api):
     """Requests of one caller arriving together are decided together (one script call per
-    event-loop iteration, api/ratelimit.c): still exactly LIMIT pass, each with its own
+    event-loop iteration, api/data/ratelimit.c): still exactly LIMIT pass, each with its own
     RateLimit remaining value, and the cache read sent ahead of the decision never answers
     a denied request."""
     user = new_user("rl")

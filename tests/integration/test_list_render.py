@@ -1,4 +1,4 @@
-"""List pages rendered in C (api/listrender.c, V003's api_page_* rows in binary) are byte for
+"""List pages rendered in C (api/data/listrender.c, V003's api_page_* rows in binary) are byte for
 byte what PostgreSQL renders (V002's api_json_* functions, which the writes still use): the body
 a POST returns is the item a following GET lists, and rows written straight into the tables
 with edge values (control characters, times before 1970 and 2000, sub-millisecond digits) list

@@ -454,7 +454,8 @@ def check_compose(c, repo, config_vars):
 def check_metric_names(c, repo):
     """Every metric the alert rules and docs/operations.md name is exported by the code."""
     code = ""
-    for path in sorted(glob.glob(os.path.join(repo, "api", "*.c")) + glob.glob(os.path.join(repo, "relay", "*.c"))
+    for path in sorted(glob.glob(os.path.join(repo, "api", "**", "*.c"), recursive=True)
+                       + glob.glob(os.path.join(repo, "relay", "**", "*.c"), recursive=True)
                        + glob.glob(os.path.join(repo, "common", "*.c"))):
         with open(path, encoding="utf-8", errors="replace") as f:
             code += f.read()

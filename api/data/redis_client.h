@@ -1,0 +1,143 @@
+/*
+ * Asynchronous Redis client driven by an h2o 2.2 evloop: hiredis 0.14 does the protocol, this
+ * module supplies the event adapter, timeouts, reconnection with backoff and EVALSHA.
+ *
+ * Threads: a client belongs to the event loop it was created on. Every function below must be
+ * called on that loop's thread, and every callback runs there. Create one client per loop
+ * thread; never share one between threads.
+ *
+ * Callbacks: every accepted command gets exactly one callback, always from the event loop and
+ * never from inside the call that issued it (so callers need no re-entrancy guard). The reply
+ * is NULL when Redis was unreachable, timed out or the connection broke; otherwise it is the
+ * hiredis reply (REDIS_REPLY_ERROR included), valid only during the callback. The callback may
+ * run after the HTTP request that issued it has gone (the client closed the connection):
+ * `ud` must be something the caller can still touch then, e.g. a refcounted context
+ * (h2o_mem_alloc_shared + addref/release) or a small heap object that the request detaches
+ * itself from when it is disposed.
+ *
+ * Pipelining: commands issued in one loop iteration leave in one write at the end of the
+ * iteration (no wait for a writability event); replies come back in order. While Redis is known to
+ * be down (after any error, until a reconnect has completed its handshake) commands fail fast: the
+ * callback gets NULL on the next loop iteration, without waiting for any timeout. Commands issued
+ * while the very first connection is still being made are queued behind its handshake.
+ */
+#ifndef PROFILE_API_DATA_REDIS_CLIENT_H
+#define PROFILE_API_DATA_REDIS_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+#include <h2o.h>
+#include "common/alloc.h"
+
+typedef struct st_redis_client_t redis_client_t;
+
+/** Called once per command on the loop thread; `reply` is NULL on any failure. */
+typedef void (*redis_client_cb_t)(const redisReply *reply, void *ud);
+
+typedef struct st_redis_client_config_t {
+    /*
+     * "redis://[[user]:password@]host[:port][/db]" (port 6379, db 0 by default) or
+     * "unix:///path/to/redis.sock[?db=N]". Copied by redis_client_create().
+     */
+    const char *url;
+    unsigned connect_timeout_ms; /* TCP connect + AUTH/SELECT/PING handshake; 0 = 1000 */
+    unsigned command_timeout_ms; /* per command, from issue to reply; 0 = 500 */
+    unsigned backoff_min_ms;     /* first reconnect delay; 0 = 50 */
+    unsigned backoff_max_ms;     /* delay doubles up to this; 0 = 5000 */
+    unsigned max_pending;        /* commands in flight before new ones fail fast; 0 = 10000 */
+} redis_client_config_t;
+
+/** Counters of one client; written by its loop thread only (read them from that thread). */
+typedef struct st_redis_client_stats_t {
+    uint64_t commands;    /* commands accepted and sent */
+    uint64_t failed;      /* callbacks that got a NULL reply (incl. fail fast) */
+    uint64_t fail_fast;   /* of which: refused while down or over max_pending */
+    uint64_t timeouts;    /* command timeouts (each one drops the connection) */
+    uint64_t connects;    /* successful handshakes */
+    uint64_t disconnects; /* connections lost or dropped, failed connects included */
+    uint64_t noscript;    /* EVALSHA answered NOSCRIPT and were resent as EVAL */
+} redis_client_stats_t;
+
+/** A Lua script and its SHA1, for redis_client_eval(). */
+typedef struct st_redis_script_t {
+    const char *source;
+    char sha1[41];
+} redis_script_t;
+
+/**
+ * Checks a REDIS_URL (same syntax as the config) without connecting. Returns 0, or -1 with a
+ * reason in `errbuf` (which never contains the password).
+ */
+PROFILE_MUSTCHECK int redis_client_check_url(const char *url, char *errbuf, size_t errlen);
+
+/**
+ * Creates a client on `loop` and starts connecting at once. Returns NULL with a reason in
+ * `errbuf` when the URL is invalid (a Redis that is down is not an error: the client keeps
+ * retrying). `cfg` is copied. Loop thread only.
+ */
+redis_client_t *redis_client_create(h2o_loop_t *loop, const redis_client_config_t *cfg,
+                                    char *errbuf, size_t errlen);
+
+/**
+ * Closes the connection, runs every pending callback with NULL (before returning) and frees
+ * the client. Disposes the client's h2o timeouts, so call it before h2o_evloop_destroy().
+ * NULL-safe. Must not be called from inside one of this client's callbacks.
+ */
+void redis_client_destroy(redis_client_t *c);
+
+/**
+ * Sends one command given as `argc` strings (`argvlen` NULL = use strlen). Arguments are copied
+ * before returning. Returns 0 when the command was sent, -1 when it fails fast; in both cases
+ * `cb` runs exactly once, later (see the top of this file). `cb` may be NULL.
+ */
+int redis_client_command(redis_client_t *c, redis_client_cb_t cb, void *ud, int argc,
+                         const char *const *argv, const size_t *argvlen);
+
+/**
+ * Runs `script` with EVALSHA, falling back once to EVAL (which also loads it) when Redis
+ * answers NOSCRIPT (after a restart, SCRIPT FLUSH or a failover). `argv` holds the `nkeys`
+ * keys followed by the other arguments. Same return and callback rules as
+ * redis_client_command().
+ */
+int redis_client_eval(redis_client_t *c, const redis_script_t *script, int nkeys, int argc,
+                      const char *const *argv, const size_t *argvlen, redis_client_cb_t cb,
+                      void *ud);
+
+/** See redis_client_add_flush_hook(). */
+typedef void (*redis_client_hook_t)(void *data);
+
+#define REDIS_CLIENT_MAX_FLUSH_HOOKS 4
+
+/**
+ * Commands issued in a loop iteration are written together at its end. `cb` runs right before
+ * that write in every iteration that has one or that asked for it with
+ * redis_client_want_flush(): the last moment to add commands to the write (e.g. decisions
+ * collected during the iteration). Commands issued by `cb` go out in that write. Hooks run in
+ * the order they were added; at most REDIS_CLIENT_MAX_FLUSH_HOOKS per client.
+ */
+void redis_client_add_flush_hook(redis_client_t *c, redis_client_hook_t cb, void *data);
+
+/** Makes the flush hook run at the end of this loop iteration. */
+void redis_client_want_flush(redis_client_t *c);
+
+/** True when connected with a completed handshake: commands will be sent, not refused. */
+bool redis_client_is_up(const redis_client_t *c);
+
+/** The event loop the client runs on. */
+h2o_loop_t *redis_client_loop(const redis_client_t *c);
+
+/** Copies the client's counters. */
+void redis_client_get_stats(const redis_client_t *c, redis_client_stats_t *out);
+
+/**
+ * Fills `s` for `source` (kept by pointer: pass a string that lives forever, such as the
+ * cache_lua_* arrays) and computes its SHA1. Call once, before loop threads use it.
+ */
+void redis_script_init(redis_script_t *s, const char *source);
+
+/** Number of outages of the whole process so far (first client down until all are up). */
+uint64_t redis_client_outages(void);
+
+#endif

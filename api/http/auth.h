@@ -1,0 +1,57 @@
+/*
+ * JWT verification (docs/security.md): algorithm pinned by configuration, every
+ * claim checked here because libjwt 1.10.2 checks none. Knows nothing of h2o.
+ */
+#ifndef PROFILE_API_HTTP_AUTH_H
+#define PROFILE_API_HTTP_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+#include "common/alloc.h"
+#include "common/config.h"
+
+#define AUTH_ROLE_USER 0x1u
+#define AUTH_ROLE_SUPPORT 0x2u
+#define AUTH_ROLE_ADMIN 0x4u
+
+typedef struct st_auth_verifier_t auth_verifier_t; /* opaque; immutable after creation */
+
+typedef enum {
+    AUTH_OK = 0,
+    AUTH_ERR_MISSING, /* no Authorization header or not "Bearer <token>" -> 401 */
+    AUTH_ERR_INVALID, /* bad signature/format/alg/exp/nbf/iss/aud/sub -> 401 */
+    AUTH_ERR_ROLES,   /* token valid but roles missing, not an array of strings -> 403 */
+} auth_status_t;
+
+typedef struct st_auth_principal_t {
+    char sub[256]; /* NUL-terminated; compared byte for byte with path ids */
+    size_t sub_len;
+    unsigned roles; /* AUTH_ROLE_* bits; may be 0 (token valid, no known role -> 403) */
+} auth_principal_t;
+
+/**
+ * Builds a verifier from cfg (JWT_HS256_SECRET or JWT_PUBLIC_KEY_FILE, JWT_ISSUER,
+ * JWT_AUDIENCE). On failure returns NULL and writes one line into errbuf (never the secret).
+ * Thread-safe to use from many threads once created.
+ */
+auth_verifier_t *auth_verifier_create(const app_config_t *cfg, char *errbuf, size_t errlen);
+/** NULL-safe. */
+void auth_verifier_destroy(auth_verifier_t *v);
+
+/**
+ * Verifies the value of an Authorization header (`hdr` may be NULL = absent) at time `now`
+ * with a 60 s leeway for exp/nbf. Fills `out` on AUTH_OK and on AUTH_ERR_ROLES. `reason`, when
+ * not NULL, receives a short static string for logs (never token contents).
+ */
+auth_status_t auth_verify(const auth_verifier_t *v, const char *hdr, size_t hdr_len, time_t now,
+                          auth_principal_t *out, const char **reason);
+
+/**
+ * Authorization: may `p` perform a read (`write` false) or write on resources of `user_id`?
+ * user: only its own; support: read any; admin: read and write any.
+ */
+bool auth_may_access(const auth_principal_t *p, const char *user_id, size_t user_id_len,
+                     bool write);
+
+#endif

@@ -1,0 +1,447 @@
+/*
+ * Per-thread counters summed on scrape. Writers are the owning loop thread only; the scraping
+ * thread reads with relaxed atomics, so a scrape may be a few events behind, never torn.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include "api/http/metrics.h"
+#include "api/data/listcache.h"
+#include "api/data/localcache.h"
+#include "api/data/pgpool.h"
+#include "api/data/redis_client.h"
+#include "common/alloc.h"
+#include "common/otel.h"
+#include "common/procstat.h"
+
+/* Both come from the top CMakeLists.txt (the version setting and `git rev-parse` at configure). */
+#ifndef PROFILE_VERSION
+#define PROFILE_VERSION "unknown"
+#endif
+#ifndef PROFILE_GIT_COMMIT
+#define PROFILE_GIT_COMMIT "unknown"
+#endif
+
+/* Buckets in seconds around a 50 ms SLO. */
+static const double bucket_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+#define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
+
+/* Buckets in seconds for one PostgreSQL statement or Redis call. */
+static const double call_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,   0.25,   0.5,   1,    2.5};
+#define NCALL (sizeof(call_le) / sizeof(call_le[0]))
+
+static const char *const redis_op_names[METRICS_REDIS__COUNT] = {
+    [METRICS_REDIS_RATELIMIT] = "ratelimit",
+    [METRICS_REDIS_AUTH_FAILURE] = "ratelimit.auth_failure",
+    [METRICS_REDIS_CACHE_GET] = "cache.get",
+    [METRICS_REDIS_CACHE_INVALIDATE] = "cache.invalidate",
+};
+
+typedef struct st_metrics_thread_t {
+    uint64_t requests[ROUTE__COUNT][ROUTE_METHOD__COUNT][5];
+    uint64_t hist[ROUTE__COUNT][ROUTE_METHOD__COUNT][NBUCKETS + 1]; /* last = +Inf */
+    uint64_t hist_sum_us[ROUTE__COUNT][ROUTE_METHOD__COUNT];
+    metrics_pool_gauges_t pool;
+    uint64_t pool_rejected, pool_reconnects, db_retries;
+    metrics_redis_t redis;
+    uint64_t req_started, req_finished; /* in flight = started - finished */
+    uint64_t idem_replays;
+    uint64_t conns_refused;
+    uint64_t db_hist[PGPOOL_STMT__COUNT][NCALL + 1]; /* last = +Inf */
+    uint64_t db_sum_us[PGPOOL_STMT__COUNT];
+    uint64_t redis_hist[METRICS_REDIS__COUNT][NCALL + 1];
+    uint64_t redis_sum_us[METRICS_REDIS__COUNT];
+    char pad[64];
+} metrics_thread_t;
+
+static metrics_thread_t *threads;
+static int nthreads;
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ADD(x, v) __atomic_store_n(&(x), LOAD(x) + (v), __ATOMIC_RELAXED)
+
+void metrics_init(int n)
+{
+    nthreads = n;
+    threads = xcalloc((size_t)n, sizeof(*threads));
+}
+
+void metrics_observe_request(int thread, route_id_t route, route_method_t method, int status,
+                             double duration_ms)
+{
+    metrics_thread_t *t;
+    int cls = status / 100 - 1;
+    size_t b;
+    if (threads == NULL || thread < 0 || thread >= nthreads)
+        return;
+    t = &threads[thread];
+    if (cls < 0 || cls > 4)
+        cls = 4;
+    if ((unsigned)route >= ROUTE__COUNT)
+        route = ROUTE_NONE;
+    ADD(t->requests[route][method][cls], 1);
+    for (b = 0; b < NBUCKETS; b++)
+        if (duration_ms / 1000.0 <= bucket_le[b])
+            break;
+    ADD(t->hist[route][method][b], 1);
+    ADD(t->hist_sum_us[route][method], (uint64_t)(duration_ms * 1000.0));
+}
+
+const char *metrics_redis_op_name(metrics_redis_op_t op)
+{
+    return (unsigned)op < METRICS_REDIS__COUNT ? redis_op_names[op] : "unknown";
+}
+
+#define THREAD_OK(i) (threads != NULL && (i) >= 0 && (i) < nthreads)
+
+void metrics_request_started(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].req_started, 1);
+}
+
+void metrics_request_finished(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].req_finished, 1);
+}
+
+void metrics_connection_refused(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].conns_refused, 1);
+}
+
+void metrics_inc_idempotent_replay(int thread)
+{
+    if (THREAD_OK(thread))
+        ADD(threads[thread].idem_replays, 1);
+}
+
+static void observe_call(uint64_t *hist, uint64_t *sum_us, double duration_ms)
+{
+    size_t b;
+    if (duration_ms < 0)
+        duration_ms = 0;
+    for (b = 0; b < NCALL; b++)
+        if (duration_ms / 1000.0 <= call_le[b])
+            break;
+    ADD(hist[b], 1);
+    ADD(*sum_us, (uint64_t)(duration_ms * 1000.0));
+}
+
+void metrics_observe_db(int thread, int stmt, double duration_ms)
+{
+    if (THREAD_OK(thread) && stmt >= 0 && stmt < PGPOOL_STMT__COUNT)
+        observe_call(threads[thread].db_hist[stmt], &threads[thread].db_sum_us[stmt], duration_ms);
+}
+
+void metrics_observe_redis(int thread, metrics_redis_op_t op, double duration_ms)
+{
+    if (THREAD_OK(thread) && (unsigned)op < METRICS_REDIS__COUNT)
+        observe_call(threads[thread].redis_hist[op], &threads[thread].redis_sum_us[op],
+                     duration_ms);
+}
+
+void metrics_set_pool(int thread, const metrics_pool_gauges_t *g)
+{
+    if (threads == NULL || thread < 0 || thread >= nthreads)
+        return;
+    __atomic_store_n(&threads[thread].pool.conns_total, g->conns_total, __ATOMIC_RELAXED);
+    __atomic_store_n(&threads[thread].pool.conns_ready, g->conns_ready, __ATOMIC_RELAXED);
+    __atomic_store_n(&threads[thread].pool.inflight, g->inflight, __ATOMIC_RELAXED);
+    __atomic_store_n(&threads[thread].pool.queued, g->queued, __ATOMIC_RELAXED);
+}
+
+void metrics_set_redis(int thread, const metrics_redis_t *r)
+{
+    if (threads == NULL || thread < 0 || thread >= nthreads)
+        return;
+    const uint64_t *src = (const uint64_t *)r;
+    uint64_t *dst = (uint64_t *)&threads[thread].redis;
+    for (size_t i = 0; i < sizeof(*r) / sizeof(uint64_t); i++)
+        __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
+}
+
+void metrics_inc_pool_rejected(int thread)
+{
+    if (threads != NULL && thread >= 0 && thread < nthreads)
+        ADD(threads[thread].pool_rejected, 1);
+}
+
+void metrics_inc_pool_reconnect(int thread)
+{
+    if (threads != NULL && thread >= 0 && thread < nthreads)
+        ADD(threads[thread].pool_reconnects, 1);
+}
+
+void metrics_inc_db_retry(int thread)
+{
+    if (threads != NULL && thread >= 0 && thread < nthreads)
+        ADD(threads[thread].db_retries, 1);
+}
+
+static void counter(strbuf_t *out, const char *name, const char *help, size_t off)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < nthreads; i++)
+        sum += __atomic_load_n((uint64_t *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
+    strbuf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                   (unsigned long long)sum);
+}
+
+static void gauge(strbuf_t *out, const char *name, const char *help, size_t off)
+{
+    long sum = 0;
+    for (int i = 0; i < nthreads; i++)
+        sum += __atomic_load_n((int *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
+    strbuf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %ld\n", name, help, name, name, sum);
+}
+
+/*
+ * One histogram series set (label `label`=`value`) summed over threads; `hist_off`/`sum_off`
+ * locate its NCALL + 1 buckets and its sum in metrics_thread_t. Nothing when never observed.
+ */
+static void call_histogram(strbuf_t *out, const char *name, const char *label, const char *value,
+                           size_t hist_off, size_t sum_off)
+{
+    uint64_t cum = 0, total_us = 0, any = 0;
+    for (size_t b = 0; b <= NCALL; b++)
+        for (int i = 0; i < nthreads; i++)
+            any += LOAD(((uint64_t *)((char *)&threads[i] + hist_off))[b]);
+    if (any == 0)
+        return;
+    for (size_t b = 0; b <= NCALL; b++) {
+        for (int i = 0; i < nthreads; i++)
+            cum += LOAD(((uint64_t *)((char *)&threads[i] + hist_off))[b]);
+        if (b < NCALL)
+            strbuf_appendf(out, "%s_bucket{%s=\"%s\",le=\"%g\"} %llu\n", name, label, value,
+                           call_le[b], (unsigned long long)cum);
+        else
+            strbuf_appendf(out, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", name, label, value,
+                           (unsigned long long)cum);
+    }
+    for (int i = 0; i < nthreads; i++)
+        total_us += LOAD(*(uint64_t *)((char *)&threads[i] + sum_off));
+    strbuf_appendf(out, "%s_sum{%s=\"%s\"} %.6f\n", name, label, value, (double)total_us / 1e6);
+    strbuf_appendf(out, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)cum);
+}
+
+static void render_more(strbuf_t *out)
+{
+    uint64_t started = 0, finished = 0, exported, dropped, failed;
+
+    strbuf_appendf(out,
+                   "# HELP profile_api_build_info Version and git commit of this build.\n"
+                   "# TYPE profile_api_build_info gauge\n"
+                   "profile_api_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+                   PROFILE_VERSION, PROFILE_GIT_COMMIT);
+    for (int i = 0; i < nthreads; i++) {
+        finished += LOAD(threads[i].req_finished);
+        started += LOAD(threads[i].req_started);
+    }
+    strbuf_appendf(out,
+                   "# HELP profile_api_requests_in_flight HTTP requests being served.\n"
+                   "# TYPE profile_api_requests_in_flight gauge\nprofile_api_requests_in_flight "
+                   "%lld\n",
+                   started >= finished ? (long long)(started - finished) : 0LL);
+    counter(out, "profile_api_idempotent_replays_total",
+            "Writes answered from their stored outcome (Idempotent-Replayed).",
+            offsetof(metrics_thread_t, idem_replays));
+    counter(out, "profile_api_connections_refused_total",
+            "Connections closed at accept: the loop held MAX_CONNECTIONS_PER_THREAD.",
+            offsetof(metrics_thread_t, conns_refused));
+    strbuf_append_str(out, "# HELP profile_api_db_duration_seconds PostgreSQL statement latency "
+                           "(submit to result, pool wait included) by statement.\n"
+                           "# TYPE profile_api_db_duration_seconds histogram\n");
+    for (int st = 0; st < PGPOOL_STMT__COUNT; st++)
+        call_histogram(out, "profile_api_db_duration_seconds", "statement",
+                       pgpool_stmt_name((pgpool_stmt_t)st),
+                       offsetof(metrics_thread_t, db_hist) + sizeof(threads[0].db_hist[0]) * st,
+                       offsetof(metrics_thread_t, db_sum_us) + sizeof(uint64_t) * st);
+    strbuf_append_str(out, "# HELP profile_api_redis_duration_seconds Redis call latency (call "
+                           "to callback) by operation.\n"
+                           "# TYPE profile_api_redis_duration_seconds histogram\n");
+    for (int op = 0; op < METRICS_REDIS__COUNT; op++)
+        call_histogram(out, "profile_api_redis_duration_seconds", "operation", redis_op_names[op],
+                       offsetof(metrics_thread_t, redis_hist) +
+                           sizeof(threads[0].redis_hist[0]) * op,
+                       offsetof(metrics_thread_t, redis_sum_us) + sizeof(uint64_t) * op);
+    otel_stats(&exported, &dropped, &failed);
+    strbuf_appendf(out,
+                   "# HELP profile_api_otel_spans_exported_total Spans accepted by the OTLP "
+                   "endpoint.\n# TYPE profile_api_otel_spans_exported_total counter\n"
+                   "profile_api_otel_spans_exported_total %llu\n"
+                   "# HELP profile_api_otel_spans_dropped_total Spans dropped because the export "
+                   "queue was full.\n# TYPE profile_api_otel_spans_dropped_total counter\n"
+                   "profile_api_otel_spans_dropped_total %llu\n"
+                   "# HELP profile_api_otel_spans_failed_total Spans lost to failed OTLP "
+                   "exports.\n# TYPE profile_api_otel_spans_failed_total counter\n"
+                   "profile_api_otel_spans_failed_total %llu\n",
+                   (unsigned long long)exported, (unsigned long long)dropped,
+                   (unsigned long long)failed);
+    procstat_render(out);
+}
+
+void metrics_render(strbuf_t *out)
+{
+    static const char *classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    if (threads == NULL)
+        return;
+    strbuf_append_str(out, "# HELP profile_api_requests_total HTTP requests by route, method "
+                           "and status class.\n# TYPE profile_api_requests_total counter\n");
+    for (int r = 0; r < ROUTE__COUNT; r++)
+        for (int m = 0; m < ROUTE_METHOD__COUNT; m++)
+            for (int c = 0; c < 5; c++) {
+                uint64_t sum = 0;
+                for (int i = 0; i < nthreads; i++)
+                    sum += LOAD(threads[i].requests[r][m][c]);
+                if (sum == 0)
+                    continue;
+                strbuf_appendf(out,
+                               "profile_api_requests_total{route=\"%s\",method=\"%s\","
+                               "status=\"%s\"} %llu\n",
+                               route_template((route_id_t)r), route_method_name((route_method_t)m),
+                               classes[c], (unsigned long long)sum);
+            }
+    strbuf_append_str(out, "# HELP profile_api_request_duration_seconds Request latency by "
+                           "route and method (reads: GET, writes: POST/PUT/DELETE).\n"
+                           "# TYPE profile_api_request_duration_seconds histogram\n");
+    for (int r = 0; r < ROUTE__COUNT; r++) {
+        for (int m = 0; m < ROUTE_METHOD__COUNT; m++) {
+            const char *route = route_template((route_id_t)r);
+            const char *method = route_method_name((route_method_t)m);
+            uint64_t cum = 0, total_us = 0, any = 0;
+            for (size_t b = 0; b <= NBUCKETS; b++)
+                for (int i = 0; i < nthreads; i++)
+                    any += LOAD(threads[i].hist[r][m][b]);
+            if (any == 0)
+                continue;
+            for (size_t b = 0; b <= NBUCKETS; b++) {
+                char le[32];
+                for (int i = 0; i < nthreads; i++)
+                    cum += LOAD(threads[i].hist[r][m][b]);
+                if (b < NBUCKETS)
+                    snprintf(le, sizeof(le), "%g", bucket_le[b]);
+                else
+                    strcpy(le, "+Inf");
+                strbuf_appendf(out,
+                               "profile_api_request_duration_seconds_bucket{route=\"%s\","
+                               "method=\"%s\",le=\"%s\"} %llu\n",
+                               route, method, le, (unsigned long long)cum);
+            }
+            for (int i = 0; i < nthreads; i++)
+                total_us += LOAD(threads[i].hist_sum_us[r][m]);
+            strbuf_appendf(out,
+                           "profile_api_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} "
+                           "%.6f\n",
+                           route, method, (double)total_us / 1e6);
+            strbuf_appendf(out,
+                           "profile_api_request_duration_seconds_count{route=\"%s\","
+                           "method=\"%s\"} %llu\n",
+                           route, method, (unsigned long long)cum);
+        }
+    }
+    gauge(out, "profile_api_db_pool_connections", "Configured PostgreSQL connections.",
+          offsetof(metrics_thread_t, pool.conns_total));
+    gauge(out, "profile_api_db_pool_connections_ready", "Connected and prepared connections.",
+          offsetof(metrics_thread_t, pool.conns_ready));
+    gauge(out, "profile_api_db_pool_inflight", "Statements awaiting their result.",
+          offsetof(metrics_thread_t, pool.inflight));
+    gauge(out, "profile_api_db_pool_queued", "Requests waiting for a connection.",
+          offsetof(metrics_thread_t, pool.queued));
+    counter(out, "profile_api_db_pool_rejected_total", "Requests refused with 503 (queue full).",
+            offsetof(metrics_thread_t, pool_rejected));
+    counter(out, "profile_api_db_reconnects_total", "Connections re-established.",
+            offsetof(metrics_thread_t, pool_reconnects));
+    counter(out, "profile_api_db_retries_total",
+            "Statements retried after serialization "
+            "failure or deadlock.",
+            offsetof(metrics_thread_t, db_retries));
+
+#define R(f) offsetof(metrics_thread_t, redis.f)
+    counter(out, "profile_api_cache_hits_total", "List cache lookups answered from Redis.",
+            R(cache_hits));
+    counter(out, "profile_api_cache_local_hits_total",
+            "Cache hits served from this process's copy after Redis confirmed its version "
+            "(included in profile_api_cache_hits_total).",
+            R(cache_local_hits));
+    counter(out, "profile_api_cache_misses_total",
+            "List cache lookups not served (absent, Redis error or bypass).", R(cache_misses));
+    counter(out, "profile_api_cache_fills_total", "Pages stored in the list cache.",
+            R(cache_fills));
+    counter(out, "profile_api_cache_fill_rejections_total",
+            "Fills refused as stale by the version check (race prevented).",
+            R(cache_fill_rejections));
+    counter(out, "profile_api_cache_errors_total",
+            "Redis errors, timeouts or unavailability on cache operations.", R(cache_errors));
+    counter(out, "profile_api_cache_invalidations_total",
+            "Invalidations after writes confirmed by Redis.", R(cache_invalidations));
+    counter(out, "profile_api_cache_invalidation_failures_total",
+            "Invalidations that failed and were queued for replay.",
+            R(cache_invalidation_failures));
+    counter(out, "profile_api_cache_bypassed_total",
+            "Cache reads and fills skipped while invalidations await replay.", R(cache_bypassed));
+    strbuf_appendf(out,
+                   "# HELP profile_api_cache_pending_invalidations Invalidations waiting for "
+                   "Redis.\n# TYPE profile_api_cache_pending_invalidations gauge\n"
+                   "profile_api_cache_pending_invalidations %u\n",
+                   listcache_pending_invalidations());
+    {
+        localcache_stats_t ls;
+        localcache_stats(&ls);
+        strbuf_appendf(out,
+                       "# HELP profile_api_cache_local_entries Pages held locally.\n"
+                       "# TYPE profile_api_cache_local_entries gauge\n"
+                       "profile_api_cache_local_entries %llu\n"
+                       "# HELP profile_api_cache_local_bytes Bytes held by the local pages "
+                       "(CACHE_LOCAL_MB bounds it).\n"
+                       "# TYPE profile_api_cache_local_bytes gauge\n"
+                       "profile_api_cache_local_bytes %llu\n"
+                       "# HELP profile_api_cache_local_evictions_total Local pages dropped for "
+                       "room.\n# TYPE profile_api_cache_local_evictions_total counter\n"
+                       "profile_api_cache_local_evictions_total %llu\n",
+                       (unsigned long long)ls.entries, (unsigned long long)ls.bytes,
+                       (unsigned long long)ls.evictions);
+    }
+    counter(out, "profile_api_ratelimit_checks_total", "Requests checked by the rate limiter.",
+            R(rl_checks));
+    counter(out, "profile_api_rate_limited_total", "Requests answered 429 (over the limit).",
+            R(rl_denied));
+    counter(out, "profile_api_ratelimit_degraded_total",
+            "Limiter decisions made without Redis (fail open or local stand-in).", R(rl_degraded));
+    counter(out, "profile_api_ratelimit_local_denied_total",
+            "Requests denied by the local stand-in while Redis was down.", R(rl_local_denied));
+    counter(out, "profile_api_ratelimit_errors_total", "Limiter Redis errors and timeouts.",
+            R(rl_errors));
+    counter(out, "profile_api_auth_failures_total", "Failed authentications counted.",
+            R(auth_failures));
+    counter(out, "profile_api_auth_failures_limited_total",
+            "Failed authentications answered 429 (per-address limit).", R(auth_failures_denied));
+    counter(out, "profile_api_redis_commands_total", "Redis commands sent.", R(redis_commands));
+    counter(out, "profile_api_redis_errors_total",
+            "Redis commands that failed (down, timeout, broken connection).", R(redis_failed));
+    counter(out, "profile_api_redis_timeouts_total", "Redis command timeouts.", R(redis_timeouts));
+    counter(out, "profile_api_redis_connects_total", "Redis connections established.",
+            R(redis_connects));
+    counter(out, "profile_api_redis_disconnects_total",
+            "Redis connections lost or failed to establish.", R(redis_disconnects));
+#undef R
+    {
+        uint64_t up = nthreads > 0 ? 1 : 0;
+        for (int i = 0; i < nthreads; i++)
+            if (LOAD(threads[i].redis.redis_up) == 0)
+                up = 0;
+        strbuf_appendf(out,
+                       "# HELP profile_api_redis_up 1 when every event-loop thread is connected "
+                       "to Redis.\n# TYPE profile_api_redis_up gauge\nprofile_api_redis_up "
+                       "%llu\n",
+                       (unsigned long long)up);
+        strbuf_appendf(out,
+                       "# HELP profile_api_redis_outages_total Redis outages seen by this "
+                       "process.\n# TYPE profile_api_redis_outages_total counter\n"
+                       "profile_api_redis_outages_total %llu\n",
+                       (unsigned long long)redis_client_outages());
+    }
+    render_more(out);
+}

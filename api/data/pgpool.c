@@ -213,10 +213,23 @@ int pgpool_ready_count(const pgpool_t *pool)
     return n;
 }
 
-/* Fails every queued op when no connection can serve them: callers get 503, never a hang. */
+/* Connections that serve or soon will (connecting or preparing): a pool that is starting, or
+ * reconnecting after a restart, holds requests in its queue (bounded by QUEUE_TIMEOUT_MS)
+ * instead of answering 503 while its first connection is a few milliseconds away. */
+static int live_count(const pgpool_t *pool)
+{
+    int n = 0;
+    for (int i = 0; i < pool->nconns; i++)
+        if (pool->conns[i].state != CONN_DOWN)
+            n++;
+    return n;
+}
+
+/* Fails every queued op when no connection serves or is on its way: callers get 503, never a
+ * hang. */
 static void fail_queue_if_no_conn(pgpool_t *pool)
 {
-    if (pgpool_ready_count(pool) > 0)
+    if (live_count(pool) > 0)
         return;
     while (!h2o_linklist_is_empty(&pool->queue)) {
         pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue.next);
@@ -664,7 +677,7 @@ pgpool_err_t pgpool_submit(pgpool_t *pool, pgpool_stmt_t stmt, int nparams,
     size_t total = 0;
     char *p;
 
-    if (pgpool_ready_count(pool) == 0)
+    if (live_count(pool) == 0)
         return PGPOOL_ERR_UNAVAILABLE;
     if (pool->queued >= pool->queue_max) {
         metrics_inc_pool_rejected(pool->thread);

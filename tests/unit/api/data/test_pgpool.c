@@ -290,14 +290,41 @@ static void test_connect_prepare_ready(void **state)
     assert_int_equal(fake.prepares, 2 * PGPOOL_STMT__COUNT);
     assert_int_equal(pool->conns[0].state, CONN_PREPARING);
     assert_int_equal(pgpool_ready_count(pool), 0);
+    /* a starting pool queues the request instead of answering 503 */
     assert_int_equal(pgpool_submit(pool, PGPOOL_STMT_GET_PROFILE, 1, v, on_done, &o, &h),
-                     PGPOOL_ERR_UNAVAILABLE);
+                     PGPOOL_OK);
+    assert_int_equal(fake.nsent, 0);
     script_prepares(NULL);
     readable(pool, 0);
     assert_int_equal(pgpool_ready_count(pool), 1);
     assert_int_equal(pool->conns[0].backoff, 0);
+    assert_int_equal(fake.nsent, 1); /* sent as soon as the connection is ready */
     destroy_pool(pool);
-    assert_int_equal(o.calls, 0); /* refused at submit: the callback never runs */
+    assert_int_equal(o.calls, 1); /* the pool closed under it: a 503, never a hang */
+    assert_int_equal(o.err, PGPOOL_ERR_CONN);
+}
+
+static void test_all_down_refuses_at_submit(void **state)
+{
+    pgpool_t *pool = create_pool(1, 4);
+    const char *v[1] = {"u1"};
+    outcome_t o = {0};
+    pgpool_op_t *h;
+
+    /* queued while the only connection prepares, then that connection fails: the queue is
+     * answered at once rather than after the queue timeout */
+    assert_int_equal(pgpool_submit(pool, PGPOOL_STMT_GET_PROFILE, 1, v, on_done, &o, &h),
+                     PGPOOL_OK);
+    script_prepares("42883");
+    readable(pool, 0);
+    assert_int_equal(pool->conns[0].state, CONN_DOWN);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.err, PGPOOL_ERR_CONN);
+    /* nothing serves and nothing is on its way: refused at submit */
+    assert_int_equal(pgpool_submit(pool, PGPOOL_STMT_GET_PROFILE, 1, v, on_done, &o, &h),
+                     PGPOOL_ERR_UNAVAILABLE);
+    assert_int_equal(o.calls, 1);
+    destroy_pool(pool);
 }
 
 static void test_prepare_failure_drops_connection(void **state)
@@ -643,6 +670,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_prepare_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_all_down_refuses_at_submit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare_failure_drops_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_copies_params_and_completes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_results_in_send_order, setup, teardown),

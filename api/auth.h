@@ -1,5 +1,5 @@
 /*
- * JWT verification (DESIGN.md "Auth and roles"): algorithm pinned by configuration, every
+ * JWT verification (docs/api.md "Auth"): algorithm pinned by configuration, every
  * claim checked here because libjwt 1.10.2 checks none. Knows nothing of h2o.
  */
 #ifndef PROFILE_API_AUTH_H

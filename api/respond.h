@@ -22,7 +22,7 @@
 #include "common/config.h"
 
 #define API_SCHEMA_VERSION 3     /* migrations this binary needs (readiness) */
-#define API_MAX_BODY (64 * 1024) /* DESIGN.md: larger bodies are 413 */
+#define API_MAX_BODY (64 * 1024) /* docs/api.md: larger bodies are 413 */
 
 typedef struct st_api_server_t api_server_t;
 

@@ -1,5 +1,5 @@
 /*
- * Route table of the HTTP API (DESIGN.md section 2): matches a method and a raw path to a
+ * Route table of the HTTP API (docs/openapi.yaml): matches a method and a raw path to a
  * route, percent-decodes the path's ids and computes the Allow header for 405. Pure, no h2o.
  */
 #ifndef PROFILE_API_ROUTES_H

@@ -199,7 +199,7 @@ static void peer_address(api_req_t *ar, char *out)
 }
 
 /**
- * Counts the failure against the client address (DESIGN.md "Rate limit",
+ * Counts the failure against the client address (docs/api.md "Rate limit",
  * AUTH_FAILURE_LIMIT_PER_MINUTE) and answers 401, or 429 with Retry-After once over the limit.
  */
 static void auth_failed(api_req_t *ar)

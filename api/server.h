@@ -1,6 +1,6 @@
 /*
  * The HTTP server: h2o configuration, one event loop and SO_REUSEPORT listener per thread, the
- * request pipeline of DESIGN.md ("Details that clients rely on"), and graceful shutdown.
+ * request pipeline of docs/api.md ("Order of checks"), and graceful shutdown.
  */
 #ifndef PROFILE_API_SERVER_H
 #define PROFILE_API_SERVER_H

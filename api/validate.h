@@ -1,5 +1,5 @@
 /*
- * Strict validation of request bodies, path ids and query parameters (DESIGN.md section 2).
+ * Strict validation of request bodies, path ids and query parameters (docs/openapi.yaml).
  * Pure functions over bytes: no h2o, no I/O. Every failure yields field errors for
  * problem+json; unknown members are errors.
  */
@@ -94,7 +94,7 @@ typedef struct st_rating_input_t {
  * Each parser takes the raw body bytes. Returns 0 and fills `out`, or -1 and fills `errs`
  * (malformed JSON gives one error with field "" and the parser's message). On -1 nothing in
  * `out` needs freeing. JSON nesting depth and element counts are bounded. `errs` may be
- * uninitialised on entry. Rules beyond DESIGN.md that callers may rely on:
+ * uninitialised on entry. Rules beyond docs/api.md that callers may rely on:
  * - A duplicate member name anywhere is one error naming its dotted path ("preferences.x").
  * - Integers are JSON integers only: "3", 3.0, 1e2 and true are all refused.
  * - Profile: unknown members are errors except userId/version/createdAt/updatedAt (ignored).

@@ -1,5 +1,5 @@
 /*
- * CloudEvents binary-mode mapping of one outbox row (DESIGN.md section 3) and small pure helpers
+ * CloudEvents binary-mode mapping of one outbox row (docs/events.md) and small pure helpers
  * shared by the relay modules: traceparent generation and dead-letter id parsing.
  */
 #ifndef PROFILE_RELAY_EVENT_H

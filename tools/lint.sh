@@ -30,4 +30,5 @@ run "shell scripts" shell_syntax
 [ -x tools/lint-deploy.sh ] && run "deploy manifests" tools/lint-deploy.sh
 [ -x tools/check-config-doc.sh ] && run "config reference" tools/check-config-doc.sh
 [ -x tools/lint-openapi.sh ] && run "openapi" tools/lint-openapi.sh
+run "no outside references" tools/lint-refs.sh
 exit $status

@@ -25,6 +25,13 @@ SPEC_VIOLATIONS = openapi_check.Recorder()
 openapi_check.install(SPEC_VIOLATIONS)
 
 
+def pytest_terminal_summary(terminalreporter):
+    if SPEC_VIOLATIONS.checked:
+        terminalreporter.write_line(
+            f"openapi: {SPEC_VIOLATIONS.checked} profile-api responses checked against "
+            "docs/openapi.yaml")
+
+
 @pytest.fixture(autouse=True)
 def responses_match_openapi():
     """Fails the test if a profile-api response it received does not match docs/openapi.yaml."""

@@ -24,6 +24,12 @@ SECRET = "bench-secret-bench-secret-bench-secret-0123"
 ISSUER, AUDIENCE = "profile-bench", "profile-api"
 
 
+def shown(text):
+    """text for docs/performance.md: paths inside the repository made relative to it, so that
+    the page never carries this machine's absolute paths."""
+    return text.replace(ROOT + os.sep, "")
+
+
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
 
@@ -97,7 +103,7 @@ def wrk(port, op, seconds, conns, threads, users, tok, extra_env=None):
     res = dict(kv.split("=") for kv in m.group(1).split())
     res = {k: float(v) for k, v in res.items()}
     prefix = "".join(f"{k}={v} " for k, v in sorted((extra_env or {}).items()))
-    res["cmd"] = f"{prefix}BENCH_OP={op} " + " ".join(shlex.quote(c) for c in cmd)
+    res["cmd"] = shown(f"{prefix}BENCH_OP={op} " + " ".join(shlex.quote(c) for c in cmd))
     return res
 
 
@@ -112,7 +118,7 @@ def pgbench(stack, seconds, clients):
     if not m:
         raise RuntimeError(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
     return {"tps": float(m.group(1)), "avg_ms": float(lat.group(1)) if lat else 0.0,
-            "cmd": " ".join(shlex.quote(c) for c in cmd)}
+            "cmd": shown(" ".join(shlex.quote(c) for c in cmd))}
 
 
 def start_api(stack, extra=None):
@@ -315,7 +321,8 @@ def relay_figures(state):
                        capture_output=True, text=True, timeout=1200)
     m = re.search(r"drained (\d+) rows in ([0-9.]+) s: (\d+) events/s", r.stdout + r.stderr)
     out["drain"] = m.groups() if m else None
-    out["drain_cmd"] = "ROWS=%s %s" % (os.environ.get("BENCH_RELAY_ROWS", "1000000"), " ".join(drain_cmd))
+    out["drain_cmd"] = shown("ROWS=%s %s" % (os.environ.get("BENCH_RELAY_ROWS", "1000000"),
+                                            " ".join(drain_cmd)))
     lat_cmd = ["/usr/bin/python3", "bench/relay_latency.py", "--rate", "1000", "--seconds", "10"]
     r = subprocess.run(lat_cmd, cwd=ROOT, env=dict(env, STACK_ENV=stack_env), capture_output=True,
                        text=True, timeout=600)

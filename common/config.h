@@ -1,5 +1,5 @@
 /*
- * Process configuration from the environment (DESIGN.md section 4): one table in config.c
+ * Process configuration from the environment (docs/operations.md): one table in config.c
  * describes every variable, which programs read it, its default, bounds and secrecy.
  */
 #ifndef PROFILE_COMMON_CONFIG_H

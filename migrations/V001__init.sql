@@ -1,5 +1,5 @@
 -- V001: domain tables, the per-user event sequence, the transactional outbox, dead letters
--- and idempotency records. Every primary key starts with user_id (DESIGN.md section 7).
+-- and idempotency records. Every primary key starts with user_id (docs/schema.md).
 
 CREATE TABLE profiles (
     user_id      text        NOT NULL,

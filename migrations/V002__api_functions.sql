@@ -41,7 +41,7 @@ CREATE FUNCTION api_problem(p_status integer, p_slug text, p_title text, p_detai
            to_json(p_title)::text || ',"status":' || p_status::text || ',"detail":' ||
            to_json(p_detail)::text || '}';
 
--- Resource bodies (DESIGN.md section 2), members in the documented order.
+-- Resource bodies (docs/openapi.yaml), members in the documented order.
 CREATE FUNCTION api_json_profile(p profiles) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN '{"userId":' || api_jstr(p.user_id) || ',"displayName":' || api_jstr(p.display_name) ||

@@ -31,4 +31,5 @@ run "shell scripts" shell_syntax
 [ -x tools/check-config-doc.sh ] && run "config reference" tools/check-config-doc.sh
 [ -x tools/lint-openapi.sh ] && run "openapi" tools/lint-openapi.sh
 [ -x tools/lint-asyncapi.sh ] && run "asyncapi" tools/lint-asyncapi.sh
+run "no outside references" tools/lint-refs.sh
 exit $status

@@ -2,8 +2,9 @@
 # The stack-based part of `make test`, against an already built tree:
 #   1. start a local stack (tools/stack.sh) in .local/test-stack-<pid>, stopped again on exit
 #   2. apply migrations/ (BUILD_DIR/bin/profile-migrate, or psql if it is not built)
-#   3. pg_prove tests/db/*.sql (if any) as the profile user
-#   4. /usr/bin/python3 -m pytest -q tests/integration  (extra args from $PYTEST_ARGS)
+#   3. pg_prove tests/db/*.sql as the profile user (no such file is a failure)
+#   4. /usr/bin/python3 -m pytest -q tests/integration  (extra args from $PYTEST_ARGS; pytest's
+#      exit 5, no tests collected, is a failure like any other non-zero exit)
 # Every step runs even when an earlier one failed, so that all failures are reported; the exit
 # status is non-zero if any failed. CTest/cmocka are run by the Makefile, not here.
 #
@@ -72,8 +73,8 @@ db_tests() {
     files=("$REPO"/tests/db/*.sql)
     shopt -u nullglob
     if [ ${#files[@]} -eq 0 ]; then
-        echo "run-tests: no tests/db/*.sql"
-        return 0
+        echo "run-tests: no tests/db/*.sql: the pgTAP suite is missing" >&2
+        return 1
     fi
     psql -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c 'CREATE EXTENSION IF NOT EXISTS pgtap' ||
         return 1
@@ -87,8 +88,7 @@ integration_tests() {
         -p no:cacheprovider tests/integration "${extra[@]}")
     rc=$?
     if [ $rc -eq 5 ]; then
-        echo "run-tests: pytest collected no tests"
-        return 0
+        echo "run-tests: pytest collected no tests: the integration suite is missing" >&2
     fi
     return $rc
 }

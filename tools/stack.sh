@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local stack for development and tests (DESIGN.md section 5): PostgreSQL 15, redis-server and
+# Local stack for development and tests (docs/operations.md): PostgreSQL 15, redis-server and
 # build/bin/kafka-mock on 127.0.0.1, free ports, all state under one directory.
 #
 #   tools/stack.sh start DIR                       start everything, write DIR/stack.env

@@ -1,5 +1,5 @@
 /*
- * JWT verification (docs/security.md): algorithm pinned by configuration, every
+ * JWT verification (docs/api.md "Auth"): algorithm pinned by configuration, every
  * claim checked here because libjwt 1.10.2 checks none. Knows nothing of h2o.
  */
 #ifndef PROFILE_API_HTTP_AUTH_H

@@ -1,5 +1,5 @@
 /*
- * CORS (docs/security.md): an exact-origin allow-list from CORS_ALLOWED_ORIGINS and the headers
+ * CORS (docs/api.md "CORS"): an exact-origin allow-list from CORS_ALLOWED_ORIGINS and the headers
  * a response to a listed origin carries. Pure: the server turns the decision into headers.
  */
 #ifndef PROFILE_API_HTTP_CORS_H

@@ -1,5 +1,5 @@
 /*
- * Idempotency fingerprint (docs/sql-api.md): SHA-256 over method, NUL, path, NUL, body,
+ * Idempotency fingerprint (docs/api.md "Idempotency"): SHA-256 over method, NUL, path, NUL, body,
  * so the same key with another method, path or body is told apart.
  */
 #ifndef PROFILE_API_HTTP_REQHASH_H

@@ -4,6 +4,9 @@ With STACK_ENV=/path/to/stack.env the tests use that running stack (tools/run-te
 this). Otherwise the session starts its own stack with tools/stack.sh under
 <repo>/.local/pytest-stack-<pid>, applies migrations/ to its database, and stops it at the end
 (removing that folder unless a test failed).
+
+Every response a test receives from profile-api (through `requests`) is checked against
+docs/openapi.yaml (openapi_check.py): a test whose responses break the spec fails in teardown.
 """
 import os
 import shutil
@@ -13,9 +16,32 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openapi_check  # noqa: E402
 import support  # noqa: E402
 
 STACK_SH = support.REPO / "tools" / "stack.sh"
+
+SPEC_VIOLATIONS = openapi_check.Recorder()
+openapi_check.install(SPEC_VIOLATIONS)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SPEC_VIOLATIONS.checked:
+        terminalreporter.write_line(
+            f"openapi: {SPEC_VIOLATIONS.checked} profile-api responses checked against "
+            "docs/openapi.yaml")
+
+
+@pytest.fixture(autouse=True)
+def responses_match_openapi():
+    """Fails the test if a profile-api response it received does not match docs/openapi.yaml."""
+    SPEC_VIOLATIONS.take()
+    yield
+    found = SPEC_VIOLATIONS.take()
+    if found:
+        shown = "\n".join(sorted(set(found))[:20])
+        pytest.fail(f"{len(found)} response(s) do not match docs/openapi.yaml:\n{shown}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

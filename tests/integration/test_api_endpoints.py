@@ -1,4 +1,4 @@
-"""profile-api against the real binary: every endpoint and status of DESIGN.md section 2,
+"""profile-api against the real binary: every endpoint and status of docs/api.md,
 the order of checks, headers, CORS, pagination and the RBAC matrix."""
 import base64
 import json

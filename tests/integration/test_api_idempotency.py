@@ -1,4 +1,4 @@
-"""Idempotency-Key handling of profile-api (DESIGN.md "Idempotency"): replays, 422 on another
+"""Idempotency-Key handling of profile-api (docs/api.md "Idempotency"): replays, 422 on another
 request, 409 while the first is in flight (deterministic and under real concurrency), scope per
 caller, expiry, what is and is not stored."""
 import threading

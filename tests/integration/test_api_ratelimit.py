@@ -1,4 +1,4 @@
-"""profile-api's per-caller rate limit (DESIGN.md "Rate limit", docs/cache.md) against the
+"""profile-api's per-caller rate limit (docs/api.md "Rate limit", docs/cache.md) against the
 stack's real redis-server: exactly the limit passes, headers count down on every authenticated
 response (errors included), 429 problem+json with Retry-After, callers are independent, replicas
 share one budget, 50 concurrent requests at the last token let exactly one through, and

@@ -1,4 +1,4 @@
-"""Hardening, black-box from DESIGN.md: CORS matrix, token matrix (HS256 and RS256), limits,
+"""Hardening, black-box from docs/api.md: CORS matrix, token matrix (HS256 and RS256), limits,
 slow clients, response headers, start-up refusals, and a bad-input sweep whose every answer
 must be a 4xx problem+json while the database holds exactly what the accepted requests made.
 """

@@ -1,7 +1,7 @@
 /*
  * kafka-mock: a local Kafka-protocol broker for development and tests, built on librdkafka's mock
  * cluster (rdkafka_mock.h). It prints its bootstrap address first, then takes fault-injection
- * commands one per line on a control FIFO until SIGTERM/SIGINT (DESIGN.md section 5).
+ * commands one per line on a control FIFO until SIGTERM/SIGINT (tools/stack.sh).
  *
  * Topic auto-creation: the mock broker creates an unknown topic on a Metadata request that
  * allows auto-creation (producers by default; consumers only with allow.auto.create.topics=true)

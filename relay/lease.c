@@ -9,6 +9,8 @@
 #include <sys/random.h>
 #include <time.h>
 #include "common/buf.h"
+#include "common/clock.h"
+#include "common/db.h"
 #include "common/log.h"
 #include "relay/lease.h"
 
@@ -29,13 +31,6 @@ struct st_lease_t {
     long long next_attempt_ms;
     bool down_logged;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int lease_fair_share(int relays)
 {
@@ -79,15 +74,10 @@ void lease_destroy(lease_t *l)
     free(l);
 }
 
-void lease_reset(lease_t *l)
-{
-    drop(l);
-}
-
 static int connect_lease(lease_t *l)
 {
     char err[512];
-    long long now = now_ms();
+    long long now = clock_mono_ms();
     if (now < l->next_attempt_ms)
         return -1;
     l->conn = outbox_connect(l->dsn, LEASE_APPLICATION_NAME, err, sizeof(err));
@@ -110,15 +100,9 @@ static int connect_lease(lease_t *l)
 static PGresult *query(lease_t *l, const char *what, const char *sql, int n,
                        const char *const *vals)
 {
-    PGresult *res = PQexecParams(l->conn, sql, n, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
-        return res;
-    log_error("lease %s failed: %s", what,
-              PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) != NULL
-                  ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                  : "connection lost");
-    PQclear(res);
-    return NULL;
+    char op[64];
+    snprintf(op, sizeof(op), "lease %s", what);
+    return db_query(l->conn, op, sql, n, vals);
 }
 
 /* Parses "{1,2,3}" into held[]. */
@@ -154,13 +138,15 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
         "   AND pid = pg_backend_pid() AND classid = $2::oid AND objsubid = 2 AND granted"
         "   ORDER BY objid)";
     static const char take_sql[] =
-        "SELECT p FROM (SELECT ((g + $1::int) % 64)::int AS p FROM generate_series(0, 63) g) s"
+        "SELECT p FROM (SELECT ((g + $1::int) % $5::int)::int AS p"
+        "   FROM generate_series(0, $5::int - 1) g) s"
         " WHERE p <> ALL ($2::int[]) AND pg_try_advisory_lock($3::int, p) LIMIT $4::int";
-    char cls[16];
+    char cls[16], nparts[16];
     PGresult *res;
     int relays, share;
 
     snprintf(cls, sizeof(cls), "%d", OUTBOX_LEASE_CLASS);
+    snprintf(nparts, sizeof(nparts), "%d", OUTBOX_PARTITIONS);
     if (l->conn != NULL && PQstatus(l->conn) != CONNECTION_OK)
         drop(l);
     if (l->conn == NULL && connect_lease(l) != 0)
@@ -195,7 +181,8 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
             PQclear(res);
             l->held[p] = l->releasing[p] = false;
             l->nheld--;
-            log_info("released partition %d (fair share %d of 64 for %d relays)", p, share, relays);
+            log_info("released partition %d (fair share %d of %d for %d relays)", p, share,
+                     OUTBOX_PARTITIONS, relays);
         }
     }
 
@@ -211,10 +198,10 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
             }
         }
         strbuf_append_char(&held, '}');
-        snprintf(off, sizeof(off), "%u", (unsigned)(now_ms() % OUTBOX_PARTITIONS));
+        snprintf(off, sizeof(off), "%u", (unsigned)(clock_mono_ms() % OUTBOX_PARTITIONS));
         snprintf(need, sizeof(need), "%d", share - l->nheld);
-        const char *v[] = {off, held.data, cls, need};
-        res = query(l, "take", take_sql, 4, v);
+        const char *v[] = {off, held.data, cls, need, nparts};
+        res = query(l, "take", take_sql, 5, v);
         strbuf_dispose(&held);
         if (res == NULL)
             goto Lost;
@@ -234,7 +221,7 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
 
 Lost:
     drop(l);
-    l->next_attempt_ms = now_ms() + l->backoff_ms;
+    l->next_attempt_ms = clock_mono_ms() + l->backoff_ms;
     return -1;
 }
 

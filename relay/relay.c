@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include "common/cache.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "relay/inflight.h"
 #include "relay/inval.h"
@@ -88,20 +88,6 @@ struct st_relay_t {
     bool tracing; /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
 /* Ends a traced message's publish span; `error` NULL when Kafka stored it. */
 static void end_span(relay_t *r, relay_msg_t *m, const char *error)
 {
@@ -133,7 +119,7 @@ static void on_delivery(void *app, void *opaque, bool ok, bool permanent, const 
     m->ok = ok;
     m->permanent = permanent;
     m->error = ok ? NULL : xstrdup(errstr);
-    m->report_us = wall_us();
+    m->report_us = clock_wall_ns() / 1000;
     if (m->traced)
         end_span(r, m, ok ? NULL : errstr);
     m->next = NULL;
@@ -234,7 +220,7 @@ static void db_lost(relay_t *r)
     if (!r->db_down_logged)
         log_error("lost the PostgreSQL connection; reconnecting with backoff");
     r->db_down_logged = true;
-    r->db_next_attempt_ms = now_ms() + r->db_backoff_ms;
+    r->db_next_attempt_ms = clock_mono_ms() + r->db_backoff_ms;
 }
 
 /* After a failed statement: drop the connection if it is gone, else it was a one-off error. */
@@ -247,7 +233,7 @@ static void db_check(relay_t *r)
 static void ensure_db(relay_t *r)
 {
     char err[512];
-    if (r->db != NULL || now_ms() < r->db_next_attempt_ms)
+    if (r->db != NULL || clock_mono_ms() < r->db_next_attempt_ms)
         return;
     r->db = outbox_connect(r->cfg->database_url, "profile-relay-worker", err, sizeof(err));
     if (r->db != NULL)
@@ -262,7 +248,7 @@ static void ensure_db(relay_t *r)
             PQfinish(r->markdb);
         r->db = r->markdb = NULL;
         r->db_down_logged = true;
-        r->db_next_attempt_ms = now_ms() + r->db_backoff_ms;
+        r->db_next_attempt_ms = clock_mono_ms() + r->db_backoff_ms;
         r->db_backoff_ms =
             r->db_backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : r->db_backoff_ms * 2;
         return;
@@ -377,7 +363,8 @@ static void pump_marks(relay_t *r)
             /* a one-off failure: send the same rows again below */
             requeue_marking(r);
         } else {
-            log_debug("mark: %d row(s) done in %lld us", r->nmarking, wall_us() - r->mark_sent_us);
+            log_debug("mark: %d row(s) done in %lld us", r->nmarking,
+                      clock_mono_us() - r->mark_sent_us);
             while (r->marking != NULL) {
                 relay_msg_t *m = r->marking;
                 r->marking = m->next;
@@ -410,7 +397,7 @@ static void pump_marks(relay_t *r)
     }
     r->marking = r->to_mark;
     r->nmarking = n;
-    r->mark_sent_us = wall_us();
+    r->mark_sent_us = clock_mono_us();
     r->to_mark = NULL;
     r->to_mark_tail = &r->to_mark;
 }
@@ -461,10 +448,10 @@ static void settle(relay_t *r)
                       m->event_id, m->user_id, m->seq, m->error);
         } else {
             retriable = true;
-            if (now_ms() >= r->retry_log_ms) {
+            if (clock_mono_ms() >= r->retry_log_ms) {
                 log_warn("delivery of %s:%" PRId64 " failed: %s; will retry", m->user_id, m->seq,
                          m->error);
-                r->retry_log_ms = now_ms() + 1000;
+                r->retry_log_ms = clock_mono_ms() + 1000;
             }
         }
         release_msg(r, m);
@@ -477,7 +464,7 @@ static void settle(relay_t *r)
         r->claim_backoff_ms = r->claim_backoff_ms == 0 ? 100 : r->claim_backoff_ms * 2;
         if (r->claim_backoff_ms > CLAIM_BACKOFF_MAX_MS)
             r->claim_backoff_ms = CLAIM_BACKOFF_MAX_MS;
-        r->claim_not_before_ms = now_ms() + r->claim_backoff_ms;
+        r->claim_not_before_ms = clock_mono_ms() + r->claim_backoff_ms;
     }
     pump_marks(r);
 }
@@ -499,10 +486,10 @@ static void serve_reports(relay_t *r, int timeout_ms)
 /* Fatal producer error: let in-flight reports arrive (bounded), then recreate the producer. */
 static void reset_producer(relay_t *r)
 {
-    long long deadline = now_ms() + FATAL_DRAIN_MS;
+    long long deadline = clock_mono_ms() + FATAL_DRAIN_MS;
     metrics_set(METRIC_PRODUCER_UP, 0);
     producer_purge(r->producer, false);
-    while (producer_outq_len(r->producer) > 0 && now_ms() < deadline)
+    while (producer_outq_len(r->producer) > 0 && clock_mono_ms() < deadline)
         serve_reports(r, 100);
     producer_purge(r->producer, true);
     serve_reports(r, 0);
@@ -527,11 +514,11 @@ static int claim_and_produce(relay_t *r)
     int nbusy = inflight_users(r->inflight);
     const char **busy = xmalloc(sizeof(*busy) * (size_t)(nbusy + 1));
     nbusy = inflight_list(r->inflight, busy, nbusy);
-    long long t0 = wall_us();
+    long long t0 = clock_mono_us();
     int rc =
         outbox_claim(r->db, parts, nparts, busy, nbusy, lease_backend_pid(r->lease), limit, &batch);
-    log_debug("claim: %d row(s) in %lld us (%d busy users, %d in flight)", batch.n, wall_us() - t0,
-              nbusy, inflight_total(r->inflight));
+    log_debug("claim: %d row(s) in %lld us (%d busy users, %d in flight)", batch.n,
+              clock_mono_us() - t0, nbusy, inflight_total(r->inflight));
     free(busy);
     metrics_add(METRIC_CLAIMS, 1);
     if (rc != 0) {
@@ -675,17 +662,18 @@ static void wait_events(relay_t *r, int timeout_ms)
 
 static void shutdown_flush(relay_t *r)
 {
-    long long deadline = now_ms() + RELAY_SHUTDOWN_FLUSH_MS;
+    long long deadline = clock_mono_ms() + RELAY_SHUTDOWN_FLUSH_MS;
     log_info("stopping: no new claims; flushing %d in-flight message(s)",
              inflight_total(r->inflight));
-    while (r->producer != NULL && producer_outq_len(r->producer) > 0 && now_ms() < deadline) {
+    while (r->producer != NULL && producer_outq_len(r->producer) > 0 &&
+           clock_mono_ms() < deadline) {
         serve_reports(r, 100);
         if (r->db == NULL)
             ensure_db(r);
     }
     /* Give PostgreSQL a last chance to take the marks. */
     while ((r->reports != NULL || r->to_mark != NULL || r->marking != NULL) &&
-           now_ms() < deadline) {
+           clock_mono_ms() < deadline) {
         ensure_db(r);
         settle(r);
         if (r->reports != NULL || r->to_mark != NULL || r->marking != NULL)
@@ -710,7 +698,7 @@ int relay_run(relay_t *r)
     log_info("relay started: topic %s, batch %d, window %d, poll every %d ms", r->cfg->kafka_topic,
              r->cfg->relay_batch_size, r->window, r->cfg->relay_poll_interval_ms);
     while (!atomic_load(&r->stop)) {
-        long long now = now_ms();
+        long long now = clock_mono_ms();
 
         ensure_db(r);
         if (r->producer != NULL && producer_is_fatal(r->producer))
@@ -742,11 +730,11 @@ int relay_run(relay_t *r)
                 r->more = full;
             }
         }
-        housekeeping(r, now_ms());
+        housekeeping(r, clock_mono_ms());
 
         if (full && inflight_total(r->inflight) < r->window)
             continue;
-        now = now_ms();
+        now = clock_mono_ms();
         long long until = r->next_poll_ms;
         if (r->next_lease_ms < until)
             until = r->next_lease_ms;

@@ -253,21 +253,30 @@ int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int 
     return n;
 }
 
+/*
+ * One pass over the pending rows; a row is held back when its user has a dead letter (the claim
+ * skips such users), so the lag figure only ages with rows the relay may send.
+ */
 int outbox_stats(PGconn *conn, outbox_stats_t *out)
 {
     static const char sql[] =
-        "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),"
-        " (SELECT coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)"
-        "    FROM outbox WHERE published_at IS NULL),"
-        " (SELECT count(*) FROM outbox_dead_letters)";
+        "SELECT count(*) FILTER (WHERE h.user_id IS NULL),"
+        " coalesce(extract(epoch FROM clock_timestamp()"
+        "   - min(o.created_at) FILTER (WHERE h.user_id IS NULL)), 0),"
+        " count(h.user_id),"
+        " (SELECT count(*) FROM outbox_dead_letters)"
+        " FROM outbox o"
+        " LEFT JOIN (SELECT DISTINCT user_id FROM outbox_dead_letters) h ON h.user_id = o.user_id"
+        " WHERE o.published_at IS NULL";
     PGresult *res = db_query(conn, "outbox statistics", sql, 0, NULL);
     if (res == NULL)
         return -1;
-    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->held_back = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10) + out->held_back;
     out->oldest_age_seconds = strtod(PQgetvalue(res, 0, 1), NULL);
     if (out->oldest_age_seconds < 0)
         out->oldest_age_seconds = 0;
-    out->dead_letters = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->dead_letters = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     PQclear(res);
     return 0;
 }

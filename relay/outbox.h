@@ -24,8 +24,9 @@ typedef struct st_outbox_batch_t {
 } outbox_batch_t;
 
 typedef struct st_outbox_stats_t {
-    long long pending;
-    double oldest_age_seconds; /* 0 when nothing is pending */
+    long long pending;         /* unpublished rows, held-back ones included */
+    long long held_back;       /* unpublished rows of users with a dead letter (claims skip them) */
+    double oldest_age_seconds; /* oldest unpublished row not held back; 0 when there is none */
     long long dead_letters;
 } outbox_stats_t;
 
@@ -92,7 +93,10 @@ PROFILE_MUSTCHECK int outbox_dead_letter(PGconn *conn, const char *user_id, int6
  */
 int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int nparts, int limit);
 
-/** Pending count, age of the oldest pending row, dead-letter count. Returns 0 or -1. */
+/**
+ * Pending and held-back counts, age of the oldest pending row not held back, dead-letter count.
+ * Returns 0 or -1 (logged).
+ */
 PROFILE_MUSTCHECK int outbox_stats(PGconn *conn, outbox_stats_t *out);
 
 /** Writes the dead letters as tab-separated lines (id, event id, failed at, error). */

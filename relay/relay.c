@@ -594,6 +594,7 @@ static void housekeeping(relay_t *r, long long now)
         r->next_stats_ms = now + STATS_TICK_MS;
         if (outbox_stats(r->db, &s) == 0) {
             metrics_set(METRIC_PENDING, s.pending);
+            metrics_set(METRIC_HELD_BACK, s.held_back);
             metrics_set(METRIC_OLDEST_PENDING_MS, (long long)(s.oldest_age_seconds * 1000.0));
             metrics_set(METRIC_DEAD_LETTERS, s.dead_letters);
         } else {

@@ -15,7 +15,7 @@
 #include "common/cache.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "relay/inflight.h"
+#include "relay/keycount.h"
 #include "relay/inval.h"
 #include "relay/lease.h"
 #include "relay/metrics.h"
@@ -67,8 +67,8 @@ struct st_relay_t {
     lease_t *lease;
     producer_t *producer;
     inval_t *inval;
-    inflight_t *inflight;
-    inflight_t *strikes; /* event id -> permanent failures reported by a broker */
+    keycount_t *inflight;
+    keycount_t *strikes; /* event id -> permanent failures reported by a broker */
     int part_inflight[OUTBOX_PARTITIONS];
     relay_msg_t *reports, **reports_tail; /* delivery reports not yet settled */
     relay_msg_t *to_mark, **to_mark_tail; /* delivered, mark not yet sent */
@@ -141,8 +141,8 @@ relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
         return NULL;
     }
     r->lease = lease_create(cfg->database_url);
-    r->inflight = inflight_create();
-    r->strikes = inflight_create();
+    r->inflight = keycount_create();
+    r->strikes = keycount_create();
     r->reports_tail = &r->reports;
     r->to_mark_tail = &r->to_mark;
     r->window = cfg->relay_batch_size * 4 < 2000 ? 2000 : cfg->relay_batch_size * 4;
@@ -182,8 +182,8 @@ void relay_destroy(relay_t *r)
         PQfinish(r->markdb);
     lease_destroy(r->lease);
     inval_destroy(r->inval);
-    inflight_destroy(r->inflight);
-    inflight_destroy(r->strikes);
+    keycount_destroy(r->inflight);
+    keycount_destroy(r->strikes);
     close(r->wake_pipe[0]);
     close(r->wake_pipe[1]);
     close(r->stop_pipe[0]);
@@ -289,9 +289,9 @@ static void ensure_producer(relay_t *r)
 /* Accounting when a message leaves the in-flight window (delivered, failed or never sent). */
 static void release_msg(relay_t *r, relay_msg_t *m)
 {
-    inflight_dec(r->inflight, m->user_id);
+    keycount_dec(r->inflight, m->user_id);
     r->part_inflight[m->partition]--;
-    metrics_set(METRIC_INFLIGHT, inflight_total(r->inflight));
+    metrics_set(METRIC_INFLIGHT, keycount_total(r->inflight));
 }
 
 /*
@@ -301,14 +301,14 @@ static void release_msg(relay_t *r, relay_msg_t *m)
  */
 static void classify_failures(relay_t *r, relay_msg_t *list)
 {
-    inflight_t *dead_users = inflight_create();
+    keycount_t *dead_users = keycount_create();
     for (relay_msg_t *m = list; m != NULL; m = m->next) {
         if (m->ok || !m->permanent)
             continue;
         if (!m->classified) {
             m->classified = true;
-            inflight_inc(r->strikes, m->event_id);
-            if (inflight_count(r->strikes, m->event_id) < PERMANENT_STRIKES) {
+            keycount_inc(r->strikes, m->event_id);
+            if (keycount_count(r->strikes, m->event_id) < PERMANENT_STRIKES) {
                 log_warn("event %s (%s:%" PRId64 ") failed: %s; retrying once before "
                          "dead-lettering",
                          m->event_id, m->user_id, m->seq, m->error);
@@ -317,18 +317,18 @@ static void classify_failures(relay_t *r, relay_msg_t *list)
             }
         }
         /* Reports of one partition come in produce order: the first is the lowest seq. */
-        if (inflight_count(dead_users, m->user_id) > 0) {
+        if (keycount_count(dead_users, m->user_id) > 0) {
             m->permanent = false;
             continue;
         }
-        inflight_inc(dead_users, m->user_id);
+        keycount_inc(dead_users, m->user_id);
     }
-    inflight_destroy(dead_users);
+    keycount_destroy(dead_users);
 }
 
 static void forget_strikes(relay_t *r, const char *event_id)
 {
-    while (inflight_total(r->strikes) > 0 && inflight_dec(r->strikes, event_id) > 0) {
+    while (keycount_total(r->strikes) > 0 && keycount_dec(r->strikes, event_id) > 0) {
     }
 }
 
@@ -505,20 +505,20 @@ static int claim_and_produce(relay_t *r)
 {
     int parts[OUTBOX_PARTITIONS];
     int nparts = lease_claimable(r->lease, parts);
-    int room = r->window - inflight_total(r->inflight);
+    int room = r->window - keycount_total(r->inflight);
     int limit = room < r->cfg->relay_batch_size ? room : r->cfg->relay_batch_size;
     outbox_batch_t batch = {NULL, 0};
 
     if (nparts == 0 || limit <= 0 || lease_backend_pid(r->lease) == 0)
         return 0;
-    int nbusy = inflight_users(r->inflight);
+    int nbusy = keycount_keys(r->inflight);
     const char **busy = xmalloc(sizeof(*busy) * (size_t)(nbusy + 1));
-    nbusy = inflight_list(r->inflight, busy, nbusy);
+    nbusy = keycount_list(r->inflight, busy, nbusy);
     long long t0 = clock_mono_us();
     int rc =
         outbox_claim(r->db, parts, nparts, busy, nbusy, lease_backend_pid(r->lease), limit, &batch);
     log_debug("claim: %d row(s) in %lld us (%d busy users, %d in flight)", batch.n,
-              clock_mono_us() - t0, nbusy, inflight_total(r->inflight));
+              clock_mono_us() - t0, nbusy, keycount_total(r->inflight));
     free(busy);
     metrics_add(METRIC_CLAIMS, 1);
     if (rc != 0) {
@@ -548,7 +548,7 @@ static int claim_and_produce(relay_t *r)
                !atomic_load(&r->stop))
             producer_poll(r->producer, 1000);
         if (st == PRODUCER_OK) {
-            inflight_inc(r->inflight, m->user_id);
+            keycount_inc(r->inflight, m->user_id);
             r->part_inflight[m->partition]++;
             continue;
         }
@@ -572,7 +572,7 @@ static int claim_and_produce(relay_t *r)
         if (r->db == NULL || producer_is_fatal(r->producer))
             break;
     }
-    metrics_set(METRIC_INFLIGHT, inflight_total(r->inflight));
+    metrics_set(METRIC_INFLIGHT, keycount_total(r->inflight));
     int n = batch.n;
     outbox_batch_dispose(&batch);
     return n;
@@ -665,7 +665,7 @@ static void shutdown_flush(relay_t *r)
 {
     long long deadline = clock_mono_ms() + RELAY_SHUTDOWN_FLUSH_MS;
     log_info("stopping: no new claims; flushing %d in-flight message(s)",
-             inflight_total(r->inflight));
+             keycount_total(r->inflight));
     while (r->producer != NULL && producer_outq_len(r->producer) > 0 &&
            clock_mono_ms() < deadline) {
         serve_reports(r, 100);
@@ -721,7 +721,7 @@ int relay_run(relay_t *r)
         bool full = false;
         if (r->db != NULL && r->producer != NULL && !producer_is_fatal(r->producer) &&
             now >= r->claim_not_before_ms && (r->more || now >= r->next_poll_ms) &&
-            inflight_total(r->inflight) < r->window) {
+            keycount_total(r->inflight) < r->window) {
             int n = claim_and_produce(r);
             r->more = false;
             r->next_poll_ms = now + r->cfg->relay_poll_interval_ms;
@@ -733,7 +733,7 @@ int relay_run(relay_t *r)
         }
         housekeeping(r, clock_mono_ms());
 
-        if (full && inflight_total(r->inflight) < r->window)
+        if (full && keycount_total(r->inflight) < r->window)
             continue;
         now = clock_mono_ms();
         long long until = r->next_poll_ms;
@@ -745,7 +745,7 @@ int relay_run(relay_t *r)
             until = r->claim_not_before_ms;
         if (r->reports != NULL || r->to_mark != NULL || inval_pending(r->inval) > 0)
             until = now + 100 < until ? now + 100 : until;
-        if (r->more && now >= r->claim_not_before_ms && inflight_total(r->inflight) < r->window)
+        if (r->more && now >= r->claim_not_before_ms && keycount_total(r->inflight) < r->window)
             until = now;
         wait_events(r, (int)(until - now));
     }

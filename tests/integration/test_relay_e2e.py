@@ -677,3 +677,65 @@ def test_relay_dead_letters_hold_back_one_user(stack, topic, cleanup):
     assert dlq(url, "requeue", f"{bad}:2").returncode == 1  # nothing left to requeue
     assert dlq(url, "skip", "not-an-id").returncode == 2
     assert relay.stop() == 0
+
+
+def test_relay_lag_gauge_leaves_held_back_rows_out(stack, topic, cleanup):
+    """profile_relay_oldest_pending_age_seconds ages only with rows the relay may send; rows held
+    back behind a dead letter have their own gauge (profile_relay_held_back_rows), so one poison
+    event pages as a dead letter, not as lag. Checked against a real backlog: Kafka down, rows
+    backdated in the outbox."""
+    mock = OwnMock()
+    cleanup.append(mock)
+    url = fresh_db(stack, "lag")
+    col = Collector(stack, topic, bootstrap=mock.bootstrap)
+    cleanup.append(col)
+    relay = Relay(stack, url, topic, bootstrap=mock.bootstrap)
+    cleanup.append(relay)
+    bad, good = uid("bad"), uid("good")
+
+    def gauges():
+        m = relay.metrics()
+        return {k: m.get(f"profile_relay_{k}") for k in
+                ("pending_rows", "held_back_rows", "oldest_pending_age_seconds", "dead_letters")}
+
+    def sql_age(user):
+        return float(run_sql(url, "SELECT extract(epoch FROM clock_timestamp() - min(created_at))"
+                                  " FROM outbox WHERE published_at IS NULL AND user_id = %s",
+                             [user])[0][0])
+
+    emit(url, bad, 1, pad=1_100_000)  # larger than message.max.bytes: dead-lettered
+    wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox_dead_letters")[0][0] == 1, 15,
+             "a dead letter")
+    emit(url, bad, 3)  # held back behind it
+    for b in (1, 2, 3):
+        mock.control(f"down {b}")
+    emit(url, good, 2)  # sendable, but Kafka is down: a real backlog
+    run_sql(url, "UPDATE outbox SET created_at = created_at - interval '1 hour'"
+                 " WHERE user_id = %s", [bad])
+    run_sql(url, "UPDATE outbox SET created_at = created_at - interval '2 minutes'"
+                 " WHERE user_id = %s", [good])
+
+    g = wait_for(lambda: (lambda g: g if g["held_back_rows"] == 4 and g["pending_rows"] == 6
+                          else None)(gauges()), 20, "held-back and pending gauges")
+    assert g["dead_letters"] == 1
+    # the lag is the good user's two minutes, not the held-back hour
+    assert 110 < g["oldest_pending_age_seconds"] < 600, g
+    assert abs(g["oldest_pending_age_seconds"] - sql_age(good)) < 15, g
+
+    # skip the dead letter: bad's later rows become sendable, and now they are the lag
+    r = dlq(url, "skip", f"{bad}:1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    g = wait_for(lambda: (lambda g: g if g["held_back_rows"] == 0 and g["dead_letters"] == 0
+                          else None)(gauges()), 20, "held-back gauge back to 0")
+    assert g["pending_rows"] == 5, g
+    assert 3500 < g["oldest_pending_age_seconds"] < 4000, g
+    assert abs(g["oldest_pending_age_seconds"] - sql_age(bad)) < 15, g
+
+    # Kafka back: the backlog drains and both gauges fall to 0
+    for b in (1, 2, 3):
+        mock.control(f"up {b}")
+    col.wait_users({good: 2, bad: 4}, timeout=60)
+    g = wait_for(lambda: (lambda g: g if g["pending_rows"] == 0 else None)(gauges()), 20,
+                 "backlog drained")
+    assert g["oldest_pending_age_seconds"] == 0 and g["held_back_rows"] == 0, g
+    assert relay.stop() == 0

@@ -257,7 +257,7 @@ static void test_mark_only_after_report(void **state)
     add_row("a", 2);
     add_row("b", 1);
     assert_int_equal(claim_and_produce(r), 3);
-    assert_int_equal(inflight_total(r->inflight), 3);
+    assert_int_equal(keycount_total(r->inflight), 3);
     assert_int_equal(r->part_inflight[5], 3);
     settle(r);
     assert_int_equal(nmarked, 0); /* nothing reported yet */
@@ -270,9 +270,9 @@ static void test_mark_only_after_report(void **state)
     assert_int_equal(marked[0].seq, 1);
     assert_string_equal(marked[1].user, "b");
     settle(r); /* the mark completed: a1 and b1 leave the window, a2 keeps "a" busy */
-    assert_int_equal(inflight_total(r->inflight), 1);
-    assert_int_equal(inflight_count(r->inflight, "a"), 1);
-    assert_int_equal(inflight_count(r->inflight, "b"), 0);
+    assert_int_equal(keycount_total(r->inflight), 1);
+    assert_int_equal(keycount_count(r->inflight, "a"), 1);
+    assert_int_equal(keycount_count(r->inflight, "b"), 0);
 
     /* a is busy: a new claim must not send a's rows again */
     nsends = 0;
@@ -295,7 +295,7 @@ static void test_produce_time_permanent_holds_user_back(void **state)
     assert_string_equal(dead[0].user, "a");
     assert_int_equal(dead[0].seq, 2);
     assert_int_equal(metrics_get(METRIC_DEAD_LETTERED) >= 1, 1);
-    assert_int_equal(inflight_count(r->inflight, "a"), 1);
+    assert_int_equal(keycount_count(r->inflight, "a"), 1);
     teardown_relay(r);
 }
 
@@ -312,7 +312,7 @@ static void test_broker_permanent_needs_two_strikes_lowest_seq_only(void **state
     report(r, 2, false, true);
     settle(r);
     assert_int_equal(ndead, 0);
-    assert_int_equal(inflight_total(r->inflight), 0);
+    assert_int_equal(keycount_total(r->inflight), 0);
     assert_true(r->claim_not_before_ms > 0); /* retried with backoff */
 
     /* second strike for the same events: only a1 and b7 become dead letters */

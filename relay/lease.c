@@ -129,38 +129,13 @@ static void parse_held(lease_t *l, const char *arr)
     }
 }
 
-int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
+/*
+ * Over the share: stops claiming the extras and releases each once nothing of it is in flight.
+ * Returns 0, or -1 when the connection failed.
+ */
+static int release_extras(lease_t *l, int share, int relays, const int inflight[OUTBOX_PARTITIONS],
+                          const char *cls)
 {
-    static const char state_sql[] =
-        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
-        "   AND datname = current_database()),"
-        " array(SELECT objid::int FROM pg_locks WHERE locktype = 'advisory'"
-        "   AND pid = pg_backend_pid() AND classid = $2::oid AND objsubid = 2 AND granted"
-        "   ORDER BY objid)";
-    static const char take_sql[] =
-        "SELECT p FROM (SELECT ((g + $1::int) % $5::int)::int AS p"
-        "   FROM generate_series(0, $5::int - 1) g) s"
-        " WHERE p <> ALL ($2::int[]) AND pg_try_advisory_lock($3::int, p) LIMIT $4::int";
-    char cls[16], nparts[16];
-    PGresult *res;
-    int relays, share;
-
-    snprintf(cls, sizeof(cls), "%d", OUTBOX_LEASE_CLASS);
-    snprintf(nparts, sizeof(nparts), "%d", OUTBOX_PARTITIONS);
-    if (l->conn != NULL && PQstatus(l->conn) != CONNECTION_OK)
-        drop(l);
-    if (l->conn == NULL && connect_lease(l) != 0)
-        return -1;
-
-    const char *v1[] = {LEASE_APPLICATION_NAME, cls};
-    if ((res = query(l, "state", state_sql, 2, v1)) == NULL)
-        goto Lost;
-    relays = atoi(PQgetvalue(res, 0, 0));
-    parse_held(l, PQgetvalue(res, 0, 1));
-    PQclear(res);
-    share = lease_fair_share(relays);
-
-    /* Over the share: stop claiming the extras, release each once nothing is in flight. */
     int keep = 0;
     for (int p = 0; p < OUTBOX_PARTITIONS; ++p) {
         if (!l->held[p])
@@ -175,9 +150,9 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
             char part[16];
             snprintf(part, sizeof(part), "%d", p);
             const char *v[] = {cls, part};
-            res = query(l, "unlock", "SELECT pg_advisory_unlock($1::int, $2::int)", 2, v);
+            PGresult *res = query(l, "unlock", "SELECT pg_advisory_unlock($1::int, $2::int)", 2, v);
             if (res == NULL)
-                goto Lost;
+                return -1;
             PQclear(res);
             l->held[p] = l->releasing[p] = false;
             l->nheld--;
@@ -185,38 +160,82 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
                      OUTBOX_PARTITIONS, relays);
         }
     }
+    return 0;
+}
 
-    if (l->nheld < share) {
-        char off[16], need[16];
-        strbuf_t held;
-        strbuf_init(&held);
-        strbuf_append_char(&held, '{');
-        for (int p = 0, first = 1; p < OUTBOX_PARTITIONS; ++p) {
-            if (l->held[p]) {
-                strbuf_appendf(&held, first ? "%d" : ",%d", p);
-                first = 0;
-            }
+/*
+ * Under the share: tries to lock free partitions, scanning from an offset that changes between
+ * calls. Returns 0, or -1 when the connection failed.
+ */
+static int take_share(lease_t *l, int share, int relays, const char *cls)
+{
+    static const char take_sql[] =
+        "SELECT p FROM (SELECT ((g + $1::int) % $5::int)::int AS p"
+        "   FROM generate_series(0, $5::int - 1) g) s"
+        " WHERE p <> ALL ($2::int[]) AND pg_try_advisory_lock($3::int, p) LIMIT $4::int";
+    char off[16], need[16], nparts[16];
+    strbuf_t held;
+
+    strbuf_init(&held);
+    strbuf_append_char(&held, '{');
+    for (int p = 0, first = 1; p < OUTBOX_PARTITIONS; ++p) {
+        if (l->held[p]) {
+            strbuf_appendf(&held, first ? "%d" : ",%d", p);
+            first = 0;
         }
-        strbuf_append_char(&held, '}');
-        snprintf(off, sizeof(off), "%u", (unsigned)(clock_mono_ms() % OUTBOX_PARTITIONS));
-        snprintf(need, sizeof(need), "%d", share - l->nheld);
-        const char *v[] = {off, held.data, cls, need, nparts};
-        res = query(l, "take", take_sql, 5, v);
-        strbuf_dispose(&held);
-        if (res == NULL)
-            goto Lost;
-        for (int i = 0; i < PQntuples(res); ++i) {
-            int p = atoi(PQgetvalue(res, i, 0));
-            if (p >= 0 && p < OUTBOX_PARTITIONS && !l->held[p]) {
-                l->held[p] = true;
-                l->nheld++;
-            }
-        }
-        if (PQntuples(res) > 0)
-            log_info("took %d partition(s); holding %d (fair share %d for %d relays)",
-                     PQntuples(res), l->nheld, share, relays);
-        PQclear(res);
     }
+    strbuf_append_char(&held, '}');
+    snprintf(off, sizeof(off), "%u", (unsigned)(clock_mono_ms() % OUTBOX_PARTITIONS));
+    snprintf(need, sizeof(need), "%d", share - l->nheld);
+    snprintf(nparts, sizeof(nparts), "%d", OUTBOX_PARTITIONS);
+    const char *v[] = {off, held.data, cls, need, nparts};
+    PGresult *res = query(l, "take", take_sql, 5, v);
+    strbuf_dispose(&held);
+    if (res == NULL)
+        return -1;
+    for (int i = 0; i < PQntuples(res); ++i) {
+        int p = atoi(PQgetvalue(res, i, 0));
+        if (p >= 0 && p < OUTBOX_PARTITIONS && !l->held[p]) {
+            l->held[p] = true;
+            l->nheld++;
+        }
+    }
+    if (PQntuples(res) > 0)
+        log_info("took %d partition(s); holding %d (fair share %d for %d relays)", PQntuples(res),
+                 l->nheld, share, relays);
+    PQclear(res);
+    return 0;
+}
+
+int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
+{
+    static const char state_sql[] =
+        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+        "   AND datname = current_database()),"
+        " array(SELECT objid::int FROM pg_locks WHERE locktype = 'advisory'"
+        "   AND pid = pg_backend_pid() AND classid = $2::oid AND objsubid = 2 AND granted"
+        "   ORDER BY objid)";
+    char cls[16];
+    PGresult *res;
+    int relays, share;
+
+    snprintf(cls, sizeof(cls), "%d", OUTBOX_LEASE_CLASS);
+    if (l->conn != NULL && PQstatus(l->conn) != CONNECTION_OK)
+        drop(l);
+    if (l->conn == NULL && connect_lease(l) != 0)
+        return -1;
+
+    const char *v1[] = {LEASE_APPLICATION_NAME, cls};
+    if ((res = query(l, "state", state_sql, 2, v1)) == NULL)
+        goto Lost;
+    relays = atoi(PQgetvalue(res, 0, 0));
+    parse_held(l, PQgetvalue(res, 0, 1));
+    PQclear(res);
+    share = lease_fair_share(relays);
+    if (release_extras(l, share, relays, inflight, cls) != 0)
+        goto Lost;
+    if (l->nheld < share && take_share(l, share, relays, cls) != 0)
+        goto Lost;
     return 0;
 
 Lost:

@@ -17,7 +17,14 @@ log_level_t log_threshold = LOG_LEVEL_INFO;
 static const char *service_name = "profile";
 static FILE *out_stream;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+/* The one table of level names (config.c parses and logs them through log_parse_level() and
+ * log_level_name()). */
+static const char *const level_names[] = {
+    [LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_ERROR] = "error",
+};
 
 void log_init(const char *service, log_level_t threshold)
 {
@@ -25,9 +32,14 @@ void log_init(const char *service, log_level_t threshold)
     log_threshold = threshold;
 }
 
+const char *log_level_name(log_level_t level)
+{
+    return (unsigned)level <= LOG_LEVEL_ERROR ? level_names[level] : "unknown";
+}
+
 int log_parse_level(const char *s, log_level_t *out)
 {
-    for (int i = 0; i < 4; ++i) {
+    for (int i = LOG_LEVEL_DEBUG; i <= LOG_LEVEL_ERROR; ++i) {
         if (strcasecmp(s, level_names[i]) == 0) {
             *out = (log_level_t)i;
             return 0;

@@ -307,8 +307,8 @@ void metrics_render(strbuf_t *out)
                 total_us += LOAD(threads[i].hist_sum_us[r][m]);
             snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"",
                      route_template((route_id_t)r), route_method_name((route_method_t)m));
-            prom_histogram(out, "profile_api_request_duration_seconds", labels, bucket_le,
-                           NBUCKETS, counts, (double)total_us / 1e6);
+            prom_histogram(out, "profile_api_request_duration_seconds", labels, bucket_le, NBUCKETS,
+                           counts, (double)total_us / 1e6);
         }
     }
     gauge(out, "profile_api_db_pool_connections", "Configured PostgreSQL connections.",
@@ -363,8 +363,8 @@ void metrics_render(strbuf_t *out)
         prom_family(out, "profile_api_cache_local_bytes", PROM_GAUGE,
                     "Bytes held by the local pages (CACHE_LOCAL_MB bounds it).");
         prom_sample_u64(out, "profile_api_cache_local_bytes", NULL, ls.bytes);
-        prom_counter(out, "profile_api_cache_local_evictions_total", "Local pages dropped for room.",
-                     ls.evictions);
+        prom_counter(out, "profile_api_cache_local_evictions_total",
+                     "Local pages dropped for room.", ls.evictions);
     }
     counter(out, "profile_api_ratelimit_checks_total", "Requests checked by the rate limiter.",
             R(rl_checks));

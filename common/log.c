@@ -6,10 +6,10 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include "common/log.h"
 #include "common/buf.h"
+#include "common/clock.h"
 
 #define LINE_MAX_BYTES 8192
 
@@ -55,14 +55,14 @@ void log_set_stream(FILE *fp)
 
 static void put_prefix(strbuf_t *b, log_level_t level, const char *module)
 {
-    struct timeval tv;
+    int64_t now_ns = clock_wall_ns();
+    time_t secs = (time_t)(now_ns / 1000000000);
     struct tm tm;
     char ts[40];
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
+    gmtime_r(&secs, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     strbuf_appendf(b, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"service\":", ts,
-                   (int)(tv.tv_usec / 1000), level_names[level]);
+                   (int)(now_ns / 1000000 % 1000), level_names[level]);
     strbuf_append_json_string(b, service_name, strlen(service_name));
     strbuf_append(b, ",\"module\":", 10);
     strbuf_append_json_string(b, module, strlen(module));

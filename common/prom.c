@@ -49,8 +49,8 @@ void prom_gauge(strbuf_t *o, const char *name, const char *help, double v)
     prom_sample_double(o, name, NULL, v);
 }
 
-void prom_histogram(strbuf_t *o, const char *name, const char *labels, const double *le,
-                    size_t nle, const uint64_t *counts, double sum_s)
+void prom_histogram(strbuf_t *o, const char *name, const char *labels, const double *le, size_t nle,
+                    const uint64_t *counts, double sum_s)
 {
     const char *sep = labels != NULL && labels[0] != '\0' ? "," : "";
     uint64_t cum = 0;

@@ -35,7 +35,7 @@ void prom_gauge(strbuf_t *o, const char *name, const char *help, double v);
  * `counts` (nle + 1 per-bucket counts, the last one above every bound), then `name_sum{labels}`
  * (seconds, %.6f) and `name_count{labels}`. `labels` as in prom_sample_u64().
  */
-void prom_histogram(strbuf_t *o, const char *name, const char *labels, const double *le,
-                    size_t nle, const uint64_t *counts, double sum_s);
+void prom_histogram(strbuf_t *o, const char *name, const char *labels, const double *le, size_t nle,
+                    const uint64_t *counts, double sum_s);
 
 #endif

@@ -139,8 +139,7 @@ void metrics_render(strbuf_t *o)
     uint64_t exported, dropped, otel_failed, counts[NBUCKETS + 1];
     char labels[256];
 
-    prom_family(o, "profile_relay_build_info", PROM_GAUGE,
-                "Version and git commit of this build.");
+    prom_family(o, "profile_relay_build_info", PROM_GAUGE, "Version and git commit of this build.");
     snprintf(labels, sizeof(labels), "version=\"%s\",commit=\"%s\"", PROFILE_VERSION,
              PROFILE_GIT_COMMIT);
     prom_sample_u64(o, "profile_relay_build_info", labels, 1);
@@ -153,8 +152,8 @@ void metrics_render(strbuf_t *o)
                 "Outbox created_at to Kafka delivery report.");
     for (size_t b = 0; b <= NBUCKETS; ++b)
         counts[b] = hist[b];
-    prom_histogram(o, "profile_relay_commit_to_delivery_seconds", NULL, buckets_s, NBUCKETS,
-                   counts, (double)hist_sum_us / 1e6);
+    prom_histogram(o, "profile_relay_commit_to_delivery_seconds", NULL, buckets_s, NBUCKETS, counts,
+                   (double)hist_sum_us / 1e6);
 
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); ++i) {
         prom_family(o, simple[i].name, simple[i].type, simple[i].help);
@@ -280,8 +279,7 @@ int metrics_server_start(int port, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "RELAY_METRICS_PORT: %s", err);
         return -1;
     }
-    if (pipe2(stop_pipe, O_CLOEXEC) != 0 ||
-        pthread_create(&thread, NULL, server_main, NULL) != 0) {
+    if (pipe2(stop_pipe, O_CLOEXEC) != 0 || pthread_create(&thread, NULL, server_main, NULL) != 0) {
         snprintf(errbuf, errlen, "RELAY_METRICS_PORT: cannot start the metrics thread: %s",
                  strerror(errno));
         close(listen_fd);

@@ -16,8 +16,8 @@ static void test_ephemeral_port_accepts(void **state)
 {
     char err[128] = "";
     int port = 0;
-    int fd = net_listen_tcp(0, 4, NET_LISTEN_REUSEPORT | NET_LISTEN_NODELAY, &port, err,
-                            sizeof(err));
+    int fd =
+        net_listen_tcp(0, 4, NET_LISTEN_REUSEPORT | NET_LISTEN_NODELAY, &port, err, sizeof(err));
     assert_true(fd >= 0);
     assert_true(port > 0);
     /* a second socket shares the port only with SO_REUSEPORT on both */

@@ -22,14 +22,22 @@ static void test_render(void **state)
     strbuf_t b;
     strbuf_init(&b);
     metrics_render(&b);
-    assert_non_null(strstr(b.data, "profile_relay_events_published_total{type=\"VideoRated\"} 2\n"));
-    assert_non_null(strstr(b.data, "profile_relay_events_published_total{type=\"ProfileUpdated\"} 1\n"));
-    assert_non_null(strstr(b.data, "profile_relay_events_failed_total{type=\"HistoryUpdated\"} 1\n"));
-    assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.0025\"} 0\n"));
-    assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.005\"} 1\n"));
-    assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.05\"} 2\n"));
-    assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"30\"} 2\n"));
-    assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"} 3\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_events_published_total{type=\"VideoRated\"} 2\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_events_published_total{type=\"ProfileUpdated\"} 1\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_events_failed_total{type=\"HistoryUpdated\"} 1\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.0025\"} 0\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.005\"} 1\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.05\"} 2\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"30\"} 2\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"} 3\n"));
     assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_count 3\n"));
     assert_non_null(strstr(b.data, "profile_relay_partitions_held 21\n"));
     assert_non_null(strstr(b.data, "profile_relay_dead_lettered_total 2\n"));

@@ -269,11 +269,10 @@ static void render_more(strbuf_t *out)
     procstat_render(out);
 }
 
-void metrics_render(strbuf_t *out)
+/* The HTTP families: requests by route, method and status class, and their latency. */
+static void render_http(strbuf_t *out)
 {
     static const char *classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-    if (threads == NULL)
-        return;
     prom_family(out, "profile_api_requests_total", PROM_COUNTER,
                 "HTTP requests by route, method and status class.");
     for (int r = 0; r < ROUTE__COUNT; r++)
@@ -311,6 +310,11 @@ void metrics_render(strbuf_t *out)
                            counts, (double)total_us / 1e6);
         }
     }
+}
+
+/* The PostgreSQL pool: connections, waiting requests, refusals and retries. */
+static void render_pool(strbuf_t *out)
+{
     gauge(out, "profile_api_db_pool_connections", "Configured PostgreSQL connections.",
           offsetof(metrics_thread_t, pool.conns_total));
     gauge(out, "profile_api_db_pool_connections_ready", "Connected and prepared connections.",
@@ -327,7 +331,11 @@ void metrics_render(strbuf_t *out)
             "Statements retried after serialization "
             "failure or deadlock.",
             offsetof(metrics_thread_t, db_retries));
+}
 
+/* The list cache, the rate limiter and the Redis client under them. */
+static void render_cache_redis(strbuf_t *out)
+{
 #define R(f) offsetof(metrics_thread_t, redis.f)
     counter(out, "profile_api_cache_hits_total", "List cache lookups answered from Redis.",
             R(cache_hits));
@@ -400,5 +408,14 @@ void metrics_render(strbuf_t *out)
         prom_counter(out, "profile_api_redis_outages_total", "Redis outages seen by this process.",
                      redis_client_outages());
     }
+}
+
+void metrics_render(strbuf_t *out)
+{
+    if (threads == NULL)
+        return;
+    render_http(out);
+    render_pool(out);
+    render_cache_redis(out);
     render_more(out);
 }

@@ -108,7 +108,7 @@ def main():
             time.sleep(0.2)
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         buckets = []
-        for m in re.finditer(r'relay_commit_to_delivery_seconds_bucket\{le="([^"]+)"\} (\d+)', text):
+        for m in re.finditer(r'profile_relay_commit_to_delivery_seconds_bucket\{le="([^"]+)"\} (\d+)', text):
             le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
             buckets.append((le, int(m.group(2))))
         buckets.sort()

@@ -51,30 +51,48 @@ bool db_dsn_valid(const char *dsn)
     return true;
 }
 
-PGconn *db_connect(const char *dsn, const char *application_name, int connect_timeout_s)
+PGconn *db_connect_opts(const char *dsn, const db_connect_opts_t *opts, char *errbuf, size_t errlen)
 {
-    char timeout[16], msg[1024];
-    /* Defaults first: with expand_dbname the values inside `dsn` override earlier entries. */
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {timeout, application_name, dsn, NULL};
+    char timeout[16];
+    const char *app = opts->application_name != NULL ? opts->application_name : "profile-service";
+    /*
+     * Defaults first: with expand_dbname the values inside `dsn` override earlier entries, and
+     * only those; a pinned application_name therefore comes after the DSN.
+     */
+    const char *keys[10], *vals[10];
+    int n = 0;
     PGconn *conn;
 
-    if (!db_dsn_valid(dsn)) {
-        log_error("cannot connect to PostgreSQL: the connection string is not valid");
+    /* libpq expands `dsn` only when it looks like one; a plain database name is taken as is. A
+     * string that fails to parse would be quoted in libpq's message: never pass that on. */
+    if (dsn == NULL || ((strchr(dsn, '=') != NULL || strncmp(dsn, "postgres://", 11) == 0 ||
+                         strncmp(dsn, "postgresql://", 13) == 0) &&
+                        !db_dsn_valid(dsn))) {
+        snprintf(errbuf, errlen, "the connection string is not valid");
         return NULL;
     }
     snprintf(timeout, sizeof(timeout), "%d",
-             connect_timeout_s > 0 ? connect_timeout_s : DB_DEFAULT_CONNECT_TIMEOUT);
-    if (application_name == NULL)
-        vals[1] = "profile-service";
+             opts->connect_timeout_s > 0 ? opts->connect_timeout_s : DB_DEFAULT_CONNECT_TIMEOUT);
+    keys[n] = "connect_timeout", vals[n++] = timeout;
+    if (opts->keepalives) {
+        keys[n] = "keepalives", vals[n++] = "1";
+        keys[n] = "keepalives_idle", vals[n++] = "10";
+        keys[n] = "keepalives_interval", vals[n++] = "5";
+        keys[n] = "keepalives_count", vals[n++] = "3";
+    }
+    if (!opts->pin_application_name)
+        keys[n] = "application_name", vals[n++] = app;
+    keys[n] = "dbname", vals[n++] = dsn;
+    if (opts->pin_application_name)
+        keys[n] = "application_name", vals[n++] = app;
+    keys[n] = vals[n] = NULL;
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL) {
-        log_error("cannot connect to PostgreSQL: out of memory");
+        snprintf(errbuf, errlen, "out of memory");
         return NULL;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        one_line(PQerrorMessage(conn), msg, sizeof(msg));
-        log_error("cannot connect to PostgreSQL: %s", msg);
+        one_line(PQerrorMessage(conn), errbuf, errlen);
         PQfinish(conn);
         return NULL;
     }
@@ -82,6 +100,28 @@ PGconn *db_connect(const char *dsn, const char *application_name, int connect_ti
     log_debug("connected to PostgreSQL (server %d, pid %d)", PQserverVersion(conn),
               PQbackendPID(conn));
     return conn;
+}
+
+PGconn *db_connect(const char *dsn, const char *application_name, int connect_timeout_s)
+{
+    char msg[1024];
+    db_connect_opts_t opts = {.application_name = application_name,
+                              .connect_timeout_s = connect_timeout_s};
+    PGconn *conn;
+
+    if (!db_dsn_valid(dsn)) {
+        log_error("cannot connect to PostgreSQL: the connection string is not valid");
+        return NULL;
+    }
+    conn = db_connect_opts(dsn, &opts, msg, sizeof(msg));
+    if (conn == NULL)
+        log_error("cannot connect to PostgreSQL: %s", msg);
+    return conn;
+}
+
+bool db_conn_ok(const PGconn *conn)
+{
+    return conn != NULL && PQstatus(conn) == CONNECTION_OK;
 }
 
 void db_close(PGconn *conn)

@@ -1,8 +1,8 @@
 /*
  * Small synchronous libpq helpers for the tools and the relay (profile-migrate, profile-relay):
  * connect with a timeout and an application_name, run statements, and log failures without
- * leaking the DSN or SQL text (SQL appears only at debug level). The API's asynchronous pool
- * is elsewhere.
+ * leaking the DSN or SQL text (SQL appears only at debug level). One generic connect
+ * (db_connect_opts) with thin wrappers. The API's asynchronous pool is elsewhere.
  */
 #ifndef PROFILE_COMMON_DB_H
 #define PROFILE_COMMON_DB_H
@@ -20,6 +20,26 @@
  */
 bool db_dsn_valid(const char *dsn);
 
+/** How db_connect_opts() opens a connection. */
+typedef struct st_db_connect_opts_t {
+    /** application_name; NULL → "profile-service". */
+    const char *application_name;
+    /** connect_timeout in seconds; 0 → DB_DEFAULT_CONNECT_TIMEOUT. The DSN may override it. */
+    int connect_timeout_s;
+    /** TCP keepalives (idle 10 s, interval 5 s, 3 probes): a vanished peer is noticed in ~25 s. */
+    bool keepalives;
+    /** The DSN cannot override application_name (peers that count each other by it). */
+    bool pin_application_name;
+} db_connect_opts_t;
+
+/**
+ * The generic connect: opens a blocking connection to `dsn` as `opts` says, routes server notices
+ * to the debug log, and logs nothing else. On failure fills errbuf with one line (libpq's message,
+ * never the DSN) and returns NULL. The caller owns the connection (db_close()).
+ */
+PGconn *db_connect_opts(const char *dsn, const db_connect_opts_t *opts, char *errbuf,
+                        size_t errlen);
+
 /**
  * Opens a blocking connection to `dsn` with `application_name` and a connect timeout of
  * `connect_timeout_s` seconds (values in `dsn` take precedence over both). Server notices are
@@ -28,6 +48,9 @@ bool db_dsn_valid(const char *dsn);
  * with db_close(). Not thread-safe per connection.
  */
 PGconn *db_connect(const char *dsn, const char *application_name, int connect_timeout_s);
+
+/** True when the connection is usable (not CONNECTION_BAD). NULL → false. */
+bool db_conn_ok(const PGconn *conn);
 
 /** Closes `conn`. NULL-safe. */
 void db_close(PGconn *conn);

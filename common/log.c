@@ -6,10 +6,10 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include "common/log.h"
 #include "common/buf.h"
+#include "common/clock.h"
 
 #define LINE_MAX_BYTES 8192
 
@@ -17,7 +17,14 @@ log_level_t log_threshold = LOG_LEVEL_INFO;
 static const char *service_name = "profile";
 static FILE *out_stream;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+/* The one table of level names (config.c parses and logs them through log_parse_level() and
+ * log_level_name()). */
+static const char *const level_names[] = {
+    [LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_ERROR] = "error",
+};
 
 void log_init(const char *service, log_level_t threshold)
 {
@@ -25,9 +32,14 @@ void log_init(const char *service, log_level_t threshold)
     log_threshold = threshold;
 }
 
+const char *log_level_name(log_level_t level)
+{
+    return (unsigned)level <= LOG_LEVEL_ERROR ? level_names[level] : "unknown";
+}
+
 int log_parse_level(const char *s, log_level_t *out)
 {
-    for (int i = 0; i < 4; ++i) {
+    for (int i = LOG_LEVEL_DEBUG; i <= LOG_LEVEL_ERROR; ++i) {
         if (strcasecmp(s, level_names[i]) == 0) {
             *out = (log_level_t)i;
             return 0;
@@ -43,14 +55,14 @@ void log_set_stream(FILE *fp)
 
 static void put_prefix(strbuf_t *b, log_level_t level, const char *module)
 {
-    struct timeval tv;
+    int64_t now_ns = clock_wall_ns();
+    time_t secs = (time_t)(now_ns / 1000000000);
     struct tm tm;
     char ts[40];
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
+    gmtime_r(&secs, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     strbuf_appendf(b, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"service\":", ts,
-                   (int)(tv.tv_usec / 1000), level_names[level]);
+                   (int)(now_ns / 1000000 % 1000), level_names[level]);
     strbuf_append_json_string(b, service_name, strlen(service_name));
     strbuf_append(b, ",\"module\":", 10);
     strbuf_append_json_string(b, module, strlen(module));

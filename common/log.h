@@ -34,6 +34,9 @@ void log_init(const char *service, log_level_t threshold);
 /** Parses "debug" | "info" | "warn" | "error" (case-insensitive). Returns 0, or -1 if unknown. */
 int log_parse_level(const char *s, log_level_t *out);
 
+/** The lower-case name of `level` ("debug" … "error"); "unknown" outside the enum. */
+const char *log_level_name(log_level_t level);
+
 /** Redirects output (tests). NULL restores stderr. */
 void log_set_stream(FILE *fp);
 

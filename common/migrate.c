@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/db.h"
 #include "common/log.h"
 #include "common/migrate.h"
@@ -355,18 +356,11 @@ static int validate(const migrate_file_t *files, size_t nfiles, const migrate_ap
     return 0;
 }
 
-static long elapsed_ms(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (long)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 static int apply_one(PGconn *conn, const migrate_file_t *f)
 {
     char what[128], version[16], ms[24];
     const char *params[4];
-    struct timespec t0;
+    int64_t t0;
     size_t len;
     char *text;
     long took;
@@ -386,12 +380,12 @@ static int apply_one(PGconn *conn, const migrate_file_t *f)
             return -1;
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t0 = clock_mono_ms();
     if (db_exec(conn, "begin", "BEGIN") != 0)
         goto Error;
     if (db_exec(conn, what, text) != 0)
         goto Rollback;
-    took = elapsed_ms(&t0);
+    took = (long)(clock_mono_ms() - t0);
     snprintf(version, sizeof(version), "%d", f->version);
     snprintf(ms, sizeof(ms), "%ld", took);
     params[0] = version;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/otel.h"
 
@@ -46,9 +47,7 @@ static struct {
 
 uint64_t otel_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint64_t)clock_wall_ns();
 }
 
 void otel_random_bytes(uint8_t *buf, size_t len)

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <hiredis/hiredis.h>
 #include "common/cache.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "relay/inval.h"
 #include "relay/metrics.h"
@@ -38,13 +39,6 @@ struct st_inval_t {
     int backoff_ms;
     bool down;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int parse_url(inval_t *iv, const char *url, char *errbuf, size_t errlen)
 {
@@ -163,7 +157,7 @@ static void outage(inval_t *iv, const char *why)
     if (iv->rc != NULL)
         redisFree(iv->rc);
     iv->rc = NULL;
-    iv->next_attempt_ms = now_ms() + iv->backoff_ms;
+    iv->next_attempt_ms = clock_mono_ms() + iv->backoff_ms;
     iv->backoff_ms = iv->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : iv->backoff_ms * 2;
 }
 
@@ -179,7 +173,7 @@ static int simple(inval_t *iv, const char *fmt, const char *arg)
 static int connect_redis(inval_t *iv)
 {
     struct timeval tv = {0, 500000};
-    if (now_ms() < iv->next_attempt_ms)
+    if (clock_mono_ms() < iv->next_attempt_ms)
         return -1;
     iv->rc = iv->unix_path[0] ? redisConnectUnixWithTimeout(iv->unix_path, tv)
                               : redisConnectWithTimeout(iv->host, iv->port, tv);

@@ -9,6 +9,8 @@
 #include <sys/random.h>
 #include <time.h>
 #include "common/buf.h"
+#include "common/clock.h"
+#include "common/db.h"
 #include "common/log.h"
 #include "relay/lease.h"
 
@@ -29,13 +31,6 @@ struct st_lease_t {
     long long next_attempt_ms;
     bool down_logged;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int lease_fair_share(int relays)
 {
@@ -79,15 +74,10 @@ void lease_destroy(lease_t *l)
     free(l);
 }
 
-void lease_reset(lease_t *l)
-{
-    drop(l);
-}
-
 static int connect_lease(lease_t *l)
 {
     char err[512];
-    long long now = now_ms();
+    long long now = clock_mono_ms();
     if (now < l->next_attempt_ms)
         return -1;
     l->conn = outbox_connect(l->dsn, LEASE_APPLICATION_NAME, err, sizeof(err));
@@ -110,15 +100,9 @@ static int connect_lease(lease_t *l)
 static PGresult *query(lease_t *l, const char *what, const char *sql, int n,
                        const char *const *vals)
 {
-    PGresult *res = PQexecParams(l->conn, sql, n, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
-        return res;
-    log_error("lease %s failed: %s", what,
-              PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) != NULL
-                  ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                  : "connection lost");
-    PQclear(res);
-    return NULL;
+    char op[64];
+    snprintf(op, sizeof(op), "lease %s", what);
+    return db_query(l->conn, op, sql, n, vals);
 }
 
 /* Parses "{1,2,3}" into held[]. */
@@ -145,6 +129,84 @@ static void parse_held(lease_t *l, const char *arr)
     }
 }
 
+/*
+ * Over the share: stops claiming the extras and releases each once nothing of it is in flight.
+ * Returns 0, or -1 when the connection failed.
+ */
+static int release_extras(lease_t *l, int share, int relays, const int inflight[OUTBOX_PARTITIONS],
+                          const char *cls)
+{
+    int keep = 0;
+    for (int p = 0; p < OUTBOX_PARTITIONS; ++p) {
+        if (!l->held[p])
+            continue;
+        if (keep < share) {
+            keep++;
+            l->releasing[p] = false;
+            continue;
+        }
+        l->releasing[p] = true;
+        if (inflight[p] == 0) {
+            char part[16];
+            snprintf(part, sizeof(part), "%d", p);
+            const char *v[] = {cls, part};
+            PGresult *res = query(l, "unlock", "SELECT pg_advisory_unlock($1::int, $2::int)", 2, v);
+            if (res == NULL)
+                return -1;
+            PQclear(res);
+            l->held[p] = l->releasing[p] = false;
+            l->nheld--;
+            log_info("released partition %d (fair share %d of %d for %d relays)", p, share,
+                     OUTBOX_PARTITIONS, relays);
+        }
+    }
+    return 0;
+}
+
+/*
+ * Under the share: tries to lock free partitions, scanning from an offset that changes between
+ * calls. Returns 0, or -1 when the connection failed.
+ */
+static int take_share(lease_t *l, int share, int relays, const char *cls)
+{
+    static const char take_sql[] =
+        "SELECT p FROM (SELECT ((g + $1::int) % $5::int)::int AS p"
+        "   FROM generate_series(0, $5::int - 1) g) s"
+        " WHERE p <> ALL ($2::int[]) AND pg_try_advisory_lock($3::int, p) LIMIT $4::int";
+    char off[16], need[16], nparts[16];
+    strbuf_t held;
+
+    strbuf_init(&held);
+    strbuf_append_char(&held, '{');
+    for (int p = 0, first = 1; p < OUTBOX_PARTITIONS; ++p) {
+        if (l->held[p]) {
+            strbuf_appendf(&held, first ? "%d" : ",%d", p);
+            first = 0;
+        }
+    }
+    strbuf_append_char(&held, '}');
+    snprintf(off, sizeof(off), "%u", (unsigned)(clock_mono_ms() % OUTBOX_PARTITIONS));
+    snprintf(need, sizeof(need), "%d", share - l->nheld);
+    snprintf(nparts, sizeof(nparts), "%d", OUTBOX_PARTITIONS);
+    const char *v[] = {off, held.data, cls, need, nparts};
+    PGresult *res = query(l, "take", take_sql, 5, v);
+    strbuf_dispose(&held);
+    if (res == NULL)
+        return -1;
+    for (int i = 0; i < PQntuples(res); ++i) {
+        int p = atoi(PQgetvalue(res, i, 0));
+        if (p >= 0 && p < OUTBOX_PARTITIONS && !l->held[p]) {
+            l->held[p] = true;
+            l->nheld++;
+        }
+    }
+    if (PQntuples(res) > 0)
+        log_info("took %d partition(s); holding %d (fair share %d for %d relays)", PQntuples(res),
+                 l->nheld, share, relays);
+    PQclear(res);
+    return 0;
+}
+
 int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
 {
     static const char state_sql[] =
@@ -153,9 +215,6 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
         " array(SELECT objid::int FROM pg_locks WHERE locktype = 'advisory'"
         "   AND pid = pg_backend_pid() AND classid = $2::oid AND objsubid = 2 AND granted"
         "   ORDER BY objid)";
-    static const char take_sql[] =
-        "SELECT p FROM (SELECT ((g + $1::int) % 64)::int AS p FROM generate_series(0, 63) g) s"
-        " WHERE p <> ALL ($2::int[]) AND pg_try_advisory_lock($3::int, p) LIMIT $4::int";
     char cls[16];
     PGresult *res;
     int relays, share;
@@ -173,68 +232,15 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
     parse_held(l, PQgetvalue(res, 0, 1));
     PQclear(res);
     share = lease_fair_share(relays);
-
-    /* Over the share: stop claiming the extras, release each once nothing is in flight. */
-    int keep = 0;
-    for (int p = 0; p < OUTBOX_PARTITIONS; ++p) {
-        if (!l->held[p])
-            continue;
-        if (keep < share) {
-            keep++;
-            l->releasing[p] = false;
-            continue;
-        }
-        l->releasing[p] = true;
-        if (inflight[p] == 0) {
-            char part[16];
-            snprintf(part, sizeof(part), "%d", p);
-            const char *v[] = {cls, part};
-            res = query(l, "unlock", "SELECT pg_advisory_unlock($1::int, $2::int)", 2, v);
-            if (res == NULL)
-                goto Lost;
-            PQclear(res);
-            l->held[p] = l->releasing[p] = false;
-            l->nheld--;
-            log_info("released partition %d (fair share %d of 64 for %d relays)", p, share, relays);
-        }
-    }
-
-    if (l->nheld < share) {
-        char off[16], need[16];
-        strbuf_t held;
-        strbuf_init(&held);
-        strbuf_append_char(&held, '{');
-        for (int p = 0, first = 1; p < OUTBOX_PARTITIONS; ++p) {
-            if (l->held[p]) {
-                strbuf_appendf(&held, first ? "%d" : ",%d", p);
-                first = 0;
-            }
-        }
-        strbuf_append_char(&held, '}');
-        snprintf(off, sizeof(off), "%u", (unsigned)(now_ms() % OUTBOX_PARTITIONS));
-        snprintf(need, sizeof(need), "%d", share - l->nheld);
-        const char *v[] = {off, held.data, cls, need};
-        res = query(l, "take", take_sql, 4, v);
-        strbuf_dispose(&held);
-        if (res == NULL)
-            goto Lost;
-        for (int i = 0; i < PQntuples(res); ++i) {
-            int p = atoi(PQgetvalue(res, i, 0));
-            if (p >= 0 && p < OUTBOX_PARTITIONS && !l->held[p]) {
-                l->held[p] = true;
-                l->nheld++;
-            }
-        }
-        if (PQntuples(res) > 0)
-            log_info("took %d partition(s); holding %d (fair share %d for %d relays)",
-                     PQntuples(res), l->nheld, share, relays);
-        PQclear(res);
-    }
+    if (release_extras(l, share, relays, inflight, cls) != 0)
+        goto Lost;
+    if (l->nheld < share && take_share(l, share, relays, cls) != 0)
+        goto Lost;
     return 0;
 
 Lost:
     drop(l);
-    l->next_attempt_ms = now_ms() + l->backoff_ms;
+    l->next_attempt_ms = clock_mono_ms() + l->backoff_ms;
     return -1;
 }
 

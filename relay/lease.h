@@ -43,9 +43,6 @@ int lease_held_count(const lease_t *l);
 /** Backend pid of the lease connection (0 when disconnected). */
 int lease_backend_pid(const lease_t *l);
 
-/** Forgets the connection after an error seen elsewhere (e.g. a claim reported it gone). */
-void lease_reset(lease_t *l);
-
 /** Fair share of partitions for `relays` live relays: ceil(64 / relays), at least 1 relay. */
 int lease_fair_share(int relays);
 

@@ -2,10 +2,8 @@
  * Relay metrics in Prometheus text format, and a one-connection-at-a-time HTTP/1.0 responder in
  * its own thread (poll() with a stop pipe). Scrapes are rare and tiny, so nothing fancier.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,8 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "common/log.h"
+#include "common/net.h"
 #include "common/otel.h"
 #include "common/procstat.h"
+#include "common/prom.h"
 #include "relay/metrics.h"
 
 #define LOG_MODULE "metrics"
@@ -80,84 +80,97 @@ void metrics_failed(event_type_t type)
         atomic_fetch_add_explicit(&failed[type], 1, memory_order_relaxed);
 }
 
-static void gauge(strbuf_t *o, const char *name, const char *help, const char *kind, double v)
+/* Single-value families in exposition order: every relay metric is profile_relay_*. */
+static const struct {
+    metric_id_t id;
+    prom_type_t type;
+    const char *name, *help;
+    double scale; /* the stored value times this is the exposed one */
+} simple[] = {
+    {METRIC_DEAD_LETTERED, PROM_COUNTER, "profile_relay_dead_lettered_total",
+     "Events moved to the dead-letter table.", 1},
+    {METRIC_DEAD_LETTERS, PROM_GAUGE, "profile_relay_dead_letters",
+     "Rows in outbox_dead_letters (each holds its user back).", 1},
+    {METRIC_PENDING, PROM_GAUGE, "profile_relay_pending_rows",
+     "Outbox rows not yet published (held-back rows included).", 1},
+    {METRIC_HELD_BACK, PROM_GAUGE, "profile_relay_held_back_rows",
+     "Unpublished rows of users with a dead letter (the dead-lettered row included): they wait "
+     "for a requeue or skip, not for the relay.",
+     1},
+    {METRIC_OLDEST_PENDING_MS, PROM_GAUGE, "profile_relay_oldest_pending_age_seconds",
+     "Age of the oldest unpublished outbox row the relay may send (held-back rows excluded).",
+     0.001},
+    {METRIC_PARTITIONS_HELD, PROM_GAUGE, "profile_relay_partitions_held",
+     "Outbox partitions leased by this relay.", 1},
+    {METRIC_INFLIGHT, PROM_GAUGE, "profile_relay_inflight_messages",
+     "Messages produced and not yet reported.", 1},
+    {METRIC_CLAIMS, PROM_COUNTER, "profile_relay_claims_total", "Claim queries run.", 1},
+    {METRIC_PG_UP, PROM_GAUGE, "profile_relay_pg_up",
+     "1 when the relay's PostgreSQL connection is up.", 1},
+    {METRIC_PG_RECONNECTS, PROM_COUNTER, "profile_relay_pg_reconnects_total",
+     "PostgreSQL reconnections.", 1},
+    {METRIC_PRODUCER_UP, PROM_GAUGE, "profile_relay_producer_up",
+     "1 when the Kafka producer is usable.", 1},
+    {METRIC_PRODUCER_RESETS, PROM_COUNTER, "profile_relay_producer_resets_total",
+     "Producers recreated after a fatal error.", 1},
+    {METRIC_REDIS_UP, PROM_GAUGE, "profile_relay_redis_up",
+     "1 when Redis answered the last invalidation.", 1},
+    {METRIC_REDIS_INVALIDATIONS, PROM_COUNTER, "profile_relay_redis_invalidations_total",
+     "Users' cache keys invalidated.", 1},
+    {METRIC_REDIS_ERRORS, PROM_COUNTER, "profile_relay_redis_errors_total",
+     "Failed Redis connections or commands.", 1},
+    {METRIC_REDIS_DROPPED, PROM_COUNTER, "profile_relay_redis_invalidations_dropped_total",
+     "Invalidations dropped because the retry queue was full.", 1},
+};
+
+/* One counter family labelled by event type. */
+static void by_type(strbuf_t *o, const char *name, const char *help, atomic_ullong *counts)
 {
-    strbuf_appendf(o, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, kind, name, v);
+    prom_family(o, name, PROM_COUNTER, help);
+    for (int t = 0; t < EVENT_TYPE_COUNT; ++t) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "type=\"%s\"", event_type_name((event_type_t)t));
+        prom_sample_u64(o, name, labels, counts[t]);
+    }
 }
 
 void metrics_render(strbuf_t *o)
 {
-    uint64_t exported, dropped, otel_failed;
+    uint64_t exported, dropped, otel_failed, counts[NBUCKETS + 1];
+    char labels[256];
 
-    strbuf_appendf(o,
-                   "# HELP profile_relay_build_info Version and git commit of this build.\n"
-                   "# TYPE profile_relay_build_info gauge\n"
-                   "profile_relay_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-                   PROFILE_VERSION, PROFILE_GIT_COMMIT);
-    strbuf_append_str(o, "# HELP relay_events_published_total Events Kafka confirmed, by type.\n"
-                         "# TYPE relay_events_published_total counter\n");
-    for (int t = 0; t < EVENT_TYPE_COUNT; ++t)
-        strbuf_appendf(o, "relay_events_published_total{type=\"%s\"} %llu\n",
-                       event_type_name((event_type_t)t), (unsigned long long)published[t]);
-    strbuf_append_str(o, "# HELP relay_events_failed_total Failed deliveries (retried or dead-"
-                         "lettered), by type.\n# TYPE relay_events_failed_total counter\n");
-    for (int t = 0; t < EVENT_TYPE_COUNT; ++t)
-        strbuf_appendf(o, "relay_events_failed_total{type=\"%s\"} %llu\n",
-                       event_type_name((event_type_t)t), (unsigned long long)failed[t]);
+    prom_family(o, "profile_relay_build_info", PROM_GAUGE, "Version and git commit of this build.");
+    snprintf(labels, sizeof(labels), "version=\"%s\",commit=\"%s\"", PROFILE_VERSION,
+             PROFILE_GIT_COMMIT);
+    prom_sample_u64(o, "profile_relay_build_info", labels, 1);
+    by_type(o, "profile_relay_events_published_total", "Events Kafka confirmed, by type.",
+            published);
+    by_type(o, "profile_relay_events_failed_total",
+            "Failed deliveries (retried or dead-lettered), by type.", failed);
 
-    strbuf_append_str(o, "# HELP relay_commit_to_delivery_seconds Outbox created_at to Kafka "
-                         "delivery report.\n# TYPE relay_commit_to_delivery_seconds histogram\n");
-    unsigned long long cum = 0;
-    for (size_t b = 0; b < NBUCKETS; ++b) {
-        cum += hist[b];
-        strbuf_appendf(o, "relay_commit_to_delivery_seconds_bucket{le=\"%g\"} %llu\n", buckets_s[b],
-                       cum);
+    prom_family(o, "profile_relay_commit_to_delivery_seconds", PROM_HISTOGRAM,
+                "Outbox created_at to Kafka delivery report.");
+    for (size_t b = 0; b <= NBUCKETS; ++b)
+        counts[b] = hist[b];
+    prom_histogram(o, "profile_relay_commit_to_delivery_seconds", NULL, buckets_s, NBUCKETS, counts,
+                   (double)hist_sum_us / 1e6);
+
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); ++i) {
+        prom_family(o, simple[i].name, simple[i].type, simple[i].help);
+        if (simple[i].scale == 1)
+            prom_sample_i64(o, simple[i].name, NULL, metrics_get(simple[i].id));
+        else
+            prom_sample_double(o, simple[i].name, NULL,
+                               (double)metrics_get(simple[i].id) * simple[i].scale);
     }
-    cum += hist[NBUCKETS];
-    strbuf_appendf(o, "relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
-    strbuf_appendf(o, "relay_commit_to_delivery_seconds_sum %.6f\n", (double)hist_sum_us / 1e6);
-    strbuf_appendf(o, "relay_commit_to_delivery_seconds_count %llu\n",
-                   (unsigned long long)hist_count);
-
-    gauge(o, "relay_dead_lettered_total", "Events moved to the dead-letter table.", "counter",
-          (double)metrics_get(METRIC_DEAD_LETTERED));
-    gauge(o, "relay_dead_letters", "Rows in outbox_dead_letters (users held back).", "gauge",
-          (double)metrics_get(METRIC_DEAD_LETTERS));
-    gauge(o, "relay_pending_rows", "Outbox rows not yet published.", "gauge",
-          (double)metrics_get(METRIC_PENDING));
-    gauge(o, "relay_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row.",
-          "gauge", (double)metrics_get(METRIC_OLDEST_PENDING_MS) / 1000.0);
-    gauge(o, "relay_partitions_held", "Outbox partitions leased by this relay.", "gauge",
-          (double)metrics_get(METRIC_PARTITIONS_HELD));
-    gauge(o, "relay_inflight_messages", "Messages produced and not yet reported.", "gauge",
-          (double)metrics_get(METRIC_INFLIGHT));
-    gauge(o, "relay_claims_total", "Claim queries run.", "counter",
-          (double)metrics_get(METRIC_CLAIMS));
-    gauge(o, "relay_pg_up", "1 when the relay's PostgreSQL connection is up.", "gauge",
-          (double)metrics_get(METRIC_PG_UP));
-    gauge(o, "relay_pg_reconnects_total", "PostgreSQL reconnections.", "counter",
-          (double)metrics_get(METRIC_PG_RECONNECTS));
-    gauge(o, "relay_producer_up", "1 when the Kafka producer is usable.", "gauge",
-          (double)metrics_get(METRIC_PRODUCER_UP));
-    gauge(o, "relay_producer_resets_total", "Producers recreated after a fatal error.", "counter",
-          (double)metrics_get(METRIC_PRODUCER_RESETS));
-    gauge(o, "relay_redis_up", "1 when Redis answered the last invalidation.", "gauge",
-          (double)metrics_get(METRIC_REDIS_UP));
-    gauge(o, "relay_redis_invalidations_total", "Users' cache keys invalidated.", "counter",
-          (double)metrics_get(METRIC_REDIS_INVALIDATIONS));
-    gauge(o, "relay_redis_errors_total", "Failed Redis connections or commands.", "counter",
-          (double)metrics_get(METRIC_REDIS_ERRORS));
-    gauge(o, "relay_redis_invalidations_dropped_total",
-          "Invalidations dropped because the retry queue was full.", "counter",
-          (double)metrics_get(METRIC_REDIS_DROPPED));
 
     otel_stats(&exported, &dropped, &otel_failed);
-    gauge(o, "relay_otel_spans_exported_total", "Publish spans accepted by the OTLP endpoint.",
-          "counter", (double)exported);
-    gauge(o, "relay_otel_spans_dropped_total",
-          "Publish spans dropped because the export queue was full.", "counter", (double)dropped);
-    gauge(o, "relay_otel_spans_failed_total", "Publish spans lost to failed OTLP exports.",
-          "counter", (double)otel_failed);
+    prom_counter(o, "profile_relay_otel_spans_exported_total",
+                 "Publish spans accepted by the OTLP endpoint.", exported);
+    prom_counter(o, "profile_relay_otel_spans_dropped_total",
+                 "Publish spans dropped because the export queue was full.", dropped);
+    prom_counter(o, "profile_relay_otel_spans_failed_total",
+                 "Publish spans lost to failed OTLP exports.", otel_failed);
     procstat_render(o);
 }
 
@@ -259,34 +272,21 @@ static void *server_main(void *arg)
 
 int metrics_server_start(int port, char *errbuf, size_t errlen)
 {
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
-    int one = 1;
+    char err[256];
 
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd < 0)
-        goto Error;
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_ANY);
-    sa.sin_port = htons((uint16_t)port);
-    if (bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(listen_fd, 16) != 0 ||
-        getsockname(listen_fd, (struct sockaddr *)&sa, &sl) != 0)
-        goto Error;
-    bound_port = ntohs(sa.sin_port);
-    if (pipe2(stop_pipe, O_CLOEXEC) != 0)
-        goto Error;
-    if (pthread_create(&thread, NULL, server_main, NULL) != 0)
-        goto Error;
-    return 0;
-Error:
-    snprintf(errbuf, errlen, "RELAY_METRICS_PORT: cannot listen on port %d: %s", port,
-             strerror(errno));
-    if (listen_fd >= 0)
+    listen_fd = net_listen_tcp(port, 16, 0, &bound_port, err, sizeof(err));
+    if (listen_fd < 0) {
+        snprintf(errbuf, errlen, "RELAY_METRICS_PORT: %s", err);
+        return -1;
+    }
+    if (pipe2(stop_pipe, O_CLOEXEC) != 0 || pthread_create(&thread, NULL, server_main, NULL) != 0) {
+        snprintf(errbuf, errlen, "RELAY_METRICS_PORT: cannot start the metrics thread: %s",
+                 strerror(errno));
         close(listen_fd);
-    listen_fd = -1;
-    return -1;
+        listen_fd = -1;
+        return -1;
+    }
+    return 0;
 }
 
 int metrics_server_port(void)

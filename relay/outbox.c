@@ -1,73 +1,35 @@
 /*
- * Outbox SQL for the relay (libpq, synchronous, text parameters). Arrays travel as literals so
- * that a whole batch is one statement (unnest), whatever its size.
+ * Outbox SQL for the relay (text parameters; connecting, running and error logging are
+ * common/db's). Arrays travel as literals so that a whole batch is one statement (unnest),
+ * whatever its size.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "common/buf.h"
+#include "common/db.h"
 #include "common/log.h"
 #include "relay/outbox.h"
 
 #define LOG_MODULE "outbox"
 
-static void log_failure(PGconn *conn, const PGresult *res, const char *what)
-{
-    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (msg == NULL)
-        msg = PQerrorMessage(conn);
-    char clean[512];
-    snprintf(clean, sizeof(clean), "%s", msg != NULL ? msg : "");
-    size_t n = strlen(clean);
-    while (n > 0 && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
-        clean[--n] = '\0';
-    log_error("%s failed (sqlstate %s): %s", what, state != NULL ? state : "-", clean);
-}
-
-static PGresult *run(PGconn *conn, const char *what, const char *sql, int n,
-                     const char *const *vals)
-{
-    PGresult *res = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-        return res;
-    log_failure(conn, res, what);
-    PQclear(res);
-    return NULL;
-}
+/* Relay sessions: keepalives, and an application_name the DSN cannot change (the relays count
+ * each other by it). */
+#define CONNECT_TIMEOUT_S 5
 
 PGconn *outbox_connect(const char *dsn, const char *application_name, char *errbuf, size_t errlen)
 {
-    /*
-     * Keepalives: a peer that vanished without a FIN is noticed within about 25 s. The DSN
-     * comes after these defaults so that what it sets wins, but not over application_name:
-     * relays count each other by it.
-     */
-    const char *keys[] = {
-        "connect_timeout",  "keepalives", "keepalives_idle",  "keepalives_interval",
-        "keepalives_count", "dbname",     "application_name", NULL};
-    const char *vals[] = {"5", "1", "10", "5", "3", dsn, application_name, NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (conn == NULL) {
-        snprintf(errbuf, errlen, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(errbuf, errlen, "%s", PQerrorMessage(conn));
-        size_t n = strlen(errbuf);
-        while (n > 0 && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
-            errbuf[--n] = '\0';
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
+    db_connect_opts_t opts = {.application_name = application_name,
+                              .connect_timeout_s = CONNECT_TIMEOUT_S,
+                              .keepalives = true,
+                              .pin_application_name = true};
+    return db_connect_opts(dsn, &opts, errbuf, errlen);
 }
 
 bool outbox_conn_ok(PGconn *conn)
 {
-    return conn != NULL && PQstatus(conn) == CONNECTION_OK;
+    return db_conn_ok(conn);
 }
 
 int outbox_session_init(PGconn *conn, bool listen)
@@ -76,17 +38,10 @@ int outbox_session_init(PGconn *conn, bool listen)
      * Marks and dead letters are safe to lose in a server crash (the rows are sent again, with
      * the same ce_id), so these sessions do not wait for WAL flushes: it halves a mark's cost.
      */
-    PGresult *res = PQexec(conn, listen ? "SET synchronous_commit = off;"
-                                          " SET statement_timeout = '60s'; LISTEN outbox_new"
-                                        : "SET synchronous_commit = off;"
-                                          " SET statement_timeout = '60s'");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        log_failure(conn, res, "session set-up");
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-    return 0;
+    return db_exec(conn, "session set-up",
+                   listen ? "SET synchronous_commit = off;"
+                            " SET statement_timeout = '60s'; LISTEN outbox_new"
+                          : "SET synchronous_commit = off; SET statement_timeout = '60s'");
 }
 
 int outbox_drain_notifies(PGconn *conn, uint64_t *partitions)
@@ -171,7 +126,7 @@ int outbox_claim(PGconn *conn, const int *parts, int nparts, const char *const *
     snprintf(cls, sizeof(cls), "%d", OUTBOX_LEASE_CLASS);
     const char *vals[] = {parr, barr, lim, pid, cls};
 
-    out->res = run(conn, "claim pending rows", claim_sql, 5, vals);
+    out->res = db_query(conn, "claim pending rows", claim_sql, 5, vals);
     free(parr);
     free(barr);
     if (out->res == NULL) {
@@ -224,20 +179,6 @@ static void mark_params(const char *const *users, const int64_t *seqs, int n, ch
     *uarr = outbox_text_array(users, n);
 }
 
-int outbox_mark_published(PGconn *conn, const char *const *users, const int64_t *seqs, int n)
-{
-    char *uarr, *sarr;
-    mark_params(users, seqs, n, &uarr, &sarr);
-    const char *vals[] = {uarr, sarr};
-    PGresult *res = run(conn, "mark published", mark_sql, 2, vals);
-    free(uarr);
-    free(sarr);
-    if (res == NULL)
-        return -1;
-    PQclear(res);
-    return 0;
-}
-
 int outbox_mark_send(PGconn *conn, const char *const *users, const int64_t *seqs, int n)
 {
     char *uarr, *sarr;
@@ -247,7 +188,7 @@ int outbox_mark_send(PGconn *conn, const char *const *users, const int64_t *seqs
     free(uarr);
     free(sarr);
     if (!ok) {
-        log_failure(conn, NULL, "send mark published");
+        db_log_error(conn, NULL, "send mark published");
         return -1;
     }
     return 0;
@@ -258,14 +199,14 @@ int outbox_mark_poll(PGconn *conn)
     PGresult *res;
     int status = 1;
     if (!PQconsumeInput(conn)) {
-        log_failure(conn, NULL, "mark published");
+        db_log_error(conn, NULL, "mark published");
         return -1;
     }
     if (PQisBusy(conn))
         return 0;
     while ((res = PQgetResult(conn)) != NULL) {
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            log_failure(conn, res, "mark published");
+            db_log_error(conn, res, "mark published");
             status = -1;
         }
         PQclear(res);
@@ -283,7 +224,7 @@ int outbox_dead_letter(PGconn *conn, const char *user_id, int64_t seq, const cha
     char s[24];
     snprintf(s, sizeof(s), "%" PRId64, seq);
     const char *vals[] = {user_id, s, event_id, error};
-    PGresult *res = run(conn, "insert dead letter", sql, 4, vals);
+    PGresult *res = db_query(conn, "insert dead letter", sql, 4, vals);
     if (res == NULL)
         return -1;
     PQclear(res);
@@ -303,7 +244,7 @@ int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int 
     snprintf(ret, sizeof(ret), "%d", retention_s);
     snprintf(lim, sizeof(lim), "%d", limit);
     const char *vals[] = {ret, parr, lim};
-    PGresult *res = run(conn, "delete published rows", sql, 3, vals);
+    PGresult *res = db_query(conn, "delete published rows", sql, 3, vals);
     free(parr);
     if (res == NULL)
         return -1;
@@ -312,21 +253,30 @@ int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int 
     return n;
 }
 
+/*
+ * One pass over the pending rows; a row is held back when its user has a dead letter (the claim
+ * skips such users), so the lag figure only ages with rows the relay may send.
+ */
 int outbox_stats(PGconn *conn, outbox_stats_t *out)
 {
     static const char sql[] =
-        "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),"
-        " (SELECT coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)"
-        "    FROM outbox WHERE published_at IS NULL),"
-        " (SELECT count(*) FROM outbox_dead_letters)";
-    PGresult *res = run(conn, "outbox statistics", sql, 0, NULL);
+        "SELECT count(*) FILTER (WHERE h.user_id IS NULL),"
+        " coalesce(extract(epoch FROM clock_timestamp()"
+        "   - min(o.created_at) FILTER (WHERE h.user_id IS NULL)), 0),"
+        " count(h.user_id),"
+        " (SELECT count(*) FROM outbox_dead_letters)"
+        " FROM outbox o"
+        " LEFT JOIN (SELECT DISTINCT user_id FROM outbox_dead_letters) h ON h.user_id = o.user_id"
+        " WHERE o.published_at IS NULL";
+    PGresult *res = db_query(conn, "outbox statistics", sql, 0, NULL);
     if (res == NULL)
         return -1;
-    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->held_back = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10) + out->held_back;
     out->oldest_age_seconds = strtod(PQgetvalue(res, 0, 1), NULL);
     if (out->oldest_age_seconds < 0)
         out->oldest_age_seconds = 0;
-    out->dead_letters = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    out->dead_letters = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     PQclear(res);
     return 0;
 }
@@ -338,7 +288,7 @@ int outbox_dlq_list(PGconn *conn, FILE *out)
         " to_char(d.failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), d.error"
         " FROM outbox_dead_letters d JOIN outbox o USING (user_id, seq)"
         " ORDER BY d.failed_at, d.user_id, d.seq";
-    PGresult *res = run(conn, "list dead letters", sql, 0, NULL);
+    PGresult *res = db_query(conn, "list dead letters", sql, 0, NULL);
     if (res == NULL)
         return -1;
     for (int i = 0; i < PQntuples(res); ++i) {
@@ -367,14 +317,14 @@ int outbox_dlq_resolve(PGconn *conn, const event_dlq_id_t *id, bool skip)
     snprintf(s, sizeof(s), "%" PRId64, id->seq);
     const char *vals[] = {id->by_uuid ? NULL : id->user_id, id->by_uuid ? NULL : s,
                           id->by_uuid ? id->uuid : NULL};
-    PGresult *res = run(conn, skip ? "skip dead letter" : "requeue dead letter",
-                        skip ? skip_sql : requeue_sql, 3, vals);
+    PGresult *res = db_query(conn, skip ? "skip dead letter" : "requeue dead letter",
+                             skip ? skip_sql : requeue_sql, 3, vals);
     if (res == NULL)
         return -1;
     int n = atoi(PQgetvalue(res, 0, 0));
     PQclear(res);
     if (n > 0) {
-        res = run(conn, "notify", "NOTIFY outbox_new", 0, NULL);
+        res = db_query(conn, "notify", "NOTIFY outbox_new", 0, NULL);
         if (res != NULL)
             PQclear(res);
     }

@@ -24,18 +24,20 @@ typedef struct st_outbox_batch_t {
 } outbox_batch_t;
 
 typedef struct st_outbox_stats_t {
-    long long pending;
-    double oldest_age_seconds; /* 0 when nothing is pending */
+    long long pending;         /* unpublished rows, held-back ones included */
+    long long held_back;       /* unpublished rows of users with a dead letter (claims skip them) */
+    double oldest_age_seconds; /* oldest unpublished row not held back; 0 when there is none */
     long long dead_letters;
 } outbox_stats_t;
 
 /**
- * Opens a connection with `application_name` (and a 5 s connect timeout unless the DSN sets
- * one). Returns NULL and fills errbuf (libpq's message, never the DSN) on failure.
+ * The relay's connection settings over db_connect_opts(): `application_name` (the DSN cannot
+ * change it), keepalives and a 5 s connect timeout unless the DSN sets one. Returns NULL and
+ * fills errbuf (libpq's message, never the DSN) on failure.
  */
 PGconn *outbox_connect(const char *dsn, const char *application_name, char *errbuf, size_t errlen);
 
-/** True when the connection is usable (not CONNECTION_BAD). NULL → false. */
+/** db_conn_ok(): true when the connection is usable. NULL → false. */
 bool outbox_conn_ok(PGconn *conn);
 
 /**
@@ -68,15 +70,9 @@ void outbox_batch_row(const outbox_batch_t *b, int i, relay_event_t *ev);
 void outbox_batch_dispose(outbox_batch_t *b);
 
 /**
- * Marks rows (users[i], seqs[i]) published in one statement. Rows already published are left
- * as they are. Returns 0 or -1 (logged).
- */
-PROFILE_MUSTCHECK int outbox_mark_published(PGconn *conn, const char *const *users,
-                                            const int64_t *seqs, int n);
-
-/**
- * As outbox_mark_published() without waiting: sends the statement on `conn`, which must have
- * nothing else in progress. Returns 0, or -1 (logged) when it could not be sent.
+ * Marks rows (users[i], seqs[i]) published in one statement, without waiting: sends it on
+ * `conn`, which must have nothing else in progress. Rows already published are left as they
+ * are. Returns 0, or -1 (logged) when it could not be sent.
  */
 PROFILE_MUSTCHECK int outbox_mark_send(PGconn *conn, const char *const *users, const int64_t *seqs,
                                        int n);
@@ -97,7 +93,10 @@ PROFILE_MUSTCHECK int outbox_dead_letter(PGconn *conn, const char *user_id, int6
  */
 int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int nparts, int limit);
 
-/** Pending count, age of the oldest pending row, dead-letter count. Returns 0 or -1. */
+/**
+ * Pending and held-back counts, age of the oldest pending row not held back, dead-letter count.
+ * Returns 0 or -1 (logged).
+ */
 PROFILE_MUSTCHECK int outbox_stats(PGconn *conn, outbox_stats_t *out);
 
 /** Writes the dead letters as tab-separated lines (id, event id, failed at, error). */

@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include "common/cache.h"
+#include "common/clock.h"
 #include "common/log.h"
-#include "relay/inflight.h"
+#include "relay/keycount.h"
 #include "relay/inval.h"
 #include "relay/lease.h"
 #include "relay/metrics.h"
@@ -42,23 +42,48 @@
  */
 #define PERMANENT_STRIKES 2
 
-/* One produced message, from producer_send() until its delivery report is settled. */
+/*
+ * A message's stage (STYLE rule 31). Each stage but NEW and GONE is one list of relay_t, and
+ * msg_move() is the only code that changes a message's stage, its list or the window counts.
+ */
+typedef enum {
+    MSG_NEW,      /* made from a claimed row, not yet taken by the producer: on no list */
+    MSG_PRODUCED, /* librdkafka holds it until its delivery report: r->produced */
+    MSG_REPORTED, /* report in, not yet settled: r->reports */
+    MSG_TO_MARK,  /* delivered, mark not yet sent: r->to_mark */
+    MSG_MARKING,  /* delivered, mark running on markdb: r->marking */
+    MSG_GONE,     /* left the window (marked, failed or dropped): freed */
+} msg_state_t;
+
+/* What a delivery report said. */
+typedef enum {
+    OUTCOME_DELIVERED,
+    OUTCOME_RETRIABLE, /* released at once; the row is claimed again after a backoff */
+    OUTCOME_PERMANENT, /* dead-lettered once classify_failures() confirms it */
+} msg_outcome_t;
+
+/* One message, from its claimed row until it leaves the window. */
 typedef struct st_relay_msg_t {
-    struct st_relay_msg_t *next;
+    struct st_relay_msg_t *prev, *next; /* on the list of `state` */
+    msg_state_t state;
     char *user_id;
     int64_t seq;
     char event_id[EVENT_UUID_LEN + 1];
     event_type_t type;
     int partition;
     int64_t created_us;
-    bool ok;
-    bool permanent;
+    msg_outcome_t outcome;
     bool classified;     /* permanent failure already counted in strikes */
     long long report_us; /* wall clock of the delivery report */
     char *error;
     bool traced; /* `span` started and sampled: exported at the delivery report */
     span_publish_t span;
 } relay_msg_t;
+
+typedef struct st_relay_msg_list_t {
+    relay_msg_t *head, *tail;
+    int n;
+} msg_list_t;
 
 struct st_relay_t {
     const app_config_t *cfg;
@@ -67,13 +92,10 @@ struct st_relay_t {
     lease_t *lease;
     producer_t *producer;
     inval_t *inval;
-    inflight_t *inflight;
-    inflight_t *strikes; /* event id -> permanent failures reported by a broker */
+    keycount_t *inflight; /* user id -> messages in the window (PRODUCED to MARKING) */
+    keycount_t *strikes;  /* event id -> permanent failures reported by a broker */
     int part_inflight[OUTBOX_PARTITIONS];
-    relay_msg_t *reports, **reports_tail; /* delivery reports not yet settled */
-    relay_msg_t *to_mark, **to_mark_tail; /* delivered, mark not yet sent */
-    relay_msg_t *marking;                 /* delivered, mark running on markdb */
-    int nmarking;
+    msg_list_t produced, reports, to_mark, marking; /* one per stage: see msg_state_t */
     long long mark_sent_us;
     int wake_pipe[2]; /* librdkafka writes here when reports are ready */
     int stop_pipe[2]; /* relay_request_stop() writes here */
@@ -87,20 +109,6 @@ struct st_relay_t {
     long long retry_log_ms;
     bool tracing; /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
-}
 
 /* Ends a traced message's publish span; `error` NULL when Kafka stored it. */
 static void end_span(relay_t *r, relay_msg_t *m, const char *error)
@@ -125,20 +133,98 @@ static void msg_free(relay_msg_t *m)
     free(m);
 }
 
+static msg_list_t *list_of(relay_t *r, msg_state_t st)
+{
+    switch (st) {
+    case MSG_NEW:
+    case MSG_GONE:
+        return NULL;
+    case MSG_PRODUCED:
+        return &r->produced;
+    case MSG_REPORTED:
+        return &r->reports;
+    case MSG_TO_MARK:
+        return &r->to_mark;
+    case MSG_MARKING:
+        return &r->marking;
+    default:
+        PROFILE_FATAL("relay message in an unknown stage");
+    }
+}
+
+static bool in_window(msg_state_t st)
+{
+    return st == MSG_PRODUCED || st == MSG_REPORTED || st == MSG_TO_MARK || st == MSG_MARKING;
+}
+
+/* The stage changes of a message's life; any other is a bug. */
+static bool legal_move(msg_state_t from, msg_state_t to)
+{
+    switch (to) {
+    case MSG_PRODUCED:
+        return from == MSG_NEW;
+    case MSG_REPORTED:
+        return from == MSG_PRODUCED;
+    case MSG_TO_MARK:
+        return from == MSG_REPORTED || from == MSG_MARKING; /* marking again after a failure */
+    case MSG_MARKING:
+        return from == MSG_TO_MARK;
+    case MSG_GONE:
+        return true; /* settled, never sent, or dropped by relay_destroy() */
+    default:
+        return false;
+    }
+}
+
+/*
+ * Moves `m` to stage `to`, appending it to that stage's list: the only code that changes list
+ * membership. Entering the window (PRODUCED) counts the message for its user and partition;
+ * leaving it (GONE) releases both, and frees `m`.
+ */
+static void msg_move(relay_t *r, relay_msg_t *m, msg_state_t to)
+{
+    msg_list_t *from = list_of(r, m->state), *dest = list_of(r, to);
+
+    if (!legal_move(m->state, to))
+        PROFILE_FATAL("relay message: illegal stage change");
+    if (from != NULL) {
+        *(m->prev != NULL ? &m->prev->next : &from->head) = m->next;
+        *(m->next != NULL ? &m->next->prev : &from->tail) = m->prev;
+        from->n--;
+    }
+    if (!in_window(m->state) && in_window(to)) {
+        keycount_inc(r->inflight, m->user_id);
+        r->part_inflight[m->partition]++;
+    } else if (in_window(m->state) && !in_window(to)) {
+        keycount_dec(r->inflight, m->user_id);
+        r->part_inflight[m->partition]--;
+        metrics_set(METRIC_INFLIGHT, keycount_total(r->inflight));
+    }
+    m->state = to;
+    m->prev = m->next = NULL;
+    if (to == MSG_GONE) {
+        msg_free(m);
+        return;
+    }
+    if (dest != NULL) {
+        m->prev = dest->tail;
+        *(dest->tail != NULL ? &dest->tail->next : &dest->head) = m;
+        dest->tail = m;
+        dest->n++;
+    }
+}
+
 /* Delivery report: called from producer_poll() on the loop thread; settled later in batches. */
 static void on_delivery(void *app, void *opaque, bool ok, bool permanent, const char *errstr)
 {
     relay_t *r = app;
     relay_msg_t *m = opaque;
-    m->ok = ok;
-    m->permanent = permanent;
+    m->outcome = ok ? OUTCOME_DELIVERED : permanent ? OUTCOME_PERMANENT : OUTCOME_RETRIABLE;
     m->error = ok ? NULL : xstrdup(errstr);
-    m->report_us = wall_us();
+    m->report_us = clock_wall_ns() / 1000;
     if (m->traced)
         end_span(r, m, ok ? NULL : errstr);
-    m->next = NULL;
-    *r->reports_tail = m;
-    r->reports_tail = &m->next;
+    msg_move(r, m, MSG_REPORTED);
 }
 
 relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
@@ -155,10 +241,8 @@ relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
         return NULL;
     }
     r->lease = lease_create(cfg->database_url);
-    r->inflight = inflight_create();
-    r->strikes = inflight_create();
-    r->reports_tail = &r->reports;
-    r->to_mark_tail = &r->to_mark;
+    r->inflight = keycount_create();
+    r->strikes = keycount_create();
     r->window = cfg->relay_batch_size * 4 < 2000 ? 2000 : cfg->relay_batch_size * 4;
     r->db_backoff_ms = PG_BACKOFF_MIN_MS;
     atomic_init(&r->stop, false);
@@ -182,13 +266,11 @@ void relay_destroy(relay_t *r)
 {
     if (r == NULL)
         return;
-    relay_msg_t *lists[] = {r->reports, r->to_mark, r->marking};
+    /* The producer is gone or never polled again: no report can reach these any more. */
+    msg_list_t *lists[] = {&r->produced, &r->reports, &r->to_mark, &r->marking};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); ++i) {
-        while (lists[i] != NULL) {
-            relay_msg_t *m = lists[i];
-            lists[i] = m->next;
-            msg_free(m);
-        }
+        while (lists[i]->head != NULL)
+            msg_move(r, lists[i]->head, MSG_GONE);
     }
     if (r->db != NULL)
         PQfinish(r->db);
@@ -196,8 +278,8 @@ void relay_destroy(relay_t *r)
         PQfinish(r->markdb);
     lease_destroy(r->lease);
     inval_destroy(r->inval);
-    inflight_destroy(r->inflight);
-    inflight_destroy(r->strikes);
+    keycount_destroy(r->inflight);
+    keycount_destroy(r->strikes);
     close(r->wake_pipe[0]);
     close(r->wake_pipe[1]);
     close(r->stop_pipe[0]);
@@ -205,20 +287,14 @@ void relay_destroy(relay_t *r)
     free(r);
 }
 
-/* Puts the rows of the mark in progress back at the front of the mark queue, to be sent again
- * (marking is idempotent). */
+/* Puts the rows of the mark in progress back in front of the mark queue, to be sent again
+ * (marking is idempotent): the queued rows join the running mark, then all of them go back. */
 static void requeue_marking(relay_t *r)
 {
-    relay_msg_t *last = r->marking;
-    if (last == NULL)
-        return;
-    while (last->next != NULL)
-        last = last->next;
-    last->next = r->to_mark;
-    if (r->to_mark == NULL)
-        r->to_mark_tail = &last->next;
-    r->to_mark = r->marking;
-    r->marking = NULL;
+    for (int queued = r->to_mark.n; queued > 0; --queued)
+        msg_move(r, r->to_mark.head, MSG_MARKING);
+    while (r->marking.head != NULL)
+        msg_move(r, r->marking.head, MSG_TO_MARK);
 }
 
 static void db_lost(relay_t *r)
@@ -234,7 +310,7 @@ static void db_lost(relay_t *r)
     if (!r->db_down_logged)
         log_error("lost the PostgreSQL connection; reconnecting with backoff");
     r->db_down_logged = true;
-    r->db_next_attempt_ms = now_ms() + r->db_backoff_ms;
+    r->db_next_attempt_ms = clock_mono_ms() + r->db_backoff_ms;
 }
 
 /* After a failed statement: drop the connection if it is gone, else it was a one-off error. */
@@ -247,7 +323,7 @@ static void db_check(relay_t *r)
 static void ensure_db(relay_t *r)
 {
     char err[512];
-    if (r->db != NULL || now_ms() < r->db_next_attempt_ms)
+    if (r->db != NULL || clock_mono_ms() < r->db_next_attempt_ms)
         return;
     r->db = outbox_connect(r->cfg->database_url, "profile-relay-worker", err, sizeof(err));
     if (r->db != NULL)
@@ -262,7 +338,7 @@ static void ensure_db(relay_t *r)
             PQfinish(r->markdb);
         r->db = r->markdb = NULL;
         r->db_down_logged = true;
-        r->db_next_attempt_ms = now_ms() + r->db_backoff_ms;
+        r->db_next_attempt_ms = clock_mono_ms() + r->db_backoff_ms;
         r->db_backoff_ms =
             r->db_backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : r->db_backoff_ms * 2;
         return;
@@ -300,12 +376,13 @@ static void ensure_producer(relay_t *r)
     r->more = true;
 }
 
-/* Accounting when a message leaves the in-flight window (delivered, failed or never sent). */
-static void release_msg(relay_t *r, relay_msg_t *m)
+/* Counts and logs a dead letter just recorded for `m`. */
+static void dead_lettered(const relay_msg_t *m, const char *error)
 {
-    inflight_dec(r->inflight, m->user_id);
-    r->part_inflight[m->partition]--;
-    metrics_set(METRIC_INFLIGHT, inflight_total(r->inflight));
+    metrics_add(METRIC_DEAD_LETTERED, 1);
+    log_error("event %s (%s:%" PRId64 ") can never be published: %s; dead-lettered, user held "
+              "back until requeue or skip",
+              m->event_id, m->user_id, m->seq, error);
 }
 
 /*
@@ -313,36 +390,36 @@ static void release_msg(relay_t *r, relay_msg_t *m)
  * broker-reported failures, and per user only the lowest sequence is dead-lettered (the later
  * ones are held back by it and retried after a requeue). Runs once per report.
  */
-static void classify_failures(relay_t *r, relay_msg_t *list)
+static void classify_failures(relay_t *r)
 {
-    inflight_t *dead_users = inflight_create();
-    for (relay_msg_t *m = list; m != NULL; m = m->next) {
-        if (m->ok || !m->permanent)
+    keycount_t *dead_users = keycount_create();
+    for (relay_msg_t *m = r->reports.head; m != NULL; m = m->next) {
+        if (m->outcome != OUTCOME_PERMANENT)
             continue;
         if (!m->classified) {
             m->classified = true;
-            inflight_inc(r->strikes, m->event_id);
-            if (inflight_count(r->strikes, m->event_id) < PERMANENT_STRIKES) {
+            keycount_inc(r->strikes, m->event_id);
+            if (keycount_count(r->strikes, m->event_id) < PERMANENT_STRIKES) {
                 log_warn("event %s (%s:%" PRId64 ") failed: %s; retrying once before "
                          "dead-lettering",
                          m->event_id, m->user_id, m->seq, m->error);
-                m->permanent = false;
+                m->outcome = OUTCOME_RETRIABLE;
                 continue;
             }
         }
         /* Reports of one partition come in produce order: the first is the lowest seq. */
-        if (inflight_count(dead_users, m->user_id) > 0) {
-            m->permanent = false;
+        if (keycount_count(dead_users, m->user_id) > 0) {
+            m->outcome = OUTCOME_RETRIABLE;
             continue;
         }
-        inflight_inc(dead_users, m->user_id);
+        keycount_inc(dead_users, m->user_id);
     }
-    inflight_destroy(dead_users);
+    keycount_destroy(dead_users);
 }
 
 static void forget_strikes(relay_t *r, const char *event_id)
 {
-    while (inflight_total(r->strikes) > 0 && inflight_dec(r->strikes, event_id) > 0) {
+    while (keycount_total(r->strikes) > 0 && keycount_dec(r->strikes, event_id) > 0) {
     }
 }
 
@@ -352,8 +429,7 @@ static void finish_delivered(relay_t *r, relay_msg_t *m)
     metrics_published(m->type, m->report_us - m->created_us);
     inval_add(r->inval, m->user_id, m->seq);
     forget_strikes(r, m->event_id);
-    release_msg(r, m);
-    msg_free(m);
+    msg_move(r, m, MSG_GONE);
 }
 
 /*
@@ -365,7 +441,7 @@ static void pump_marks(relay_t *r)
 {
     if (r->markdb == NULL)
         return;
-    if (r->marking != NULL) {
+    if (r->marking.head != NULL) {
         int st = outbox_mark_poll(r->markdb);
         if (st == 0)
             return;
@@ -377,26 +453,20 @@ static void pump_marks(relay_t *r)
             /* a one-off failure: send the same rows again below */
             requeue_marking(r);
         } else {
-            log_debug("mark: %d row(s) done in %lld us", r->nmarking, wall_us() - r->mark_sent_us);
-            while (r->marking != NULL) {
-                relay_msg_t *m = r->marking;
-                r->marking = m->next;
-                finish_delivered(r, m);
-            }
+            log_debug("mark: %d row(s) done in %lld us", r->marking.n,
+                      (long long)(clock_mono_us() - r->mark_sent_us));
+            while (r->marking.head != NULL)
+                finish_delivered(r, r->marking.head);
             r->claim_backoff_ms = 0;
             r->more = true; /* users released: their later rows may be claimable */
         }
-        r->marking = NULL;
     }
-    if (r->to_mark == NULL)
+    if (r->to_mark.head == NULL)
         return;
-    int n = 0;
-    for (relay_msg_t *m = r->to_mark; m != NULL; m = m->next)
-        ++n;
+    int n = r->to_mark.n, i = 0;
     const char **users = xmalloc(sizeof(*users) * (size_t)n);
     int64_t *seqs = xmalloc(sizeof(*seqs) * (size_t)n);
-    int i = 0;
-    for (relay_msg_t *m = r->to_mark; m != NULL; m = m->next) {
+    for (relay_msg_t *m = r->to_mark.head; m != NULL; m = m->next) {
         users[i] = m->user_id;
         seqs[i++] = m->seq;
     }
@@ -408,11 +478,9 @@ static void pump_marks(relay_t *r)
             db_lost(r);
         return;
     }
-    r->marking = r->to_mark;
-    r->nmarking = n;
-    r->mark_sent_us = wall_us();
-    r->to_mark = NULL;
-    r->to_mark_tail = &r->to_mark;
+    while (r->to_mark.head != NULL)
+        msg_move(r, r->to_mark.head, MSG_MARKING);
+    r->mark_sent_us = clock_mono_us();
 }
 
 /*
@@ -422,18 +490,17 @@ static void pump_marks(relay_t *r)
  */
 static void settle(relay_t *r)
 {
-    relay_msg_t *list = r->reports;
     int nfail = 0;
-    if (list == NULL || r->db == NULL) {
+    if (r->reports.head == NULL || r->db == NULL) {
         pump_marks(r);
         return;
     }
-    for (relay_msg_t *m = list; m != NULL; m = m->next)
-        nfail += !m->ok;
+    for (relay_msg_t *m = r->reports.head; m != NULL; m = m->next)
+        nfail += m->outcome != OUTCOME_DELIVERED;
     if (nfail > 0) {
-        classify_failures(r, list);
-        for (relay_msg_t *m = list; m != NULL; m = m->next) {
-            if (m->ok || !m->permanent)
+        classify_failures(r);
+        for (relay_msg_t *m = r->reports.head; m != NULL; m = m->next) {
+            if (m->outcome != OUTCOME_PERMANENT)
                 continue;
             if (outbox_dead_letter(r->db, m->user_id, m->seq, m->event_id, m->error) != 0) {
                 db_check(r); /* settled again later; inserting twice is a no-op */
@@ -443,41 +510,32 @@ static void settle(relay_t *r)
     }
 
     bool retriable = false;
-    while (list != NULL) {
-        relay_msg_t *m = list;
-        list = m->next;
-        if (m->ok) {
-            m->next = NULL;
-            *r->to_mark_tail = m;
-            r->to_mark_tail = &m->next;
+    relay_msg_t *m;
+    while ((m = r->reports.head) != NULL) {
+        if (m->outcome == OUTCOME_DELIVERED) {
+            msg_move(r, m, MSG_TO_MARK);
             continue;
         }
         metrics_failed(m->type);
-        if (m->permanent) {
+        if (m->outcome == OUTCOME_PERMANENT) {
             forget_strikes(r, m->event_id);
-            metrics_add(METRIC_DEAD_LETTERED, 1);
-            log_error("event %s (%s:%" PRId64 ") can never be published: %s; dead-lettered, "
-                      "user held back until requeue or skip",
-                      m->event_id, m->user_id, m->seq, m->error);
+            dead_lettered(m, m->error);
         } else {
             retriable = true;
-            if (now_ms() >= r->retry_log_ms) {
+            if (clock_mono_ms() >= r->retry_log_ms) {
                 log_warn("delivery of %s:%" PRId64 " failed: %s; will retry", m->user_id, m->seq,
                          m->error);
-                r->retry_log_ms = now_ms() + 1000;
+                r->retry_log_ms = clock_mono_ms() + 1000;
             }
         }
-        release_msg(r, m);
-        msg_free(m);
+        msg_move(r, m, MSG_GONE);
         r->more = true;
     }
-    r->reports = NULL;
-    r->reports_tail = &r->reports;
     if (retriable) {
         r->claim_backoff_ms = r->claim_backoff_ms == 0 ? 100 : r->claim_backoff_ms * 2;
         if (r->claim_backoff_ms > CLAIM_BACKOFF_MAX_MS)
             r->claim_backoff_ms = CLAIM_BACKOFF_MAX_MS;
-        r->claim_not_before_ms = now_ms() + r->claim_backoff_ms;
+        r->claim_not_before_ms = clock_mono_ms() + r->claim_backoff_ms;
     }
     pump_marks(r);
 }
@@ -499,10 +557,10 @@ static void serve_reports(relay_t *r, int timeout_ms)
 /* Fatal producer error: let in-flight reports arrive (bounded), then recreate the producer. */
 static void reset_producer(relay_t *r)
 {
-    long long deadline = now_ms() + FATAL_DRAIN_MS;
+    long long deadline = clock_mono_ms() + FATAL_DRAIN_MS;
     metrics_set(METRIC_PRODUCER_UP, 0);
     producer_purge(r->producer, false);
-    while (producer_outq_len(r->producer) > 0 && now_ms() < deadline)
+    while (producer_outq_len(r->producer) > 0 && clock_mono_ms() < deadline)
         serve_reports(r, 100);
     producer_purge(r->producer, true);
     serve_reports(r, 0);
@@ -513,25 +571,62 @@ static void reset_producer(relay_t *r)
     log_warn("producer recreated after a fatal error; pending rows are re-read (same ce_id)");
 }
 
+/* A message for a claimed row, in stage NEW. With tracing on, its publish span begins and `ev`
+ * carries the span's traceparent (written into `traceparent`) to the producer. */
+static relay_msg_t *make_msg(relay_t *r, relay_event_t *ev, char *traceparent)
+{
+    relay_msg_t *m = xcalloc(1, sizeof(*m));
+    m->state = MSG_NEW;
+    m->user_id = xstrdup(ev->user_id);
+    m->seq = ev->seq;
+    snprintf(m->event_id, sizeof(m->event_id), "%s", ev->event_id);
+    m->type = event_type_from_name(ev->event_type);
+    m->partition = ev->partition_no;
+    m->created_us = ev->created_us;
+    if (r->tracing)
+        m->traced = span_begin(ev, traceparent, &m->span);
+    return m;
+}
+
+/*
+ * The producer refused `m` (stage NEW) with `st`: a permanent refusal becomes a dead letter,
+ * anything else is retried from the next claim. Frees `m`.
+ */
+static void on_send_failure(relay_t *r, relay_msg_t *m, producer_status_t st, const char *err)
+{
+    metrics_failed(m->type);
+    if (m->traced && st != PRODUCER_QUEUE_FULL) /* queue full: stopping, nothing sent */
+        end_span(r, m, err);
+    if (st == PRODUCER_PERMANENT) {
+        if (outbox_dead_letter(r->db, m->user_id, m->seq, m->event_id, err) == 0)
+            dead_lettered(m, err);
+        else
+            db_check(r);
+    } else if (st != PRODUCER_QUEUE_FULL) {
+        log_warn("cannot produce %s:%" PRId64 ": %s; will retry", m->user_id, m->seq, err);
+    }
+    msg_move(r, m, MSG_GONE);
+}
+
 /* Returns the number of rows claimed, or -1. */
 static int claim_and_produce(relay_t *r)
 {
     int parts[OUTBOX_PARTITIONS];
     int nparts = lease_claimable(r->lease, parts);
-    int room = r->window - inflight_total(r->inflight);
+    int room = r->window - keycount_total(r->inflight);
     int limit = room < r->cfg->relay_batch_size ? room : r->cfg->relay_batch_size;
     outbox_batch_t batch = {NULL, 0};
 
     if (nparts == 0 || limit <= 0 || lease_backend_pid(r->lease) == 0)
         return 0;
-    int nbusy = inflight_users(r->inflight);
+    int nbusy = keycount_keys(r->inflight);
     const char **busy = xmalloc(sizeof(*busy) * (size_t)(nbusy + 1));
-    nbusy = inflight_list(r->inflight, busy, nbusy);
-    long long t0 = wall_us();
+    nbusy = keycount_list(r->inflight, busy, nbusy);
+    int64_t t0 = clock_mono_us();
     int rc =
         outbox_claim(r->db, parts, nparts, busy, nbusy, lease_backend_pid(r->lease), limit, &batch);
-    log_debug("claim: %d row(s) in %lld us (%d busy users, %d in flight)", batch.n, wall_us() - t0,
-              nbusy, inflight_total(r->inflight));
+    log_debug("claim: %d row(s) in %lld us (%d busy users, %d in flight)", batch.n,
+              (long long)(clock_mono_us() - t0), nbusy, keycount_total(r->inflight));
     free(busy);
     metrics_add(METRIC_CLAIMS, 1);
     if (rc != 0) {
@@ -546,46 +641,21 @@ static int claim_and_produce(relay_t *r)
         outbox_batch_row(&batch, i, &ev);
         if (blocked != NULL && strcmp(blocked, ev.user_id) == 0)
             continue;
-        relay_msg_t *m = xcalloc(1, sizeof(*m));
-        m->user_id = xstrdup(ev.user_id);
-        m->seq = ev.seq;
-        snprintf(m->event_id, sizeof(m->event_id), "%s", ev.event_id);
-        m->type = event_type_from_name(ev.event_type);
-        m->partition = ev.partition_no;
-        m->created_us = ev.created_us;
-        if (r->tracing)
-            m->traced = span_begin(&ev, tp, &m->span);
-
+        relay_msg_t *m = make_msg(r, &ev, tp);
         producer_status_t st;
         while ((st = producer_send(r->producer, &ev, m, err, sizeof(err))) == PRODUCER_QUEUE_FULL &&
                !atomic_load(&r->stop))
             producer_poll(r->producer, 1000);
         if (st == PRODUCER_OK) {
-            inflight_inc(r->inflight, m->user_id);
-            r->part_inflight[m->partition]++;
+            msg_move(r, m, MSG_PRODUCED);
             continue;
         }
         blocked = ev.user_id;
-        metrics_failed(m->type);
-        if (m->traced && st != PRODUCER_QUEUE_FULL) /* queue full: stopping, nothing sent */
-            end_span(r, m, err);
-        if (st == PRODUCER_PERMANENT) {
-            if (outbox_dead_letter(r->db, m->user_id, m->seq, m->event_id, err) == 0) {
-                metrics_add(METRIC_DEAD_LETTERED, 1);
-                log_error("event %s (%s:%" PRId64 ") can never be published: %s; dead-lettered, "
-                          "user held back until requeue or skip",
-                          m->event_id, m->user_id, m->seq, err);
-            } else {
-                db_check(r);
-            }
-        } else if (st != PRODUCER_QUEUE_FULL) {
-            log_warn("cannot produce %s:%" PRId64 ": %s; will retry", m->user_id, m->seq, err);
-        }
-        msg_free(m);
+        on_send_failure(r, m, st, err);
         if (r->db == NULL || producer_is_fatal(r->producer))
             break;
     }
-    metrics_set(METRIC_INFLIGHT, inflight_total(r->inflight));
+    metrics_set(METRIC_INFLIGHT, keycount_total(r->inflight));
     int n = batch.n;
     outbox_batch_dispose(&batch);
     return n;
@@ -607,6 +677,7 @@ static void housekeeping(relay_t *r, long long now)
         r->next_stats_ms = now + STATS_TICK_MS;
         if (outbox_stats(r->db, &s) == 0) {
             metrics_set(METRIC_PENDING, s.pending);
+            metrics_set(METRIC_HELD_BACK, s.held_back);
             metrics_set(METRIC_OLDEST_PENDING_MS, (long long)(s.oldest_age_seconds * 1000.0));
             metrics_set(METRIC_DEAD_LETTERS, s.dead_letters);
         } else {
@@ -642,7 +713,7 @@ static void wait_events(relay_t *r, int timeout_ms)
         dbi = n;
         pfd[n++] = (struct pollfd){PQsocket(r->db), POLLIN, 0};
     }
-    if (r->marking != NULL && r->markdb != NULL && PQsocket(r->markdb) >= 0)
+    if (r->marking.head != NULL && r->markdb != NULL && PQsocket(r->markdb) >= 0)
         pfd[n++] = (struct pollfd){PQsocket(r->markdb), POLLIN, 0};
     if (timeout_ms < 0)
         timeout_ms = 0;
@@ -675,20 +746,21 @@ static void wait_events(relay_t *r, int timeout_ms)
 
 static void shutdown_flush(relay_t *r)
 {
-    long long deadline = now_ms() + RELAY_SHUTDOWN_FLUSH_MS;
+    long long deadline = clock_mono_ms() + RELAY_SHUTDOWN_FLUSH_MS;
     log_info("stopping: no new claims; flushing %d in-flight message(s)",
-             inflight_total(r->inflight));
-    while (r->producer != NULL && producer_outq_len(r->producer) > 0 && now_ms() < deadline) {
+             keycount_total(r->inflight));
+    while (r->producer != NULL && producer_outq_len(r->producer) > 0 &&
+           clock_mono_ms() < deadline) {
         serve_reports(r, 100);
         if (r->db == NULL)
             ensure_db(r);
     }
     /* Give PostgreSQL a last chance to take the marks. */
-    while ((r->reports != NULL || r->to_mark != NULL || r->marking != NULL) &&
-           now_ms() < deadline) {
+    while ((r->reports.head != NULL || r->to_mark.head != NULL || r->marking.head != NULL) &&
+           clock_mono_ms() < deadline) {
         ensure_db(r);
         settle(r);
-        if (r->reports != NULL || r->to_mark != NULL || r->marking != NULL)
+        if (r->reports.head != NULL || r->to_mark.head != NULL || r->marking.head != NULL)
             usleep(2000);
     }
     if (r->producer != NULL) {
@@ -700,9 +772,26 @@ static void shutdown_flush(relay_t *r)
         producer_destroy(r->producer, 0);
         r->producer = NULL;
     }
-    if (r->reports != NULL || r->to_mark != NULL || r->marking != NULL)
+    if (r->reports.head != NULL || r->to_mark.head != NULL || r->marking.head != NULL)
         log_warn("some delivered rows could not be marked; they will be re-sent (same ce_id)");
     inval_flush(r->inval);
+}
+
+/* When the loop must run again at the latest (monotonic ms), if nothing wakes it before. */
+static long long next_wakeup(const relay_t *r, long long now)
+{
+    long long until = r->next_poll_ms;
+    if (r->next_lease_ms < until)
+        until = r->next_lease_ms;
+    if (r->db == NULL && r->db_next_attempt_ms < until)
+        until = r->db_next_attempt_ms;
+    if (r->more && r->claim_not_before_ms < until)
+        until = r->claim_not_before_ms;
+    if (r->reports.head != NULL || r->to_mark.head != NULL || inval_pending(r->inval) > 0)
+        until = now + 100 < until ? now + 100 : until;
+    if (r->more && now >= r->claim_not_before_ms && keycount_total(r->inflight) < r->window)
+        until = now;
+    return until;
 }
 
 int relay_run(relay_t *r)
@@ -710,7 +799,7 @@ int relay_run(relay_t *r)
     log_info("relay started: topic %s, batch %d, window %d, poll every %d ms", r->cfg->kafka_topic,
              r->cfg->relay_batch_size, r->window, r->cfg->relay_poll_interval_ms);
     while (!atomic_load(&r->stop)) {
-        long long now = now_ms();
+        long long now = clock_mono_ms();
 
         ensure_db(r);
         if (r->producer != NULL && producer_is_fatal(r->producer))
@@ -732,7 +821,7 @@ int relay_run(relay_t *r)
         bool full = false;
         if (r->db != NULL && r->producer != NULL && !producer_is_fatal(r->producer) &&
             now >= r->claim_not_before_ms && (r->more || now >= r->next_poll_ms) &&
-            inflight_total(r->inflight) < r->window) {
+            keycount_total(r->inflight) < r->window) {
             int n = claim_and_produce(r);
             r->more = false;
             r->next_poll_ms = now + r->cfg->relay_poll_interval_ms;
@@ -742,23 +831,12 @@ int relay_run(relay_t *r)
                 r->more = full;
             }
         }
-        housekeeping(r, now_ms());
+        housekeeping(r, clock_mono_ms());
 
-        if (full && inflight_total(r->inflight) < r->window)
+        if (full && keycount_total(r->inflight) < r->window)
             continue;
-        now = now_ms();
-        long long until = r->next_poll_ms;
-        if (r->next_lease_ms < until)
-            until = r->next_lease_ms;
-        if (r->db == NULL && r->db_next_attempt_ms < until)
-            until = r->db_next_attempt_ms;
-        if (r->more && r->claim_not_before_ms < until)
-            until = r->claim_not_before_ms;
-        if (r->reports != NULL || r->to_mark != NULL || inval_pending(r->inval) > 0)
-            until = now + 100 < until ? now + 100 : until;
-        if (r->more && now >= r->claim_not_before_ms && inflight_total(r->inflight) < r->window)
-            until = now;
-        wait_events(r, (int)(until - now));
+        now = clock_mono_ms();
+        wait_events(r, (int)(next_wakeup(r, now) - now));
     }
     shutdown_flush(r);
     log_info("relay stopped");

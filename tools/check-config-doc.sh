@@ -15,11 +15,11 @@ m = re.search(r"config_table\[\]\s*=\s*\{(.*?)\n\};", src, re.S)
 if not m:
     sys.exit(f"check-config-doc: no config_table in {config_c}")
 table = {}
-for name, default in re.findall(r'\{\s*"([A-Z0-9_]+)"\s*,\s*CFG_\w+\s*,\s*F\(\w+\)\s*,\s*(NULL|"[^"]*")', m.group(1)):
-    table[name] = None if default == "NULL" else default[1:-1]
-all_names = re.findall(r'\{\s*"([A-Z0-9_]+)"\s*,', m.group(1))
-for n in all_names:
-    table.setdefault(n, None)
+# Rows are designated initialisers: {.name = "X", ..., .def = "default", ...}; no .def: none.
+for row in re.findall(r"\{\s*(\.name\s*=.*?)\}", m.group(1), re.S):
+    name = re.search(r'\.name\s*=\s*"([A-Z0-9_]+)"', row).group(1)
+    default = re.search(r'\.def\s*=\s*"([^"]*)"', row)
+    table[name] = default.group(1) if default else None
 
 text = open(doc, encoding="utf-8").read()
 sec = re.search(r"^## Configuration reference\s*$(.*?)(?=^## )", text, re.S | re.M)

@@ -12,6 +12,7 @@
 #include "common/alloc.h"
 #include "common/otel.h"
 #include "common/procstat.h"
+#include "common/prom.h"
 
 /* Both come from the top CMakeLists.txt (the version setting and `git rev-parse` at configure). */
 #ifndef PROFILE_VERSION
@@ -186,8 +187,7 @@ static void counter(strbuf_t *out, const char *name, const char *help, size_t of
     uint64_t sum = 0;
     for (int i = 0; i < nthreads; i++)
         sum += __atomic_load_n((uint64_t *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
-    strbuf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-                   (unsigned long long)sum);
+    prom_counter(out, name, help, sum);
 }
 
 static void gauge(strbuf_t *out, const char *name, const char *help, size_t off)
@@ -195,7 +195,8 @@ static void gauge(strbuf_t *out, const char *name, const char *help, size_t off)
     long sum = 0;
     for (int i = 0; i < nthreads; i++)
         sum += __atomic_load_n((int *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
-    strbuf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %ld\n", name, help, name, name, sum);
+    prom_family(out, name, PROM_GAUGE, help);
+    prom_sample_i64(out, name, NULL, sum);
 }
 
 /*
@@ -205,143 +206,115 @@ static void gauge(strbuf_t *out, const char *name, const char *help, size_t off)
 static void call_histogram(strbuf_t *out, const char *name, const char *label, const char *value,
                            size_t hist_off, size_t sum_off)
 {
-    uint64_t cum = 0, total_us = 0, any = 0;
+    uint64_t counts[NCALL + 1] = {0}, total_us = 0, any = 0;
+    char labels[128];
     for (size_t b = 0; b <= NCALL; b++)
         for (int i = 0; i < nthreads; i++)
-            any += LOAD(((uint64_t *)((char *)&threads[i] + hist_off))[b]);
+            counts[b] += LOAD(((uint64_t *)((char *)&threads[i] + hist_off))[b]);
+    for (size_t b = 0; b <= NCALL; b++)
+        any += counts[b];
     if (any == 0)
         return;
-    for (size_t b = 0; b <= NCALL; b++) {
-        for (int i = 0; i < nthreads; i++)
-            cum += LOAD(((uint64_t *)((char *)&threads[i] + hist_off))[b]);
-        if (b < NCALL)
-            strbuf_appendf(out, "%s_bucket{%s=\"%s\",le=\"%g\"} %llu\n", name, label, value,
-                           call_le[b], (unsigned long long)cum);
-        else
-            strbuf_appendf(out, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", name, label, value,
-                           (unsigned long long)cum);
-    }
     for (int i = 0; i < nthreads; i++)
         total_us += LOAD(*(uint64_t *)((char *)&threads[i] + sum_off));
-    strbuf_appendf(out, "%s_sum{%s=\"%s\"} %.6f\n", name, label, value, (double)total_us / 1e6);
-    strbuf_appendf(out, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)cum);
+    snprintf(labels, sizeof(labels), "%s=\"%s\"", label, value);
+    prom_histogram(out, name, labels, call_le, NCALL, counts, (double)total_us / 1e6);
 }
 
 static void render_more(strbuf_t *out)
 {
     uint64_t started = 0, finished = 0, exported, dropped, failed;
 
-    strbuf_appendf(out,
-                   "# HELP profile_api_build_info Version and git commit of this build.\n"
-                   "# TYPE profile_api_build_info gauge\n"
-                   "profile_api_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-                   PROFILE_VERSION, PROFILE_GIT_COMMIT);
+    char labels[256];
+
+    prom_family(out, "profile_api_build_info", PROM_GAUGE, "Version and git commit of this build.");
+    snprintf(labels, sizeof(labels), "version=\"%s\",commit=\"%s\"", PROFILE_VERSION,
+             PROFILE_GIT_COMMIT);
+    prom_sample_u64(out, "profile_api_build_info", labels, 1);
     for (int i = 0; i < nthreads; i++) {
         finished += LOAD(threads[i].req_finished);
         started += LOAD(threads[i].req_started);
     }
-    strbuf_appendf(out,
-                   "# HELP profile_api_requests_in_flight HTTP requests being served.\n"
-                   "# TYPE profile_api_requests_in_flight gauge\nprofile_api_requests_in_flight "
-                   "%lld\n",
-                   started >= finished ? (long long)(started - finished) : 0LL);
+    prom_family(out, "profile_api_requests_in_flight", PROM_GAUGE, "HTTP requests being served.");
+    prom_sample_i64(out, "profile_api_requests_in_flight", NULL,
+                    started >= finished ? (int64_t)(started - finished) : 0);
     counter(out, "profile_api_idempotent_replays_total",
             "Writes answered from their stored outcome (Idempotent-Replayed).",
             offsetof(metrics_thread_t, idem_replays));
     counter(out, "profile_api_connections_refused_total",
             "Connections closed at accept: the loop held MAX_CONNECTIONS_PER_THREAD.",
             offsetof(metrics_thread_t, conns_refused));
-    strbuf_append_str(out, "# HELP profile_api_db_duration_seconds PostgreSQL statement latency "
-                           "(submit to result, pool wait included) by statement.\n"
-                           "# TYPE profile_api_db_duration_seconds histogram\n");
+    prom_family(out, "profile_api_db_duration_seconds", PROM_HISTOGRAM,
+                "PostgreSQL statement latency (submit to result, pool wait included) by "
+                "statement.");
     for (int st = 0; st < PGPOOL_STMT__COUNT; st++)
         call_histogram(out, "profile_api_db_duration_seconds", "statement",
                        pgpool_stmt_name((pgpool_stmt_t)st),
                        offsetof(metrics_thread_t, db_hist) + sizeof(threads[0].db_hist[0]) * st,
                        offsetof(metrics_thread_t, db_sum_us) + sizeof(uint64_t) * st);
-    strbuf_append_str(out, "# HELP profile_api_redis_duration_seconds Redis call latency (call "
-                           "to callback) by operation.\n"
-                           "# TYPE profile_api_redis_duration_seconds histogram\n");
+    prom_family(out, "profile_api_redis_duration_seconds", PROM_HISTOGRAM,
+                "Redis call latency (call to callback) by operation.");
     for (int op = 0; op < METRICS_REDIS__COUNT; op++)
         call_histogram(out, "profile_api_redis_duration_seconds", "operation", redis_op_names[op],
                        offsetof(metrics_thread_t, redis_hist) +
                            sizeof(threads[0].redis_hist[0]) * op,
                        offsetof(metrics_thread_t, redis_sum_us) + sizeof(uint64_t) * op);
     otel_stats(&exported, &dropped, &failed);
-    strbuf_appendf(out,
-                   "# HELP profile_api_otel_spans_exported_total Spans accepted by the OTLP "
-                   "endpoint.\n# TYPE profile_api_otel_spans_exported_total counter\n"
-                   "profile_api_otel_spans_exported_total %llu\n"
-                   "# HELP profile_api_otel_spans_dropped_total Spans dropped because the export "
-                   "queue was full.\n# TYPE profile_api_otel_spans_dropped_total counter\n"
-                   "profile_api_otel_spans_dropped_total %llu\n"
-                   "# HELP profile_api_otel_spans_failed_total Spans lost to failed OTLP "
-                   "exports.\n# TYPE profile_api_otel_spans_failed_total counter\n"
-                   "profile_api_otel_spans_failed_total %llu\n",
-                   (unsigned long long)exported, (unsigned long long)dropped,
-                   (unsigned long long)failed);
+    prom_counter(out, "profile_api_otel_spans_exported_total",
+                 "Spans accepted by the OTLP endpoint.", exported);
+    prom_counter(out, "profile_api_otel_spans_dropped_total",
+                 "Spans dropped because the export queue was full.", dropped);
+    prom_counter(out, "profile_api_otel_spans_failed_total", "Spans lost to failed OTLP exports.",
+                 failed);
     procstat_render(out);
 }
 
-void metrics_render(strbuf_t *out)
+/* The HTTP families: requests by route, method and status class, and their latency. */
+static void render_http(strbuf_t *out)
 {
     static const char *classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-    if (threads == NULL)
-        return;
-    strbuf_append_str(out, "# HELP profile_api_requests_total HTTP requests by route, method "
-                           "and status class.\n# TYPE profile_api_requests_total counter\n");
+    prom_family(out, "profile_api_requests_total", PROM_COUNTER,
+                "HTTP requests by route, method and status class.");
     for (int r = 0; r < ROUTE__COUNT; r++)
         for (int m = 0; m < ROUTE_METHOD__COUNT; m++)
             for (int c = 0; c < 5; c++) {
                 uint64_t sum = 0;
+                char labels[256];
                 for (int i = 0; i < nthreads; i++)
                     sum += LOAD(threads[i].requests[r][m][c]);
                 if (sum == 0)
                     continue;
-                strbuf_appendf(out,
-                               "profile_api_requests_total{route=\"%s\",method=\"%s\","
-                               "status=\"%s\"} %llu\n",
-                               route_template((route_id_t)r), route_method_name((route_method_t)m),
-                               classes[c], (unsigned long long)sum);
+                snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%s\"",
+                         route_template((route_id_t)r), route_method_name((route_method_t)m),
+                         classes[c]);
+                prom_sample_u64(out, "profile_api_requests_total", labels, sum);
             }
-    strbuf_append_str(out, "# HELP profile_api_request_duration_seconds Request latency by "
-                           "route and method (reads: GET, writes: POST/PUT/DELETE).\n"
-                           "# TYPE profile_api_request_duration_seconds histogram\n");
+    prom_family(out, "profile_api_request_duration_seconds", PROM_HISTOGRAM,
+                "Request latency by route and method (reads: GET, writes: POST/PUT/DELETE).");
     for (int r = 0; r < ROUTE__COUNT; r++) {
         for (int m = 0; m < ROUTE_METHOD__COUNT; m++) {
-            const char *route = route_template((route_id_t)r);
-            const char *method = route_method_name((route_method_t)m);
-            uint64_t cum = 0, total_us = 0, any = 0;
+            uint64_t counts[NBUCKETS + 1] = {0}, total_us = 0, any = 0;
+            char labels[256];
             for (size_t b = 0; b <= NBUCKETS; b++)
                 for (int i = 0; i < nthreads; i++)
-                    any += LOAD(threads[i].hist[r][m][b]);
+                    counts[b] += LOAD(threads[i].hist[r][m][b]);
+            for (size_t b = 0; b <= NBUCKETS; b++)
+                any += counts[b];
             if (any == 0)
                 continue;
-            for (size_t b = 0; b <= NBUCKETS; b++) {
-                char le[32];
-                for (int i = 0; i < nthreads; i++)
-                    cum += LOAD(threads[i].hist[r][m][b]);
-                if (b < NBUCKETS)
-                    snprintf(le, sizeof(le), "%g", bucket_le[b]);
-                else
-                    strcpy(le, "+Inf");
-                strbuf_appendf(out,
-                               "profile_api_request_duration_seconds_bucket{route=\"%s\","
-                               "method=\"%s\",le=\"%s\"} %llu\n",
-                               route, method, le, (unsigned long long)cum);
-            }
             for (int i = 0; i < nthreads; i++)
                 total_us += LOAD(threads[i].hist_sum_us[r][m]);
-            strbuf_appendf(out,
-                           "profile_api_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} "
-                           "%.6f\n",
-                           route, method, (double)total_us / 1e6);
-            strbuf_appendf(out,
-                           "profile_api_request_duration_seconds_count{route=\"%s\","
-                           "method=\"%s\"} %llu\n",
-                           route, method, (unsigned long long)cum);
+            snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"",
+                     route_template((route_id_t)r), route_method_name((route_method_t)m));
+            prom_histogram(out, "profile_api_request_duration_seconds", labels, bucket_le, NBUCKETS,
+                           counts, (double)total_us / 1e6);
         }
     }
+}
+
+/* The PostgreSQL pool: connections, waiting requests, refusals and retries. */
+static void render_pool(strbuf_t *out)
+{
     gauge(out, "profile_api_db_pool_connections", "Configured PostgreSQL connections.",
           offsetof(metrics_thread_t, pool.conns_total));
     gauge(out, "profile_api_db_pool_connections_ready", "Connected and prepared connections.",
@@ -358,7 +331,11 @@ void metrics_render(strbuf_t *out)
             "Statements retried after serialization "
             "failure or deadlock.",
             offsetof(metrics_thread_t, db_retries));
+}
 
+/* The list cache, the rate limiter and the Redis client under them. */
+static void render_cache_redis(strbuf_t *out)
+{
 #define R(f) offsetof(metrics_thread_t, redis.f)
     counter(out, "profile_api_cache_hits_total", "List cache lookups answered from Redis.",
             R(cache_hits));
@@ -382,27 +359,20 @@ void metrics_render(strbuf_t *out)
             R(cache_invalidation_failures));
     counter(out, "profile_api_cache_bypassed_total",
             "Cache reads and fills skipped while invalidations await replay.", R(cache_bypassed));
-    strbuf_appendf(out,
-                   "# HELP profile_api_cache_pending_invalidations Invalidations waiting for "
-                   "Redis.\n# TYPE profile_api_cache_pending_invalidations gauge\n"
-                   "profile_api_cache_pending_invalidations %u\n",
-                   listcache_pending_invalidations());
+    prom_family(out, "profile_api_cache_pending_invalidations", PROM_GAUGE,
+                "Invalidations waiting for Redis.");
+    prom_sample_u64(out, "profile_api_cache_pending_invalidations", NULL,
+                    listcache_pending_invalidations());
     {
         localcache_stats_t ls;
         localcache_stats(&ls);
-        strbuf_appendf(out,
-                       "# HELP profile_api_cache_local_entries Pages held locally.\n"
-                       "# TYPE profile_api_cache_local_entries gauge\n"
-                       "profile_api_cache_local_entries %llu\n"
-                       "# HELP profile_api_cache_local_bytes Bytes held by the local pages "
-                       "(CACHE_LOCAL_MB bounds it).\n"
-                       "# TYPE profile_api_cache_local_bytes gauge\n"
-                       "profile_api_cache_local_bytes %llu\n"
-                       "# HELP profile_api_cache_local_evictions_total Local pages dropped for "
-                       "room.\n# TYPE profile_api_cache_local_evictions_total counter\n"
-                       "profile_api_cache_local_evictions_total %llu\n",
-                       (unsigned long long)ls.entries, (unsigned long long)ls.bytes,
-                       (unsigned long long)ls.evictions);
+        prom_family(out, "profile_api_cache_local_entries", PROM_GAUGE, "Pages held locally.");
+        prom_sample_u64(out, "profile_api_cache_local_entries", NULL, ls.entries);
+        prom_family(out, "profile_api_cache_local_bytes", PROM_GAUGE,
+                    "Bytes held by the local pages (CACHE_LOCAL_MB bounds it).");
+        prom_sample_u64(out, "profile_api_cache_local_bytes", NULL, ls.bytes);
+        prom_counter(out, "profile_api_cache_local_evictions_total",
+                     "Local pages dropped for room.", ls.evictions);
     }
     counter(out, "profile_api_ratelimit_checks_total", "Requests checked by the rate limiter.",
             R(rl_checks));
@@ -432,16 +402,20 @@ void metrics_render(strbuf_t *out)
         for (int i = 0; i < nthreads; i++)
             if (LOAD(threads[i].redis.redis_up) == 0)
                 up = 0;
-        strbuf_appendf(out,
-                       "# HELP profile_api_redis_up 1 when every event-loop thread is connected "
-                       "to Redis.\n# TYPE profile_api_redis_up gauge\nprofile_api_redis_up "
-                       "%llu\n",
-                       (unsigned long long)up);
-        strbuf_appendf(out,
-                       "# HELP profile_api_redis_outages_total Redis outages seen by this "
-                       "process.\n# TYPE profile_api_redis_outages_total counter\n"
-                       "profile_api_redis_outages_total %llu\n",
-                       (unsigned long long)redis_client_outages());
+        prom_family(out, "profile_api_redis_up", PROM_GAUGE,
+                    "1 when every event-loop thread is connected to Redis.");
+        prom_sample_u64(out, "profile_api_redis_up", NULL, up);
+        prom_counter(out, "profile_api_redis_outages_total", "Redis outages seen by this process.",
+                     redis_client_outages());
     }
+}
+
+void metrics_render(strbuf_t *out)
+{
+    if (threads == NULL)
+        return;
+    render_http(out);
+    render_pool(out);
+    render_cache_redis(out);
     render_more(out);
 }

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/net.h"
 #include <h2o.h>
 #include "api/http/server.h"
 #include "api/http/request.h"
@@ -456,34 +457,6 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     h2o_accept(&thr->accept_ctx, sock);
 }
 
-static int open_listener(int port, int *bound_port, char *errbuf, size_t errlen)
-{
-    struct sockaddr_in addr;
-    socklen_t alen = sizeof(addr);
-    int fd, on = 1;
-
-    if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-        goto Error;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
-        goto Error;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-    addr.sin_port = htons((uint16_t)port);
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, SOMAXCONN) != 0)
-        goto Error;
-    if (getsockname(fd, (struct sockaddr *)&addr, &alen) == 0)
-        *bound_port = ntohs(addr.sin_port);
-    return fd;
-Error:
-    snprintf(errbuf, errlen, "cannot listen on port %d: %s", port, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
 /* ---- Redis: client, limiter and cache of one loop thread ---- */
 
 static void on_stats_timer(h2o_timeout_entry_t *entry)
@@ -634,7 +607,9 @@ int server_run(const app_config_t *cfg, char *errbuf, size_t errlen)
         thr->server = &server;
         if (getrandom(&thr->rng, sizeof(thr->rng), 0) != sizeof(thr->rng) || thr->rng == 0)
             thr->rng = (uint64_t)time(NULL) * 2654435761u + (uint64_t)i + 1;
-        if ((thr->listen_fd = open_listener(port, &bound, errbuf, errlen)) < 0)
+        thr->listen_fd = net_listen_tcp(port, SOMAXCONN, NET_LISTEN_REUSEPORT | NET_LISTEN_NODELAY,
+                                        &bound, errbuf, errlen);
+        if (thr->listen_fd < 0)
             return 1;
         port = bound; /* HTTP_PORT=0: every thread shares the first ephemeral port */
     }

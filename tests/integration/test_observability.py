@@ -101,7 +101,7 @@ def test_relay_metrics_pass_promtool(stack, topic, cleanup):
     user = uid()
     emit(url, user, 3)
     emit(url, user, 1, type="VideoRated")
-    wait_for(lambda: relay.metric("relay_commit_to_delivery_seconds_count") == 4, 20,
+    wait_for(lambda: relay.metric("profile_relay_commit_to_delivery_seconds_count") == 4, 20,
              "4 deliveries")
     text = requests.get(f"http://127.0.0.1:{relay.port}/metrics", timeout=2).text
     rc, out = promtool_check(text)
@@ -111,21 +111,21 @@ def test_relay_metrics_pass_promtool(stack, topic, cleanup):
     info = [k for k in m if k.startswith("profile_relay_build_info{")]
     assert len(info) == 1 and m[info[0]] == 1, info
     assert 'version="' in info[0] and 'commit="' in info[0]
-    assert m['relay_events_published_total{type="WatchlistUpdated"}'] == 3
-    assert m['relay_events_published_total{type="VideoRated"}'] == 1
-    for name in ("relay_events_failed_total{type=\"WatchlistUpdated\"}", "relay_pending_rows",
-                 "relay_oldest_pending_age_seconds", "relay_partitions_held",
-                 "relay_dead_letters", "relay_dead_lettered_total",
-                 "relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"}",
-                 "relay_otel_spans_exported_total", "relay_otel_spans_dropped_total",
-                 "relay_otel_spans_failed_total"):
+    assert m['profile_relay_events_published_total{type="WatchlistUpdated"}'] == 3
+    assert m['profile_relay_events_published_total{type="VideoRated"}'] == 1
+    for name in ("profile_relay_events_failed_total{type=\"WatchlistUpdated\"}", "profile_relay_pending_rows",
+                 "profile_relay_oldest_pending_age_seconds", "profile_relay_partitions_held",
+                 "profile_relay_dead_letters", "profile_relay_dead_lettered_total",
+                 "profile_relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"}",
+                 "profile_relay_otel_spans_exported_total", "profile_relay_otel_spans_dropped_total",
+                 "profile_relay_otel_spans_failed_total"):
         assert name in m, name
     # process metrics from /proc describe this very process
     assert m["process_resident_memory_bytes"] > 1e6
     assert m["process_open_fds"] >= 5
     assert m["process_cpu_seconds_total"] >= 0
     assert abs(m["process_start_time_seconds"] - time.time()) < 120
-    assert m["relay_otel_spans_exported_total"] == 0  # no endpoint: tracing is off
+    assert m["profile_relay_otel_spans_exported_total"] == 0  # no endpoint: tracing is off
     assert relay.stop() == 0
 
 
@@ -267,8 +267,8 @@ def test_relay_publish_spans(stack, topic, cleanup):
     wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox_dead_letters")[0][0] == 1, 15,
              "the dead letter")
     headers = {ev["key"]: ev["headers"] for ev in col.snapshot()}
-    wait_for(lambda: relay.metric("relay_otel_spans_exported_total") >= 3, 10, "spans exported")
-    assert relay.metric("relay_otel_spans_dropped_total") == 0
+    wait_for(lambda: relay.metric("profile_relay_otel_spans_exported_total") >= 3, 10, "spans exported")
+    assert relay.metric("profile_relay_otel_spans_dropped_total") == 0
     assert relay.stop() == 0  # flushes the exporter
     spans = rcv.spans()
     by_trace = {}
@@ -475,9 +475,9 @@ def test_relay_sampler_ratio_zero_exports_nothing(stack, topic, cleanup):
     for u in users:
         emit(url, u, 2, traceparent=f"00-{TRACE_A}-{SPAN_A}-01")
     emit(url, uid(), 2)
-    wait_for(lambda: relay.metric("relay_commit_to_delivery_seconds_count") == 12, 20,
+    wait_for(lambda: relay.metric("profile_relay_commit_to_delivery_seconds_count") == 12, 20,
              "12 deliveries")
-    assert relay.metric("relay_otel_spans_exported_total") == 0
+    assert relay.metric("profile_relay_otel_spans_exported_total") == 0
     assert relay.stop() == 0
     assert rcv.spans() == []
 
@@ -510,7 +510,7 @@ def test_relay_logs_json_without_password(stack, topic, cleanup):
     cleanup.append(relay)
     user = uid()
     emit(url, user, 3)
-    wait_for(lambda: relay.metric("relay_commit_to_delivery_seconds_count") == 3, 20,
+    wait_for(lambda: relay.metric("profile_relay_commit_to_delivery_seconds_count") == 3, 20,
              "3 deliveries")
     assert relay.stop() == 0
     recs = check_log_lines(relay.proc.output(), secret)

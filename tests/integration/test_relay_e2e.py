@@ -360,10 +360,10 @@ def test_relay_events_headers_and_data(stack, topic, cleanup):
     assert r.ttl(f"pc:{{{a}}}:ver") > 0
 
     m = relay.metrics()
-    assert m['relay_events_published_total{type="WatchlistUpdated"}'] == 3
-    assert m['relay_events_published_total{type="VideoRated"}'] == 2
-    assert m["relay_commit_to_delivery_seconds_count"] == 7
-    assert m["relay_partitions_held"] == 64
+    assert m['profile_relay_events_published_total{type="WatchlistUpdated"}'] == 3
+    assert m['profile_relay_events_published_total{type="VideoRated"}'] == 2
+    assert m["profile_relay_commit_to_delivery_seconds_count"] == 7
+    assert m["profile_relay_partitions_held"] == 64
     assert any(k.startswith('profile_relay_build_info{version="') for k in m), m.keys()
     assert relay.stop() == 0
 
@@ -408,8 +408,8 @@ def test_relay_two_relays_10k_events(stack, topic, cleanup):
     r1 = Relay(stack, url, topic)
     r2 = Relay(stack, url, topic)
     cleanup += [r1, r2]
-    wait_for(lambda: r1.metric("relay_partitions_held") == 32 and
-             r2.metric("relay_partitions_held") == 32, 10, "32 partitions each")
+    wait_for(lambda: r1.metric("profile_relay_partitions_held") == 32 and
+             r2.metric("profile_relay_partitions_held") == 32, 10, "32 partitions each")
 
     users = [uid() for _ in range(200)]
     for _ in range(10):  # 10 rounds of 5 events per user, while the relays run
@@ -419,8 +419,8 @@ def test_relay_two_relays_10k_events(stack, topic, cleanup):
     dups = check_order(col.snapshot(), {u: 50 for u in users})
     assert dups == 0
     wait_for(lambda: pending(url) == 0, 10, "all rows marked published")
-    assert r1.metric('relay_events_published_total{type="WatchlistUpdated"}') > 0
-    assert r2.metric('relay_events_published_total{type="WatchlistUpdated"}') > 0
+    assert r1.metric('profile_relay_events_published_total{type="WatchlistUpdated"}') > 0
+    assert r2.metric('profile_relay_events_published_total{type="WatchlistUpdated"}') > 0
     assert r1.stop() == 0 and r2.stop() == 0
 
 
@@ -434,8 +434,8 @@ def test_relay_three_relays_kill9_one(stack, topic, cleanup):
     cleanup.append(col)
     relays = [Relay(stack, url, topic, bootstrap=mock.bootstrap) for _ in range(3)]
     cleanup += relays
-    wait_for(lambda: sum(r.metric("relay_partitions_held") or 0 for r in relays) == 64 and
-             all((r.metric("relay_partitions_held") or 0) >= 20 for r in relays), 15,
+    wait_for(lambda: sum(r.metric("profile_relay_partitions_held") or 0 for r in relays) == 64 and
+             all((r.metric("profile_relay_partitions_held") or 0) >= 20 for r in relays), 15,
              "64 partitions shared by 3 relays")
 
     users = [uid() for _ in range(200)]
@@ -448,14 +448,14 @@ def test_relay_three_relays_kill9_one(stack, topic, cleanup):
                 mock.control(f"rtt {b} 300")
             emit_many(url, users, 1)
             expected = {u: 51 for u in users}
-            wait_for(lambda: (victim.metric("relay_inflight_messages") or 0) > 0, 10,
+            wait_for(lambda: (victim.metric("profile_relay_inflight_messages") or 0) > 0, 10,
                      "victim with messages in flight")
             victim.proc.kill9()
             for b in (1, 2, 3):
                 mock.control(f"rtt {b} 0")
         time.sleep(0.05)
     survivors = [relays[0], relays[2]]
-    wait_for(lambda: sum(r.metric("relay_partitions_held") for r in survivors) == 64, 10,
+    wait_for(lambda: sum(r.metric("profile_relay_partitions_held") for r in survivors) == 64, 10,
              "survivors take over every partition")
     col.wait_users(expected, timeout=60)
     dups = check_order(col.snapshot(), expected)  # duplicates allowed, only with same ce_id
@@ -480,12 +480,12 @@ def test_relay_postgres_restart(stack, topic, cleanup):
     r = subprocess.run([stack_sh, "pg-restart", stack["STACK_DIR"], "fast"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    wait_for(lambda: relay.metric("relay_pg_reconnects_total"), 20, "relay reconnected")
+    wait_for(lambda: relay.metric("profile_relay_pg_reconnects_total"), 20, "relay reconnected")
     emit_many(url, users, 5)
     col.wait_users({u: 10 for u in users}, timeout=20)
     check_order(col.snapshot(), {u: 10 for u in users})
     assert relay.proc.proc.poll() is None
-    wait_for(lambda: relay.metric("relay_partitions_held") == 64, 10, "leases re-taken")
+    wait_for(lambda: relay.metric("profile_relay_partitions_held") == 64, 10, "leases re-taken")
     assert relay.stop() == 0
 
 
@@ -500,8 +500,8 @@ def test_relay_redis_down_does_not_stop_publishing(stack, topic, cleanup):
     emit(url, a, 5)
     col.wait_users({a: 5}, timeout=15)
     wait_for(lambda: pending(url) == 0, 5, "rows marked")
-    assert relay.metric("relay_redis_errors_total") >= 1
-    assert relay.metric("relay_redis_up") == 0
+    assert relay.metric("profile_relay_redis_errors_total") >= 1
+    assert relay.metric("profile_relay_redis_up") == 0
     support.wait_http(f"http://127.0.0.1:{relay.port}/health/ready", 5)
     assert relay.stop() == 0
     outages = [ln for ln in relay.proc.output().splitlines() if "redis unavailable" in ln]
@@ -529,13 +529,13 @@ def test_relay_redis_outage_then_invalidations_catch_up(stack, topic, cleanup):
         emit(url, a, 3)
         col.wait_users({a: 5}, timeout=10)  # publishing goes on without Redis
         wait_for(lambda: pending(url) == 0, 5, "rows marked")
-        wait_for(lambda: relay.metric("relay_redis_up") == 0, 5, "redis seen down")
+        wait_for(lambda: relay.metric("profile_relay_redis_up") == 0, 5, "redis seen down")
     finally:
         subprocess.run([stack_sh, "redis-start", stack["STACK_DIR"]], check=True, timeout=30,
                        capture_output=True)
     r = redislib.Redis.from_url(stack["REDIS_URL"])
     wait_for(lambda: r.get(f"pc:{{{a}}}:ver") == b"5", 15, "queued invalidation applied")
-    assert relay.metric("relay_redis_up") == 1
+    assert relay.metric("profile_relay_redis_up") == 1
     assert relay.stop() == 0
 
 
@@ -598,7 +598,7 @@ def test_relay_kafka_faults_brokers_down_and_retriable_errors(stack, topic, clea
     emit_many(url, users, 2)
     col.wait_users({u: 16 for u in users}, timeout=30)
     assert not [e for e in col.snapshot() if e["key"] == x]
-    assert relay.metric("relay_dead_lettered_total") == 1
+    assert relay.metric("profile_relay_dead_lettered_total") == 1
     r = dlq(url, "requeue", f"{x}:1")
     assert r.returncode == 0, r.stdout + r.stderr
     col.wait_users({x: 3}, timeout=15)
@@ -616,12 +616,12 @@ def test_relay_sigterm_flushes_in_flight(stack, topic, cleanup):
     cleanup.append(col)
     relay = Relay(stack, url, topic, bootstrap=mock.bootstrap)
     cleanup.append(relay)
-    wait_for(lambda: relay.metric("relay_partitions_held") == 64, 10, "partitions")
+    wait_for(lambda: relay.metric("profile_relay_partitions_held") == 64, 10, "partitions")
     for b in (1, 2, 3):
         mock.control(f"rtt {b} 400")
     users = [uid() for _ in range(20)]
     emit_many(url, users, 10)
-    wait_for(lambda: (relay.metric("relay_inflight_messages") or 0) > 0, 10, "in flight")
+    wait_for(lambda: (relay.metric("profile_relay_inflight_messages") or 0) > 0, 10, "in flight")
     t0 = time.monotonic()
     assert relay.stop() == 0
     assert time.monotonic() - t0 < 12
@@ -642,7 +642,7 @@ def test_relay_sigterm_flushes_in_flight(stack, topic, cleanup):
     relay2 = Relay(stack, url, topic, bootstrap=mock.bootstrap)
     cleanup.append(relay2)
     emit_many(url, users, 2)
-    wait_for(lambda: (relay2.metric("relay_inflight_messages") or 0) > 0, 10, "in flight")
+    wait_for(lambda: (relay2.metric("profile_relay_inflight_messages") or 0) > 0, 10, "in flight")
     t0 = time.monotonic()
     assert relay2.stop() == 0
     assert time.monotonic() - t0 < 15
@@ -679,8 +679,8 @@ def test_relay_dead_letters_hold_back_one_user(stack, topic, cleanup):
     assert (bad, 2) not in seen and (bad, 3) not in seen and (bad2, 3) not in seen
     err = run_sql(url, "SELECT error FROM outbox_dead_letters WHERE user_id = %s", [bad])[0][0]
     assert "too large" in err.lower() or "size" in err.lower(), err
-    wait_for(lambda: relay.metric("relay_dead_letters") == 2, 10, "dead-letter gauge")
-    assert relay.metric("relay_dead_lettered_total") >= 2
+    wait_for(lambda: relay.metric("profile_relay_dead_letters") == 2, 10, "dead-letter gauge")
+    assert relay.metric("profile_relay_dead_lettered_total") >= 2
 
     r = dlq(url, "list")
     assert r.returncode == 0, r.stderr
@@ -706,4 +706,66 @@ def test_relay_dead_letters_hold_back_one_user(stack, topic, cleanup):
     assert bad_seqs == [1, 3, 4], bad_seqs  # 2 was skipped by the operator
     assert dlq(url, "requeue", f"{bad}:2").returncode == 1  # nothing left to requeue
     assert dlq(url, "skip", "not-an-id").returncode == 2
+    assert relay.stop() == 0
+
+
+def test_relay_lag_gauge_leaves_held_back_rows_out(stack, topic, cleanup):
+    """profile_relay_oldest_pending_age_seconds ages only with rows the relay may send; rows held
+    back behind a dead letter have their own gauge (profile_relay_held_back_rows), so one poison
+    event pages as a dead letter, not as lag. Checked against a real backlog: Kafka down, rows
+    backdated in the outbox."""
+    mock = OwnMock()
+    cleanup.append(mock)
+    url = fresh_db(stack, "lag")
+    col = Collector(stack, topic, bootstrap=mock.bootstrap)
+    cleanup.append(col)
+    relay = Relay(stack, url, topic, bootstrap=mock.bootstrap)
+    cleanup.append(relay)
+    bad, good = uid("bad"), uid("good")
+
+    def gauges():
+        m = relay.metrics()
+        return {k: m.get(f"profile_relay_{k}") for k in
+                ("pending_rows", "held_back_rows", "oldest_pending_age_seconds", "dead_letters")}
+
+    def sql_age(user):
+        return float(run_sql(url, "SELECT extract(epoch FROM clock_timestamp() - min(created_at))"
+                                  " FROM outbox WHERE published_at IS NULL AND user_id = %s",
+                             [user])[0][0])
+
+    emit(url, bad, 1, pad=1_100_000)  # larger than message.max.bytes: dead-lettered
+    wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox_dead_letters")[0][0] == 1, 15,
+             "a dead letter")
+    emit(url, bad, 3)  # held back behind it
+    for b in (1, 2, 3):
+        mock.control(f"down {b}")
+    emit(url, good, 2)  # sendable, but Kafka is down: a real backlog
+    run_sql(url, "UPDATE outbox SET created_at = created_at - interval '1 hour'"
+                 " WHERE user_id = %s", [bad])
+    run_sql(url, "UPDATE outbox SET created_at = created_at - interval '2 minutes'"
+                 " WHERE user_id = %s", [good])
+
+    g = wait_for(lambda: (lambda g: g if g["held_back_rows"] == 4 and g["pending_rows"] == 6
+                          else None)(gauges()), 20, "held-back and pending gauges")
+    assert g["dead_letters"] == 1
+    # the lag is the good user's two minutes, not the held-back hour
+    assert 110 < g["oldest_pending_age_seconds"] < 600, g
+    assert abs(g["oldest_pending_age_seconds"] - sql_age(good)) < 15, g
+
+    # skip the dead letter: bad's later rows become sendable, and now they are the lag
+    r = dlq(url, "skip", f"{bad}:1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    g = wait_for(lambda: (lambda g: g if g["held_back_rows"] == 0 and g["dead_letters"] == 0
+                          else None)(gauges()), 20, "held-back gauge back to 0")
+    assert g["pending_rows"] == 5, g
+    assert 3500 < g["oldest_pending_age_seconds"] < 4000, g
+    assert abs(g["oldest_pending_age_seconds"] - sql_age(bad)) < 15, g
+
+    # Kafka back: the backlog drains and both gauges fall to 0
+    for b in (1, 2, 3):
+        mock.control(f"up {b}")
+    col.wait_users({good: 2, bad: 4}, timeout=60)
+    g = wait_for(lambda: (lambda g: g if g["pending_rows"] == 0 else None)(gauges()), 20,
+                 "backlog drained")
+    assert g["oldest_pending_age_seconds"] == 0 and g["held_back_rows"] == 0, g
     assert relay.stop() == 0

@@ -79,7 +79,7 @@ def load_config_vars(repo):
     m = re.search(r"config_table\[\]\s*=\s*\{(.*?)\n\};", src, re.S)
     if not m:
         raise SystemExit("check_deploy: cannot find config_table in common/config.c")
-    names = re.findall(r'\{\s*"([A-Z0-9_]+)"\s*,', m.group(1))
+    names = re.findall(r'\.name\s*=\s*"([A-Z0-9_]+)"', m.group(1))
     return set(names)
 
 

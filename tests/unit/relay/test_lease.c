@@ -51,6 +51,14 @@ int PQbackendPID(const PGconn *conn)
 void PQfinish(PGconn *conn)
 {
 }
+PQnoticeReceiver PQsetNoticeReceiver(PGconn *conn, PQnoticeReceiver proc, void *arg)
+{
+    return NULL;
+}
+int PQserverVersion(const PGconn *conn)
+{
+    return 160000;
+}
 
 static PGresult *result(int ncols, int nrows, const char *const *cells)
 {

@@ -17,24 +17,45 @@ static void test_render(void **state)
     metrics_failed(EVENT_TYPE_HISTORY);
     metrics_set(METRIC_PARTITIONS_HELD, 21);
     metrics_add(METRIC_DEAD_LETTERED, 2);
+    metrics_set(METRIC_HELD_BACK, 5);
+    metrics_set(METRIC_OLDEST_PENDING_MS, 1500);
     strbuf_t b;
     strbuf_init(&b);
     metrics_render(&b);
-    assert_non_null(strstr(b.data, "relay_events_published_total{type=\"VideoRated\"} 2\n"));
-    assert_non_null(strstr(b.data, "relay_events_published_total{type=\"ProfileUpdated\"} 1\n"));
-    assert_non_null(strstr(b.data, "relay_events_failed_total{type=\"HistoryUpdated\"} 1\n"));
-    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"0.0025\"} 0\n"));
-    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"0.005\"} 1\n"));
-    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"0.05\"} 2\n"));
-    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"30\"} 2\n"));
-    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"} 3\n"));
-    assert_non_null(strstr(b.data, "relay_commit_to_delivery_seconds_count 3\n"));
-    assert_non_null(strstr(b.data, "relay_partitions_held 21\n"));
-    assert_non_null(strstr(b.data, "relay_dead_lettered_total 2\n"));
-    assert_non_null(strstr(b.data, "# TYPE relay_commit_to_delivery_seconds histogram\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_events_published_total{type=\"VideoRated\"} 2\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_events_published_total{type=\"ProfileUpdated\"} 1\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_events_failed_total{type=\"HistoryUpdated\"} 1\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.0025\"} 0\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.005\"} 1\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"0.05\"} 2\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"30\"} 2\n"));
+    assert_non_null(
+        strstr(b.data, "profile_relay_commit_to_delivery_seconds_bucket{le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_count 3\n"));
+    assert_non_null(strstr(b.data, "profile_relay_partitions_held 21\n"));
+    assert_non_null(strstr(b.data, "profile_relay_dead_lettered_total 2\n"));
+    assert_non_null(strstr(b.data, "# TYPE profile_relay_held_back_rows gauge\n"
+                                   "profile_relay_held_back_rows 5\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_oldest_pending_age_seconds 1.5\n"));
+    assert_non_null(strstr(b.data, "# TYPE profile_relay_dead_lettered_total counter\n"));
+    assert_non_null(strstr(b.data, "profile_relay_commit_to_delivery_seconds_sum 90.043000\n"));
+    /* one naming scheme: every relay series is profile_relay_* (or the standard process_*) */
+    for (const char *line = b.data; *line != '\0'; line = strchr(line, '\n') + 1) {
+        if (line[0] != '#')
+            assert_true(strncmp(line, "profile_relay_", 14) == 0 ||
+                        strncmp(line, "process_", 8) == 0);
+    }
+    assert_non_null(strstr(b.data, "# TYPE profile_relay_commit_to_delivery_seconds histogram\n"));
     assert_non_null(strstr(b.data, "\nprofile_relay_build_info{version=\""));
     assert_non_null(strstr(b.data, "\",commit=\""));
-    assert_non_null(strstr(b.data, "\nrelay_otel_spans_dropped_total 0\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_otel_spans_dropped_total 0\n"));
     assert_non_null(strstr(b.data, "# TYPE process_cpu_seconds_total counter\n"));
     assert_non_null(strstr(b.data, "\nprocess_resident_memory_bytes "));
     assert_non_null(strstr(b.data, "\nprocess_open_fds "));

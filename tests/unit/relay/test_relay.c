@@ -25,6 +25,7 @@ static struct {
     int64_t seq;
 } dead[MAXN], marked[MAXN];
 static int ndead, nmarked;
+static int mark_poll_status = 1; /* what outbox_mark_poll() answers next */
 static char dummy;
 
 PGconn *outbox_connect(const char *dsn, const char *app, char *errbuf, size_t errlen)
@@ -79,7 +80,9 @@ int outbox_mark_send(PGconn *conn, const char *const *users, const int64_t *seqs
 }
 int outbox_mark_poll(PGconn *conn)
 {
-    return 1;
+    int st = mark_poll_status;
+    mark_poll_status = 1;
+    return st;
 }
 int outbox_dead_letter(PGconn *conn, const char *user_id, int64_t seq, const char *event_id,
                        const char *error)
@@ -257,7 +260,7 @@ static void test_mark_only_after_report(void **state)
     add_row("a", 2);
     add_row("b", 1);
     assert_int_equal(claim_and_produce(r), 3);
-    assert_int_equal(inflight_total(r->inflight), 3);
+    assert_int_equal(keycount_total(r->inflight), 3);
     assert_int_equal(r->part_inflight[5], 3);
     settle(r);
     assert_int_equal(nmarked, 0); /* nothing reported yet */
@@ -270,9 +273,9 @@ static void test_mark_only_after_report(void **state)
     assert_int_equal(marked[0].seq, 1);
     assert_string_equal(marked[1].user, "b");
     settle(r); /* the mark completed: a1 and b1 leave the window, a2 keeps "a" busy */
-    assert_int_equal(inflight_total(r->inflight), 1);
-    assert_int_equal(inflight_count(r->inflight, "a"), 1);
-    assert_int_equal(inflight_count(r->inflight, "b"), 0);
+    assert_int_equal(keycount_total(r->inflight), 1);
+    assert_int_equal(keycount_count(r->inflight, "a"), 1);
+    assert_int_equal(keycount_count(r->inflight, "b"), 0);
 
     /* a is busy: a new claim must not send a's rows again */
     nsends = 0;
@@ -295,7 +298,7 @@ static void test_produce_time_permanent_holds_user_back(void **state)
     assert_string_equal(dead[0].user, "a");
     assert_int_equal(dead[0].seq, 2);
     assert_int_equal(metrics_get(METRIC_DEAD_LETTERED) >= 1, 1);
-    assert_int_equal(inflight_count(r->inflight, "a"), 1);
+    assert_int_equal(keycount_count(r->inflight, "a"), 1);
     teardown_relay(r);
 }
 
@@ -312,7 +315,7 @@ static void test_broker_permanent_needs_two_strikes_lowest_seq_only(void **state
     report(r, 2, false, true);
     settle(r);
     assert_int_equal(ndead, 0);
-    assert_int_equal(inflight_total(r->inflight), 0);
+    assert_int_equal(keycount_total(r->inflight), 0);
     assert_true(r->claim_not_before_ms > 0); /* retried with backoff */
 
     /* second strike for the same events: only a1 and b7 become dead letters */
@@ -343,11 +346,41 @@ static void test_window_bounds_claims(void **state)
     teardown_relay(r);
 }
 
+/* A one-off mark failure sends the same rows again, ahead of rows delivered since. */
+static void test_failed_mark_is_sent_again_in_order(void **state)
+{
+    relay_t *r = setup_relay();
+    add_row("a", 1);
+    add_row("b", 1);
+    add_row("c", 1);
+    assert_int_equal(claim_and_produce(r), 3);
+    report(r, 0, true, false);
+    report(r, 1, true, false);
+    settle(r);
+    assert_int_equal(nmarked, 2); /* a1, b1 sent; their mark is running */
+    assert_int_equal(r->marking.n, 2);
+    report(r, 2, true, false);
+    mark_poll_status = -1; /* the running mark failed; the connection is fine */
+    settle(r);
+    assert_int_equal(r->to_mark.n, 0);
+    assert_int_equal(r->marking.n, 3);
+    assert_int_equal(nmarked, 5);
+    assert_string_equal(marked[2].user, "a");
+    assert_string_equal(marked[3].user, "b");
+    assert_string_equal(marked[4].user, "c");
+    assert_int_equal(keycount_total(r->inflight), 3); /* nothing leaves before its mark */
+    settle(r);
+    assert_int_equal(keycount_total(r->inflight), 0);
+    assert_int_equal(r->part_inflight[5], 0);
+    teardown_relay(r);
+}
+
 int main(void)
 {
     log_threshold = LOG_LEVEL_ERROR + 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mark_only_after_report),
+        cmocka_unit_test(test_failed_mark_is_sent_again_in_order),
         cmocka_unit_test(test_produce_time_permanent_holds_user_back),
         cmocka_unit_test(test_broker_permanent_needs_two_strikes_lowest_seq_only),
         cmocka_unit_test(test_window_bounds_claims),

@@ -1,19 +1,19 @@
 /*
- * Open-addressing hash table (linear probing, backward-shift deletion) from user id to the
- * number of that user's messages in flight.
+ * Open-addressing hash table (linear probing, backward-shift deletion) from a string key to a
+ * count above zero.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "common/alloc.h"
-#include "relay/inflight.h"
+#include "relay/keycount.h"
 
 typedef struct st_slot_t {
     char *user;
     int count;
 } slot_t;
 
-struct st_inflight_t {
+struct st_keycount_t {
     slot_t *slots;
     size_t cap; /* power of two */
     int used;
@@ -30,15 +30,15 @@ static uint64_t hash(const char *s)
     return h;
 }
 
-inflight_t *inflight_create(void)
+keycount_t *keycount_create(void)
 {
-    inflight_t *t = xcalloc(1, sizeof(*t));
+    keycount_t *t = xcalloc(1, sizeof(*t));
     t->cap = 256;
     t->slots = xcalloc(t->cap, sizeof(slot_t));
     return t;
 }
 
-void inflight_destroy(inflight_t *t)
+void keycount_destroy(keycount_t *t)
 {
     if (t == NULL)
         return;
@@ -48,7 +48,7 @@ void inflight_destroy(inflight_t *t)
     free(t);
 }
 
-static size_t find(const inflight_t *t, const char *user)
+static size_t find(const keycount_t *t, const char *user)
 {
     size_t mask = t->cap - 1, i = (size_t)hash(user) & mask;
     while (t->slots[i].user != NULL && strcmp(t->slots[i].user, user) != 0)
@@ -56,7 +56,7 @@ static size_t find(const inflight_t *t, const char *user)
     return i;
 }
 
-static void grow(inflight_t *t)
+static void grow(keycount_t *t)
 {
     slot_t *old = t->slots;
     size_t oldcap = t->cap;
@@ -69,7 +69,7 @@ static void grow(inflight_t *t)
     free(old);
 }
 
-void inflight_inc(inflight_t *t, const char *user)
+void keycount_inc(keycount_t *t, const char *user)
 {
     if ((size_t)(t->used + 1) * 2 > t->cap)
         grow(t);
@@ -83,7 +83,7 @@ void inflight_inc(inflight_t *t, const char *user)
     t->total++;
 }
 
-int inflight_dec(inflight_t *t, const char *user)
+int keycount_dec(keycount_t *t, const char *user)
 {
     size_t mask = t->cap - 1, i = find(t, user);
     if (t->slots[i].user == NULL)
@@ -112,23 +112,23 @@ int inflight_dec(inflight_t *t, const char *user)
     return 0;
 }
 
-int inflight_count(const inflight_t *t, const char *user)
+int keycount_count(const keycount_t *t, const char *user)
 {
     size_t i = find(t, user);
     return t->slots[i].user != NULL ? t->slots[i].count : 0;
 }
 
-int inflight_users(const inflight_t *t)
+int keycount_keys(const keycount_t *t)
 {
     return t->used;
 }
 
-int inflight_total(const inflight_t *t)
+int keycount_total(const keycount_t *t)
 {
     return t->total;
 }
 
-int inflight_list(const inflight_t *t, const char **out, int max)
+int keycount_list(const keycount_t *t, const char **out, int max)
 {
     int n = 0;
     for (size_t i = 0; i < t->cap && n < max; ++i) {

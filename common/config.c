@@ -51,6 +51,7 @@ static const cfg_entry_t config_table[] = {
     {"RATE_LIMIT_PER_MINUTE", CFG_INT, F(rate_limit_per_minute), "200", 0, 1000000, API, 0, 0},
     {"JWT_HS256_SECRET", CFG_STR, F(jwt_hs256_secret), NULL, 32, 4096, API, 0, CFG_SECRET},
     {"JWT_PUBLIC_KEY_FILE", CFG_STR, F(jwt_public_key_file), NULL, 1, 4096, API, 0, 0},
+    {"JWT_JWKS_FILE", CFG_STR, F(jwt_jwks_file), NULL, 1, 4096, API, 0, 0},
     {"JWT_ISSUER", CFG_STR, F(jwt_issuer), NULL, 1, 1024, API, API, 0},
     {"JWT_AUDIENCE", CFG_STR, F(jwt_audience), NULL, 1, 1024, API, API, 0},
     {"CORS_ALLOWED_ORIGINS", CFG_STR, F(cors_allowed_origins), "", 0, 65536, API, 0, 0},
@@ -63,6 +64,7 @@ static const cfg_entry_t config_table[] = {
     {"RELAY_POLL_INTERVAL_MS", CFG_INT, F(relay_poll_interval_ms), "1000", 10, 3600000, RELAY, 0,
      0},
     {"LOG_LEVEL", CFG_LEVEL, F(log_level), "info", 0, 0, ALL, 0, 0},
+    {"LOG_LEVEL_FILE", CFG_STR, F(log_level_file), "", 0, 4096, SERVICES, 0, 0},
     {"ACCESS_LOG_SAMPLE", CFG_DOUBLE, F(access_log_sample), "1.0", 0, 1, API, 0, 0},
     {"AUTH_FAILURE_LIMIT_PER_MINUTE", CFG_INT, F(auth_failure_limit_per_minute), "600", 0, 1000000,
      API, 0, 0},
@@ -187,15 +189,28 @@ int config_load_env(app_config_t *cfg, unsigned program, char *errbuf, size_t er
 
     /* Rules that span variables. */
     if (program & CFG_PROG_API) {
-        if (cfg->jwt_hs256_secret != NULL && cfg->jwt_public_key_file != NULL)
+        if (cfg->jwt_jwks_file != NULL &&
+            (cfg->jwt_hs256_secret != NULL || cfg->jwt_public_key_file != NULL))
+            add_error(&errs, "JWT_JWKS_FILE: set only one of JWT_HS256_SECRET, "
+                             "JWT_PUBLIC_KEY_FILE and JWT_JWKS_FILE");
+        else if (cfg->jwt_hs256_secret != NULL && cfg->jwt_public_key_file != NULL)
             add_error(&errs, "JWT_HS256_SECRET: set only one of JWT_HS256_SECRET and "
                              "JWT_PUBLIC_KEY_FILE");
         else if (cfg->jwt_hs256_secret == NULL && cfg->jwt_public_key_file == NULL &&
+                 cfg->jwt_jwks_file == NULL &&
                  (getenv("JWT_HS256_SECRET") == NULL || getenv("JWT_HS256_SECRET")[0] == '\0'))
-            add_error(&errs, "JWT_HS256_SECRET: one of JWT_HS256_SECRET or JWT_PUBLIC_KEY_FILE "
-                             "is required");
+            add_error(&errs, "JWT_HS256_SECRET: one of JWT_HS256_SECRET, JWT_PUBLIC_KEY_FILE or "
+                             "JWT_JWKS_FILE is required");
         if (cfg->jwt_public_key_file != NULL && access(cfg->jwt_public_key_file, R_OK) != 0)
             add_error(&errs, "JWT_PUBLIC_KEY_FILE: cannot read the file");
+        if (cfg->jwt_jwks_file != NULL && access(cfg->jwt_jwks_file, R_OK) != 0)
+            add_error(&errs, "JWT_JWKS_FILE: cannot read the file");
+    }
+    if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->log_level_file != NULL &&
+        cfg->log_level_file[0] != '\0') {
+        char why[256];
+        if (log_read_level_file(cfg->log_level_file, &cfg->log_level, why, sizeof(why)) != 0)
+            add_error(&errs, "LOG_LEVEL_FILE: %s", why);
     }
     if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->redis_url != NULL &&
         !valid_redis_url(cfg->redis_url))
@@ -311,4 +326,25 @@ void config_log_effective(const app_config_t *cfg, unsigned program)
     strbuf_append_char(&b, '}');
     log_write_fields(LOG_LEVEL_INFO, LOG_MODULE, NULL, "effective configuration", b.data);
     strbuf_dispose(&b);
+}
+
+void config_reload_log_level(const app_config_t *cfg)
+{
+    log_level_t before = log_get_threshold(), level;
+    char why[256];
+
+    if (cfg->log_level_file == NULL || cfg->log_level_file[0] == '\0') {
+        log_write(LOG_LEVEL_INFO, LOG_MODULE, NULL,
+                  "SIGHUP: LOG_LEVEL_FILE is not set; the log level stays %s",
+                  log_level_name(before));
+        return;
+    }
+    if (log_read_level_file(cfg->log_level_file, &level, why, sizeof(why)) != 0) {
+        log_error("LOG_LEVEL_FILE: %s; the log level stays %s", why, log_level_name(before));
+        return;
+    }
+    log_set_threshold(level);
+    /* Written whatever the new level: an operator's change deserves a line. */
+    log_write(LOG_LEVEL_INFO, LOG_MODULE, NULL, "SIGHUP: log level %s (was %s, from LOG_LEVEL_FILE)",
+              log_level_name(level), log_level_name(before));
 }

@@ -139,6 +139,9 @@ void metrics_render(strbuf_t *o)
           (double)metrics_get(METRIC_PG_RECONNECTS));
     gauge(o, "relay_producer_up", "1 when the Kafka producer is usable.", "gauge",
           (double)metrics_get(METRIC_PRODUCER_UP));
+    gauge(o, "relay_schema_ok",
+          "1 when the database schema is at the version this relay needs (or newer).", "gauge",
+          (double)metrics_get(METRIC_SCHEMA_OK));
     gauge(o, "relay_producer_resets_total", "Producers recreated after a fatal error.", "counter",
           (double)metrics_get(METRIC_PRODUCER_RESETS));
     gauge(o, "relay_redis_up", "1 when Redis answered the last invalidation.", "gauge",
@@ -220,15 +223,17 @@ static void serve(int fd)
     } else if (strcmp(path, "/health/live") == 0) {
         respond(fd, 200, "OK", "application/json", "{\"status\":\"up\"}", 15);
     } else if (strcmp(path, "/health/ready") == 0 || strcmp(path, "/health") == 0) {
-        char body[160];
+        char body[200];
         int pg = metrics_get(METRIC_PG_UP) != 0, kp = metrics_get(METRIC_PRODUCER_UP) != 0;
+        int schema = metrics_get(METRIC_SCHEMA_OK) != 0, ok = pg && kp && schema;
         int n = snprintf(body, sizeof(body),
-                         "{\"status\":\"%s\",\"postgres\":\"%s\",\"kafka_producer\":\"%s\","
-                         "\"redis\":\"%s\"}",
-                         pg && kp ? "up" : "down", pg ? "up" : "down", kp ? "up" : "down",
+                         "{\"status\":\"%s\",\"postgres\":\"%s\",\"schema\":\"%s\","
+                         "\"kafka_producer\":\"%s\",\"redis\":\"%s\"}",
+                         ok ? "up" : "down", pg ? "up" : "down",
+                         schema ? "ok" : pg ? "too-old" : "unknown", kp ? "up" : "down",
                          metrics_get(METRIC_REDIS_UP) ? "up" : "unknown-or-down");
-        respond(fd, pg && kp ? 200 : 503, pg && kp ? "OK" : "Service Unavailable",
-                "application/json", body, (size_t)n);
+        respond(fd, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", body,
+                (size_t)n);
     } else {
         respond(fd, 404, "Not Found", "text/plain", "not found\n", 10);
     }

@@ -312,6 +312,18 @@ int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int 
     return n;
 }
 
+int outbox_schema_version(PGconn *conn)
+{
+    PGresult *res = run(conn, "schema version", "SELECT schema_version()", 0, NULL);
+    int v = -1;
+    if (res == NULL)
+        return -1;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        v = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
 int outbox_stats(PGconn *conn, outbox_stats_t *out)
 {
     static const char sql[] =

@@ -97,6 +97,10 @@ int outbox_stats(PGconn *conn, outbox_stats_t *out)
     memset(out, 0, sizeof(*out));
     return 0;
 }
+int outbox_schema_version(PGconn *conn)
+{
+    return OUTBOX_SCHEMA_VERSION;
+}
 
 producer_t *producer_create(const producer_conf_t *conf, producer_dr_cb_t dr_cb, void *app,
                             char *errbuf, size_t errlen)

@@ -594,7 +594,7 @@ int auth_verifier_reload(auth_verifier_t *v, bool force)
     }
     keyset_install(v, ks);
     log_info("JWT_JWKS_FILE: %s: %zu key(s) in use (%s)", v->jwks_path, ks->nkeys,
-             force ? "SIGHUP" : "file changed");
+             force ? "forced re-read" : "file changed");
     ret = 1;
 Exit:
     pthread_mutex_unlock(&v->reload_mu);

@@ -49,8 +49,8 @@ typedef enum { ALG_HS256, ALG_RS256 } alg_t;
 static const char *const alg_names[] = {[ALG_HS256] = "HS256", [ALG_RS256] = "RS256"};
 
 typedef struct st_auth_key_t {
-    char *kid; /* NULL for a single-key configuration */
-    alg_t alg; /* decided by the key (kty), never by a token */
+    char *kid;             /* NULL for a single-key configuration */
+    alg_t alg;             /* decided by the key (kty), never by a token */
     unsigned char *secret; /* HS256 */
     size_t secret_len;
     EVP_PKEY *pkey; /* RS256; only read after creation, which OpenSSL allows from many threads */
@@ -63,8 +63,8 @@ typedef struct st_auth_key_t {
  */
 typedef struct st_auth_keyset_t {
     atomic_uint refs;
-    uint64_t gen;  /* unique in the process; tags verified-token cache entries */
-    bool jwks;     /* the token's kid selects the key */
+    uint64_t gen; /* unique in the process; tags verified-token cache entries */
+    bool jwks;    /* the token's kid selects the key */
     size_t nkeys;
     auth_key_t keys[];
 } auth_keyset_t;
@@ -81,7 +81,7 @@ typedef struct st_file_id_t {
 struct st_auth_verifier_t {
     char *issuer;
     char *audience;
-    char *jwks_path; /* NULL: one fixed key, never re-read */
+    char *jwks_path;    /* NULL: one fixed key, never re-read */
     pthread_mutex_t mu; /* guards `current` while a reference is taken or the set swapped */
     auth_keyset_t *current;
     _Atomic uint64_t current_gen; /* current->gen, read without the lock on every request */
@@ -175,8 +175,9 @@ static char *read_fd(int fd, const char *what, const char *path, size_t max, siz
     }
     if (n == 0 || n > max) {
         snprintf(errbuf, errlen, "%s: %s is %s", what, path,
-                 n == 0 ? "empty" : max == AUTH_MAX_KEY_FILE ? "larger than 64 KiB"
-                                                               : "larger than 256 KiB");
+                 n == 0                     ? "empty"
+                 : max == AUTH_MAX_KEY_FILE ? "larger than 64 KiB"
+                                            : "larger than 256 KiB");
         free(buf);
         return NULL;
     }
@@ -344,7 +345,8 @@ static int jwk_parse(json_object *jwk, size_t idx, auth_key_t *k, char *errbuf, 
         return -1;
     }
     if (json_object_object_get_ex(jwk, "d", &o) || json_object_object_get_ex(jwk, "p", &o)) {
-        snprintf(errbuf, errlen, "key %s holds private key material (d, p): publish public keys only", kid);
+        snprintf(errbuf, errlen,
+                 "key %s holds private key material (d, p): publish public keys only", kid);
         return -1;
     }
     memset(k, 0, sizeof(*k));
@@ -748,9 +750,9 @@ static bool check_signature(const auth_key_t *k, const char *signed_part, size_t
         if (ctx == NULL)
             PROFILE_FATAL("EVP_MD_CTX_new failed");
         /* Default RSA padding for a digest-verify is PKCS #1 v1.5, which RS256 is. */
-        ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, k->pkey) == 1 &&
-             EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)signed_part, signed_len) ==
-                 1;
+        ok =
+            EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, k->pkey) == 1 &&
+            EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)signed_part, signed_len) == 1;
         EVP_MD_CTX_free(ctx);
     }
     return ok;

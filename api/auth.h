@@ -16,10 +16,10 @@
 #define AUTH_ROLE_ADMIN 0x4u
 
 /* JWKS limits (JWT_JWKS_FILE) */
-#define AUTH_MAX_JWKS_KEYS 64     /* keys in one file */
-#define AUTH_MAX_KID 256          /* bytes of a kid */
-#define AUTH_MAX_KIDLESS_TRIES 4  /* keys a token without kid is tried against */
-#define AUTH_JWKS_CHECK_MS 1000   /* how often the file's identity is compared (api/server.c) */
+#define AUTH_MAX_JWKS_KEYS 64    /* keys in one file */
+#define AUTH_MAX_KID 256         /* bytes of a kid */
+#define AUTH_MAX_KIDLESS_TRIES 4 /* keys a token without kid is tried against */
+#define AUTH_JWKS_CHECK_MS 1000  /* how often the file's identity is compared (api/server.c) */
 
 /* Opaque. Issuer and audience are fixed at creation; the key set may be replaced at run time
  * (auth_verifier_reload) while other threads verify. */

@@ -345,6 +345,7 @@ void config_reload_log_level(const app_config_t *cfg)
     }
     log_set_threshold(level);
     /* Written whatever the new level: an operator's change deserves a line. */
-    log_write(LOG_LEVEL_INFO, LOG_MODULE, NULL, "SIGHUP: log level %s (was %s, from LOG_LEVEL_FILE)",
-              log_level_name(level), log_level_name(before));
+    log_write(LOG_LEVEL_INFO, LOG_MODULE, NULL,
+              "SIGHUP: log level %s (was %s, from LOG_LEVEL_FILE)", log_level_name(level),
+              log_level_name(before));
 }

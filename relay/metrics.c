@@ -226,12 +226,15 @@ static void serve(int fd)
         char body[200];
         int pg = metrics_get(METRIC_PG_UP) != 0, kp = metrics_get(METRIC_PRODUCER_UP) != 0;
         int schema = metrics_get(METRIC_SCHEMA_OK) != 0, ok = pg && kp && schema;
-        int n = snprintf(body, sizeof(body),
-                         "{\"status\":\"%s\",\"postgres\":\"%s\",\"schema\":\"%s\","
-                         "\"kafka_producer\":\"%s\",\"redis\":\"%s\"}",
-                         ok ? "up" : "down", pg ? "up" : "down",
-                         schema ? "ok" : pg ? "too-old" : "unknown", kp ? "up" : "down",
-                         metrics_get(METRIC_REDIS_UP) ? "up" : "unknown-or-down");
+        int n =
+            snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"postgres\":\"%s\",\"schema\":\"%s\","
+                     "\"kafka_producer\":\"%s\",\"redis\":\"%s\"}",
+                     ok ? "up" : "down", pg ? "up" : "down",
+                     schema ? "ok"
+                     : pg   ? "too-old"
+                            : "unknown",
+                     kp ? "up" : "down", metrics_get(METRIC_REDIS_UP) ? "up" : "unknown-or-down");
         respond(fd, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", body,
                 (size_t)n);
     } else {

@@ -1,8 +1,8 @@
 /*
  * Unit tests for api/auth.c: the full negative token matrix for HS256 and RS256, claim checks,
  * header forms, configuration errors and authorization; JWKS key sets (parsing, kid selection,
- * bounded kid-less tries, algorithm pinning, re-reads and rotation while threads verify). Valid tokens come from libjwt; hostile
- * ones are assembled by hand and signed with OpenSSL.
+ * bounded kid-less tries, algorithm pinning, re-reads and rotation while threads verify). Valid
+ * tokens come from libjwt; hostile ones are assembled by hand and signed with OpenSSL.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -914,8 +914,8 @@ static void test_jwks_parse(void **state)
     char *doc = jwks_doc(
         jwk_rsa(rsa_key, "r1", ",\"alg\":\"RS256\",\"use\":\"sig\""), jwk_oct(HS_KEY1, "h1", NULL),
         strdup("{\"kty\":\"EC\",\"kid\":\"e1\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}"),
-        jwk_rsa(rsa_key2, "enc1", ",\"use\":\"enc\""), jwk_rsa(rsa_key2, "r512", ",\"alg\":\"RS512\""),
-        NULL);
+        jwk_rsa(rsa_key2, "enc1", ",\"use\":\"enc\""),
+        jwk_rsa(rsa_key2, "r512", ",\"alg\":\"RS512\""), NULL);
     auth_verifier_t *v = jwks_verifier(doc, err, sizeof(err));
     if (v == NULL)
         fail_msg("%s", err);
@@ -934,27 +934,32 @@ static void test_jwks_parse(void **state)
         {"no keys", strdup("{\"key\":[]}"), "keys"},
         {"keys not array", strdup("{\"keys\":{}}"), "keys"},
         {"empty", strdup("{\"keys\":[]}"), "no RS256"},
-        {"only skipped keys", jwks_doc(jwk_rsa(rsa_key, "r1", ",\"alg\":\"HS256\""), NULL, NULL,
-                                       NULL, NULL, NULL),
+        {"only skipped keys",
+         jwks_doc(jwk_rsa(rsa_key, "r1", ",\"alg\":\"HS256\""), NULL, NULL, NULL, NULL, NULL),
          "no RS256"},
-        {"no kid", strdup("{\"keys\":[{\"kty\":\"oct\",\"k\":\"" /* 32 bytes */
-                          "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}"),
+        {"no kid",
+         strdup("{\"keys\":[{\"kty\":\"oct\",\"k\":\"" /* 32 bytes */
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}"),
          "kid"},
-        {"kid not a string", strdup("{\"keys\":[{\"kty\":\"oct\",\"kid\":7,\"k\":\""
-                                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}"),
+        {"kid not a string",
+         strdup("{\"keys\":[{\"kty\":\"oct\",\"kid\":7,\"k\":\""
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}"),
          "kid"},
-        {"duplicate kid", jwks_doc(jwk_rsa(rsa_key, "same", NULL), jwk_oct(HS_KEY1, "same", NULL),
-                                   NULL, NULL, NULL, NULL),
+        {"duplicate kid",
+         jwks_doc(jwk_rsa(rsa_key, "same", NULL), jwk_oct(HS_KEY1, "same", NULL), NULL, NULL, NULL,
+                  NULL),
          "twice"},
-        {"short oct", jwks_doc(jwk_oct("only-31-bytes-of-secret-0123456", "h", NULL), NULL, NULL,
-                               NULL, NULL, NULL),
+        {"short oct",
+         jwks_doc(jwk_oct("only-31-bytes-of-secret-0123456", "h", NULL), NULL, NULL, NULL, NULL,
+                  NULL),
          "k must be"},
-        {"private RSA", jwks_doc(jwk_rsa(rsa_key, "p", ",\"d\":\"AQAB\""), NULL, NULL, NULL, NULL,
-                                 NULL),
+        {"private RSA",
+         jwks_doc(jwk_rsa(rsa_key, "p", ",\"d\":\"AQAB\""), NULL, NULL, NULL, NULL, NULL),
          "private"},
         {"short RSA", jwks_doc(jwk_rsa(short_rsa, "s", NULL), NULL, NULL, NULL, NULL, NULL),
          "shorter"},
-        {"bad n", strdup("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"!!\",\"e\":\"AQAB\"}]}"),
+        {"bad n",
+         strdup("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"!!\",\"e\":\"AQAB\"}]}"),
          "n and e"},
         {"no kty", strdup("{\"keys\":[{\"kid\":\"x\"}]}"), "kty"},
     };
@@ -996,10 +1001,10 @@ static void test_jwks_kid_selection(void **state)
         {rs_token_kid(rsa_key, "r1", claims), AUTH_OK},
         {rs_token_kid(rsa_key2, "r2", claims), AUTH_OK},
         {hs_token_kid(HS_KEY1, "h1", claims), AUTH_OK},
-        {rs_token_kid(rsa_key, "r2", claims), AUTH_ERR_INVALID},  /* kid names another key */
-        {rs_token_kid(rsa_key, "r9", claims), AUTH_ERR_INVALID},  /* unknown kid */
-        {rs_token_kid(rsa_key, "", claims), AUTH_ERR_INVALID},    /* empty kid */
-        {hs_token_kid(HS_KEY2, "h1", claims), AUTH_ERR_INVALID},  /* wrong secret */
+        {rs_token_kid(rsa_key, "r2", claims), AUTH_ERR_INVALID}, /* kid names another key */
+        {rs_token_kid(rsa_key, "r9", claims), AUTH_ERR_INVALID}, /* unknown kid */
+        {rs_token_kid(rsa_key, "", claims), AUTH_ERR_INVALID},   /* empty kid */
+        {hs_token_kid(HS_KEY2, "h1", claims), AUTH_ERR_INVALID}, /* wrong secret */
         {make_token(SIGN_RS256, "{\"alg\":\"RS256\",\"kid\":1}", claims, NULL, 0),
          AUTH_ERR_INVALID}, /* kid not a string */
     };
@@ -1115,7 +1120,8 @@ static void test_jwks_reload(void **state)
     char *doc = jwks_doc(jwk_rsa(rsa_key, "r1", NULL), jwk_rsa(rsa_key2, "r2", NULL), NULL, NULL,
                          NULL, NULL);
     auth_verifier_t *v = jwks_verifier(doc, err, sizeof(err));
-    char *old_tok = rs_token_kid(rsa_key, "r1", claims), *new_tok = rs_token_kid(rsa_key2, "r2", claims);
+    char *old_tok = rs_token_kid(rsa_key, "r1", claims),
+         *new_tok = rs_token_kid(rsa_key2, "r2", claims);
     char *kidless_old = rs_token_kid(rsa_key, NULL, claims);
     assert_non_null(v);
     free(doc);

@@ -280,6 +280,9 @@ static EVP_PKEY *rsa_from_ne(const unsigned char *n, size_t nlen, const unsigned
 
     if (bld == NULL || bn_n == NULL || bn_e == NULL)
         PROFILE_FATAL("OpenSSL allocation failed");
+    /* An even exponent or e = 1 is no RSA key (with e = 1 anyone could sign). */
+    if (!BN_is_odd(bn_e) || BN_num_bits(bn_e) < 2)
+        goto Exit;
     if (OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) != 1 ||
         OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) != 1 ||
         (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
@@ -287,6 +290,7 @@ static EVP_PKEY *rsa_from_ne(const unsigned char *n, size_t nlen, const unsigned
         EVP_PKEY_fromdata_init(ctx) != 1 ||
         EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
         pkey = NULL;
+Exit:
     EVP_PKEY_CTX_free(ctx);
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);

@@ -906,6 +906,16 @@ static int jwks_teardown(void **state)
     return 0;
 }
 
+/* A JWKS whose only key has the modulus of `key` and the exponent `e` (base64url). */
+static char *jwk_with_e(EVP_PKEY *key, const char *e)
+{
+    char *n = bn_b64(key, OSSL_PKEY_PARAM_RSA_N);
+    char *out = malloc(strlen(n) + 128);
+    sprintf(out, "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"e\",\"n\":\"%s\",\"e\":\"%s\"}]}", n, e);
+    free(n);
+    return out;
+}
+
 static void test_jwks_parse(void **state)
 {
     char err[1024];
@@ -962,6 +972,8 @@ static void test_jwks_parse(void **state)
          strdup("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"!!\",\"e\":\"AQAB\"}]}"),
          "n and e"},
         {"no kty", strdup("{\"keys\":[{\"kid\":\"x\"}]}"), "kty"},
+        {"e = 1", jwk_with_e(rsa_key, "AQ"), "n and e"},
+        {"even e", jwk_with_e(rsa_key, "AQAA"), "n and e"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         v = jwks_verifier(bad[i].doc, err, sizeof(err));

@@ -2,6 +2,7 @@
  * profile-api entry point: load the configuration (exit 2 with one line per bad variable),
  * set up logging and the Redis modules (limiter, list cache), run the server until SIGTERM.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "api/http/server.h"
@@ -20,7 +21,16 @@ int main(void)
 {
     app_config_t cfg;
     char errbuf[4096] = "";
+    sigset_t sigs;
     int rc;
+
+    /* Before any thread starts (the OTLP exporter's too): only server_run()'s sigwait takes
+     * SIGTERM, SIGINT and SIGHUP, so none of them can kill the process through another thread. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     if (config_load_env(&cfg, CFG_PROG_API, errbuf, sizeof(errbuf)) != 0) {
         fputs(errbuf, stderr);

@@ -117,6 +117,12 @@ static const cfg_entry_t config_table[] = {
      .min = 1,
      .max = 4096,
      .programs = API},
+    {.name = "JWT_JWKS_FILE",
+     .type = CFG_STR,
+     .offset = F(jwt_jwks_file),
+     .min = 1,
+     .max = 4096,
+     .programs = API},
     {.name = "JWT_ISSUER",
      .type = CFG_STR,
      .offset = F(jwt_issuer),
@@ -178,6 +184,13 @@ static const cfg_entry_t config_table[] = {
      .offset = F(log_level),
      .def = "info",
      .programs = ALL},
+    {.name = "LOG_LEVEL_FILE",
+     .type = CFG_STR,
+     .offset = F(log_level_file),
+     .def = "",
+     .min = 0,
+     .max = 4096,
+     .programs = SERVICES},
     {.name = "ACCESS_LOG_SAMPLE",
      .type = CFG_DOUBLE,
      .offset = F(access_log_sample),
@@ -364,15 +377,28 @@ int config_load_env(app_config_t *cfg, unsigned program, char *errbuf, size_t er
 
     /* Rules that span variables. */
     if (program & CFG_PROG_API) {
-        if (cfg->jwt_hs256_secret != NULL && cfg->jwt_public_key_file != NULL)
+        if (cfg->jwt_jwks_file != NULL &&
+            (cfg->jwt_hs256_secret != NULL || cfg->jwt_public_key_file != NULL))
+            add_error(&errs, "JWT_JWKS_FILE: set only one of JWT_HS256_SECRET, "
+                             "JWT_PUBLIC_KEY_FILE and JWT_JWKS_FILE");
+        else if (cfg->jwt_hs256_secret != NULL && cfg->jwt_public_key_file != NULL)
             add_error(&errs, "JWT_HS256_SECRET: set only one of JWT_HS256_SECRET and "
                              "JWT_PUBLIC_KEY_FILE");
         else if (cfg->jwt_hs256_secret == NULL && cfg->jwt_public_key_file == NULL &&
+                 cfg->jwt_jwks_file == NULL &&
                  (getenv("JWT_HS256_SECRET") == NULL || getenv("JWT_HS256_SECRET")[0] == '\0'))
-            add_error(&errs, "JWT_HS256_SECRET: one of JWT_HS256_SECRET or JWT_PUBLIC_KEY_FILE "
-                             "is required");
+            add_error(&errs, "JWT_HS256_SECRET: one of JWT_HS256_SECRET, JWT_PUBLIC_KEY_FILE or "
+                             "JWT_JWKS_FILE is required");
         if (cfg->jwt_public_key_file != NULL && access(cfg->jwt_public_key_file, R_OK) != 0)
             add_error(&errs, "JWT_PUBLIC_KEY_FILE: cannot read the file");
+        if (cfg->jwt_jwks_file != NULL && access(cfg->jwt_jwks_file, R_OK) != 0)
+            add_error(&errs, "JWT_JWKS_FILE: cannot read the file");
+    }
+    if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->log_level_file != NULL &&
+        cfg->log_level_file[0] != '\0') {
+        char why[256];
+        if (log_read_level_file(cfg->log_level_file, &cfg->log_level, why, sizeof(why)) != 0)
+            add_error(&errs, "LOG_LEVEL_FILE: %s", why);
     }
     if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->redis_url != NULL &&
         !valid_redis_url(cfg->redis_url))
@@ -486,4 +512,26 @@ void config_log_effective(const app_config_t *cfg, unsigned program)
     strbuf_append_char(&b, '}');
     log_write_fields(LOG_LEVEL_INFO, LOG_MODULE, NULL, "effective configuration", b.data);
     strbuf_dispose(&b);
+}
+
+void config_reload_log_level(const app_config_t *cfg)
+{
+    log_level_t before = log_get_threshold(), level;
+    char why[256];
+
+    if (cfg->log_level_file == NULL || cfg->log_level_file[0] == '\0') {
+        log_write(LOG_LEVEL_INFO, LOG_MODULE, NULL,
+                  "SIGHUP: LOG_LEVEL_FILE is not set; the log level stays %s",
+                  log_level_name(before));
+        return;
+    }
+    if (log_read_level_file(cfg->log_level_file, &level, why, sizeof(why)) != 0) {
+        log_error("LOG_LEVEL_FILE: %s; the log level stays %s", why, log_level_name(before));
+        return;
+    }
+    log_set_threshold(level);
+    /* Written whatever the new level: an operator's change deserves a line. */
+    log_write(LOG_LEVEL_INFO, LOG_MODULE, NULL,
+              "SIGHUP: log level %s (was %s, from LOG_LEVEL_FILE)", log_level_name(level),
+              log_level_name(before));
 }

@@ -26,6 +26,7 @@ typedef struct st_app_config_t {
     int rate_limit_per_minute;
     char *jwt_hs256_secret;
     char *jwt_public_key_file;
+    char *jwt_jwks_file;
     char *jwt_issuer;
     char *jwt_audience;
     char *cors_allowed_origins;
@@ -35,6 +36,7 @@ typedef struct st_app_config_t {
     int relay_batch_size;
     int relay_poll_interval_ms;
     log_level_t log_level;
+    char *log_level_file; /* read at start-up and on SIGHUP; wins over LOG_LEVEL */
     double access_log_sample;
     int auth_failure_limit_per_minute;
     char *ce_source;
@@ -65,6 +67,14 @@ void config_dispose(app_config_t *cfg);
  * and passwords stripped from connection strings.
  */
 void config_log_effective(const app_config_t *cfg, unsigned program);
+
+/**
+ * SIGHUP: re-reads LOG_LEVEL_FILE (when set) and applies its level to the running process,
+ * writing one line that names the old and new level; a missing or bad file keeps the level and
+ * logs one error. Without LOG_LEVEL_FILE it only logs that the level stays (the environment of
+ * a running process cannot change). Call from one thread at a time.
+ */
+void config_reload_log_level(const app_config_t *cfg);
 
 /**
  * Copies `url` into `out` with any password replaced by "***" (both URI `user:pw@` and

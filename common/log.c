@@ -3,6 +3,7 @@
  * that lines from several threads never interleave.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
@@ -13,7 +14,7 @@
 
 #define LINE_MAX_BYTES 8192
 
-log_level_t log_threshold = LOG_LEVEL_INFO;
+_Atomic log_level_t log_threshold = LOG_LEVEL_INFO;
 static const char *service_name = "profile";
 static FILE *out_stream;
 
@@ -46,6 +47,47 @@ int log_parse_level(const char *s, log_level_t *out)
         }
     }
     return -1;
+}
+
+void log_set_threshold(log_level_t threshold)
+{
+    log_threshold = threshold;
+}
+
+log_level_t log_get_threshold(void)
+{
+    return log_threshold;
+}
+
+int log_read_level_file(const char *path, log_level_t *out, char *errbuf, size_t errlen)
+{
+    char buf[64], *start, *end;
+    FILE *fp = fopen(path, "re");
+    size_t n;
+
+    if (fp == NULL) {
+        snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    for (start = buf; *start != '\0' && isspace((unsigned char)*start); ++start)
+        ;
+    for (end = start; *end != '\0' && !isspace((unsigned char)*end); ++end)
+        ;
+    for (char *rest = end; *rest != '\0'; ++rest) {
+        if (!isspace((unsigned char)*rest)) {
+            snprintf(errbuf, errlen, "%s must hold one word: debug, info, warn or error", path);
+            return -1;
+        }
+    }
+    *end = '\0';
+    if (n == sizeof(buf) - 1 || log_parse_level(start, out) != 0) {
+        snprintf(errbuf, errlen, "%s must hold one of debug, info, warn, error", path);
+        return -1;
+    }
+    return 0;
 }
 
 void log_set_stream(FILE *fp)

@@ -22,8 +22,8 @@ typedef struct st_log_ctx_t {
     const char *user;
 } log_ctx_t;
 
-/** The current threshold; read without a lock (set once at start-up). */
-extern log_level_t log_threshold;
+/** The current threshold; atomic, because SIGHUP may change it while other threads log. */
+extern _Atomic log_level_t log_threshold;
 
 /**
  * Sets the service name written in every line ("profile-api", ...). Not thread-safe: call once
@@ -34,8 +34,19 @@ void log_init(const char *service, log_level_t threshold);
 /** Parses "debug" | "info" | "warn" | "error" (case-insensitive). Returns 0, or -1 if unknown. */
 int log_parse_level(const char *s, log_level_t *out);
 
-/** The lower-case name of `level` ("debug" … "error"); "unknown" outside the enum. */
+/** Sets / reads the threshold at run time (SIGHUP). Thread-safe. */
+void log_set_threshold(log_level_t threshold);
+log_level_t log_get_threshold(void);
+
+/** "debug", "info", "warn" or "error". */
 const char *log_level_name(log_level_t level);
+
+/**
+ * Reads a level from the file at `path`: one of the words log_parse_level() knows, with
+ * optional surrounding white space (a trailing newline). Returns 0 with `*out` set, or -1 with
+ * a one-line reason (naming the path, never more of the content than the level) in errbuf.
+ */
+int log_read_level_file(const char *path, log_level_t *out, char *errbuf, size_t errlen);
 
 /** Redirects output (tests). NULL restores stderr. */
 void log_set_stream(FILE *fp);

@@ -2,7 +2,9 @@
  * profile-relay: configuration, signals, the metrics server and the relay loop; plus the
  * operator's dead-letter commands (`profile-relay dlq list|requeue ID|skip ID`).
  */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +25,40 @@
 
 static relay_t *the_relay;
 
+/* SIGHUP is blocked in every thread and taken by this one (sigwait), so a re-read runs in
+ * normal thread context, never inside a signal handler. */
+static pthread_t hup_thread;
+static atomic_bool hup_stop;
+
+static void *hup_main(void *arg)
+{
+    const app_config_t *cfg = arg;
+    sigset_t set;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (atomic_load(&hup_stop))
+            break;
+        config_reload_log_level(cfg);
+    }
+    return NULL;
+}
+
 static void on_signal(int sig)
 {
     if (the_relay != NULL)
         relay_request_stop(the_relay);
+}
+
+static void stop_hup_thread(void)
+{
+    atomic_store(&hup_stop, true);
+    pthread_kill(hup_thread, SIGHUP); /* blocked there, so sigwait returns it */
+    pthread_join(hup_thread, NULL);
 }
 
 static int usage(void)
@@ -99,6 +131,13 @@ int main(int argc, char **argv)
         return run_dlq(argc, argv);
     if (argc != 1)
         return usage();
+    {
+        /* before any thread starts: they all inherit the mask */
+        sigset_t hup;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    }
 
     if (config_load_env(&cfg, CFG_PROG_RELAY, errbuf, sizeof(errbuf)) != 0) {
         fputs(errbuf, stderr);
@@ -131,6 +170,8 @@ int main(int argc, char **argv)
         return 2;
     }
     log_info("metrics on port %d (/metrics, /health/live, /health/ready)", metrics_server_port());
+    if (pthread_create(&hup_thread, NULL, hup_main, &cfg) != 0)
+        PROFILE_FATAL("cannot start the SIGHUP thread");
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -145,6 +186,7 @@ int main(int argc, char **argv)
     metrics_server_stop();
     relay_destroy(the_relay);
     the_relay = NULL;
+    stop_hup_thread();
     config_dispose(&cfg);
     return status;
 }

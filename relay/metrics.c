@@ -111,6 +111,8 @@ static const struct {
      "PostgreSQL reconnections.", 1},
     {METRIC_PRODUCER_UP, PROM_GAUGE, "profile_relay_producer_up",
      "1 when the Kafka producer is usable.", 1},
+    {METRIC_SCHEMA_OK, PROM_GAUGE, "profile_relay_schema_ok",
+     "1 when the database schema is at the version this relay needs (or newer).", 1},
     {METRIC_PRODUCER_RESETS, PROM_COUNTER, "profile_relay_producer_resets_total",
      "Producers recreated after a fatal error.", 1},
     {METRIC_REDIS_UP, PROM_GAUGE, "profile_relay_redis_up",
@@ -233,15 +235,20 @@ static void serve(int fd)
     } else if (strcmp(path, "/health/live") == 0) {
         respond(fd, 200, "OK", "application/json", "{\"status\":\"up\"}", 15);
     } else if (strcmp(path, "/health/ready") == 0 || strcmp(path, "/health") == 0) {
-        char body[160];
+        char body[200];
         int pg = metrics_get(METRIC_PG_UP) != 0, kp = metrics_get(METRIC_PRODUCER_UP) != 0;
-        int n = snprintf(body, sizeof(body),
-                         "{\"status\":\"%s\",\"postgres\":\"%s\",\"kafka_producer\":\"%s\","
-                         "\"redis\":\"%s\"}",
-                         pg && kp ? "up" : "down", pg ? "up" : "down", kp ? "up" : "down",
-                         metrics_get(METRIC_REDIS_UP) ? "up" : "unknown-or-down");
-        respond(fd, pg && kp ? 200 : 503, pg && kp ? "OK" : "Service Unavailable",
-                "application/json", body, (size_t)n);
+        int schema = metrics_get(METRIC_SCHEMA_OK) != 0, ok = pg && kp && schema;
+        int n =
+            snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"postgres\":\"%s\",\"schema\":\"%s\","
+                     "\"kafka_producer\":\"%s\",\"redis\":\"%s\"}",
+                     ok ? "up" : "down", pg ? "up" : "down",
+                     schema ? "ok"
+                     : pg   ? "too-old"
+                            : "unknown",
+                     kp ? "up" : "down", metrics_get(METRIC_REDIS_UP) ? "up" : "unknown-or-down");
+        respond(fd, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", body,
+                (size_t)n);
     } else {
         respond(fd, 404, "Not Found", "text/plain", "not found\n", 10);
     }

@@ -30,6 +30,7 @@ typedef enum {
     METRIC_REDIS_UP,
     METRIC_PG_UP,
     METRIC_PRODUCER_UP,
+    METRIC_SCHEMA_OK, /* 1: the database schema is at the version the relay needs, or newer */
     METRIC_COUNT
 } metric_id_t;
 

@@ -253,6 +253,18 @@ int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int 
     return n;
 }
 
+int outbox_schema_version(PGconn *conn)
+{
+    PGresult *res = db_query(conn, "schema version", "SELECT schema_version()", 0, NULL);
+    int v = -1;
+    if (res == NULL)
+        return -1;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        v = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
 /*
  * One pass over the pending rows; a row is held back when its user has a dead letter (the claim
  * skips such users), so the lag figure only ages with rows the relay may send.

@@ -94,6 +94,15 @@ PROFILE_MUSTCHECK int outbox_dead_letter(PGconn *conn, const char *user_id, int6
 int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int nparts, int limit);
 
 /**
+ * The newest migration whose objects this relay uses (V002: schema_version() and the NOTIFY
+ * payload naming the partition). /health/ready answers 503 while the database reports less.
+ */
+#define OUTBOX_SCHEMA_VERSION 2
+
+/** schema_version() of the database, or -1 (logged) when it cannot be read. */
+int outbox_schema_version(PGconn *conn);
+
+/**
  * Pending and held-back counts, age of the oldest pending row not held back, dead-letter count.
  * Returns 0 or -1 (logged).
  */

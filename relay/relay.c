@@ -106,6 +106,7 @@ struct st_relay_t {
     long long db_next_attempt_ms, claim_not_before_ms;
     int db_backoff_ms, claim_backoff_ms;
     bool db_down_logged, db_ever_up;
+    int schema_seen; /* last schema_version() read, -2 before the first */
     long long retry_log_ms;
     bool tracing; /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
 };
@@ -245,6 +246,7 @@ relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
     r->strikes = keycount_create();
     r->window = cfg->relay_batch_size * 4 < 2000 ? 2000 : cfg->relay_batch_size * 4;
     r->db_backoff_ms = PG_BACKOFF_MIN_MS;
+    r->schema_seen = -2;
     atomic_init(&r->stop, false);
     if (pipe2(r->wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
         pipe2(r->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -320,6 +322,23 @@ static void db_check(relay_t *r)
         db_lost(r);
 }
 
+/* Readiness needs the schema this binary was written for: checked at every connect and every
+ * STATS_TICK_MS, so it turns ready by itself once profile-migrate has run. */
+static void check_schema(relay_t *r)
+{
+    int v = outbox_schema_version(r->db);
+    if (v < 0 && !outbox_conn_ok(r->db))
+        return; /* the caller's next statement notices the lost connection */
+    metrics_set(METRIC_SCHEMA_OK, v >= OUTBOX_SCHEMA_VERSION);
+    if (v != r->schema_seen && v < OUTBOX_SCHEMA_VERSION)
+        log_error("database schema version %s%d is older than %d, which this relay needs; "
+                  "/health/ready answers 503 until profile-migrate has run",
+                  v < 0 ? "unreadable, " : "", v, OUTBOX_SCHEMA_VERSION);
+    else if (v != r->schema_seen && r->schema_seen != -2)
+        log_info("database schema version %d: ready", v);
+    r->schema_seen = v;
+}
+
 static void ensure_db(relay_t *r)
 {
     char err[512];
@@ -352,6 +371,7 @@ static void ensure_db(relay_t *r)
     r->db_backoff_ms = PG_BACKOFF_MIN_MS;
     r->more = true; /* anything may have been missed while away */
     metrics_set(METRIC_PG_UP, 1);
+    check_schema(r);
 }
 
 static void ensure_producer(relay_t *r)
@@ -675,6 +695,7 @@ static void housekeeping(relay_t *r, long long now)
     if (now >= r->next_stats_ms) {
         outbox_stats_t s;
         r->next_stats_ms = now + STATS_TICK_MS;
+        check_schema(r);
         if (outbox_stats(r->db, &s) == 0) {
             metrics_set(METRIC_PENDING, s.pending);
             metrics_set(METRIC_HELD_BACK, s.held_back);

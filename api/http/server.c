@@ -3,7 +3,7 @@
  * pipeline (route, CORS preflight, authentication, rate limit, authorization, ids, then the
  * resource handler; the rate limit and the failed-authentication limit are asynchronous Redis
  * steps), per-thread PostgreSQL pools and Redis clients (limiter, list cache), the idempotency
- * cleanup timer and the SIGTERM drain.
+ * cleanup timer, the SIGTERM drain and SIGHUP (log level, JWKS re-read).
  */
 #include <errno.h>
 #include <netdb.h>
@@ -596,6 +596,7 @@ int server_run(const app_config_t *cfg, char *errbuf, size_t errlen)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -621,8 +622,17 @@ int server_run(const app_config_t *cfg, char *errbuf, size_t errlen)
     log_info("listening on port %d with %d threads, %d PostgreSQL connections", port, nthreads,
              cfg->pg_pool_max);
 
-    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
-        ;
+    for (;;) {
+        /* SIGHUP re-reads LOG_LEVEL_FILE and JWT_JWKS_FILE; between signals the JWKS file's
+         * identity is compared every AUTH_JWKS_CHECK_MS (a stat), off the request threads. */
+        struct timespec tick = {AUTH_JWKS_CHECK_MS / 1000, (AUTH_JWKS_CHECK_MS % 1000) * 1000000L};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        if (sig == SIGHUP)
+            config_reload_log_level(cfg);
+        (void)auth_verifier_reload(server.verifier, sig == SIGHUP);
+    }
     log_info("signal %d: draining for %d s (readiness 503)", sig, cfg->shutdown_drain_seconds);
     server.draining = 1;
     if (cfg->shutdown_drain_seconds > 0) {

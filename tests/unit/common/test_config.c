@@ -27,6 +27,7 @@ static const char *const all_vars[] = {
     "RATE_LIMIT_PER_MINUTE",
     "JWT_HS256_SECRET",
     "JWT_PUBLIC_KEY_FILE",
+    "JWT_JWKS_FILE",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "CORS_ALLOWED_ORIGINS",
@@ -36,6 +37,7 @@ static const char *const all_vars[] = {
     "RELAY_BATCH_SIZE",
     "RELAY_POLL_INTERVAL_MS",
     "LOG_LEVEL",
+    "LOG_LEVEL_FILE",
     "ACCESS_LOG_SAMPLE",
     "AUTH_FAILURE_LIMIT_PER_MINUTE",
     "CE_SOURCE",
@@ -342,6 +344,76 @@ static void test_unreadable_key_file(void **state)
     expect_one_error(CFG_PROG_API, "JWT_PUBLIC_KEY_FILE");
 }
 
+static char *temp_file(const char *content)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/test_config_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+    return path;
+}
+
+static void test_jwks_file_is_a_third_choice(void **state)
+{
+    char *path = strdup(temp_file("{\"keys\":[]}"));
+    set_api_required();
+    setenv("JWT_JWKS_FILE", path, 1);
+    /* with the secret too: one line, naming the JWKS variable and the others */
+    expect_one_error(CFG_PROG_API, "JWT_JWKS_FILE");
+    assert_non_null(strstr(errbuf, "JWT_HS256_SECRET"));
+    assert_non_null(strstr(errbuf, "JWT_PUBLIC_KEY_FILE"));
+    assert_null(strstr(errbuf, SECRET));
+    config_dispose(&cfg);
+
+    /* alone it is fine (its content is checked by the API's verifier) */
+    unsetenv("JWT_HS256_SECRET");
+    load_expect_ok(CFG_PROG_API);
+    assert_string_equal(cfg.jwt_jwks_file, path);
+    config_dispose(&cfg);
+
+    /* unreadable */
+    setenv("JWT_JWKS_FILE", "/nonexistent/jwks.json", 1);
+    expect_one_error(CFG_PROG_API, "JWT_JWKS_FILE");
+    config_dispose(&cfg);
+
+    /* the relay does not read it */
+    set_relay_required();
+    load_expect_ok(CFG_PROG_RELAY);
+    assert_null(cfg.jwt_jwks_file);
+    unlink(path);
+    free(path);
+}
+
+static void test_log_level_file_wins_and_is_checked(void **state)
+{
+    char *path = strdup(temp_file("  debug\n"));
+    set_relay_required();
+    setenv("LOG_LEVEL", "error", 1);
+    setenv("LOG_LEVEL_FILE", path, 1);
+    load_expect_ok(CFG_PROG_RELAY);
+    assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
+    config_dispose(&cfg);
+    unlink(path);
+    free(path);
+
+    path = strdup(temp_file("loud\n"));
+    setenv("LOG_LEVEL_FILE", path, 1);
+    expect_one_error(CFG_PROG_RELAY, "LOG_LEVEL_FILE");
+    config_dispose(&cfg);
+    unlink(path);
+    free(path);
+
+    setenv("LOG_LEVEL_FILE", "/nonexistent/level", 1);
+    expect_one_error(CFG_PROG_RELAY, "LOG_LEVEL_FILE");
+    config_dispose(&cfg);
+
+    /* profile-migrate has no SIGHUP and ignores it */
+    load_expect_ok(CFG_PROG_MIGRATE);
+    assert_int_equal(cfg.log_level, LOG_LEVEL_ERROR);
+}
+
 static void test_secret_never_in_errbuf(void **state)
 {
     char long_url[5000];
@@ -460,6 +532,9 @@ int main(void)
                                         dispose),
         cmocka_unit_test_setup_teardown(test_both_jwt_settings_is_an_error, clear_env, dispose),
         cmocka_unit_test_setup_teardown(test_unreadable_key_file, clear_env, dispose),
+        cmocka_unit_test_setup_teardown(test_jwks_file_is_a_third_choice, clear_env, dispose),
+        cmocka_unit_test_setup_teardown(test_log_level_file_wins_and_is_checked, clear_env,
+                                        dispose),
         cmocka_unit_test_setup_teardown(test_secret_never_in_errbuf, clear_env, dispose),
         cmocka_unit_test_setup_teardown(test_errbuf_truncation_is_safe, clear_env, dispose),
         cmocka_unit_test_setup_teardown(test_dispose_is_null_safe_and_idempotent, clear_env,

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <json-c/json.h>
 #include "common/log.h"
 
@@ -130,6 +131,56 @@ static void test_long_message_truncated_not_broken(void **state)
     json_object_put(o);
 }
 
+static void test_level_file_and_runtime_change(void **state)
+{
+    static const struct {
+        const char *content;
+        int want; /* -1: refused */
+    } cases[] = {
+        {"debug", LOG_LEVEL_DEBUG},
+        {"warn\n", LOG_LEVEL_WARN},
+        {"  ERROR \n\n", LOG_LEVEL_ERROR},
+        {"", -1},
+        {"verbose\n", -1},
+        {"debug info\n", -1},
+    };
+    char path[] = "/tmp/test_log_levelXXXXXX", err[256];
+    int fd = mkstemp(path);
+    log_level_t lvl;
+    assert_true(fd >= 0);
+    close(fd);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        FILE *fp = fopen(path, "w");
+        fputs(cases[i].content, fp);
+        fclose(fp);
+        lvl = LOG_LEVEL_INFO;
+        int r = log_read_level_file(path, &lvl, err, sizeof(err));
+        if (cases[i].want < 0) {
+            assert_int_equal(r, -1);
+            assert_non_null(strstr(err, path));
+        } else {
+            assert_int_equal(r, 0);
+            assert_int_equal(lvl, cases[i].want);
+        }
+    }
+    unlink(path);
+    assert_int_equal(log_read_level_file(path, &lvl, err, sizeof(err)), -1);
+
+    /* the threshold changes what the macros write */
+    log_set_threshold(LOG_LEVEL_WARN);
+    log_info("hidden");
+    fflush(mem);
+    assert_int_equal(captured_len, 0);
+    log_set_threshold(LOG_LEVEL_DEBUG);
+    assert_int_equal(log_get_threshold(), LOG_LEVEL_DEBUG);
+    log_debug("shown");
+    json_object *o = only_line();
+    assert_non_null(o);
+    json_object_put(o);
+    assert_string_equal(log_level_name(LOG_LEVEL_WARN), "warn");
+    log_set_threshold(LOG_LEVEL_INFO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +190,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fields_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_level, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_message_truncated_not_broken, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_level_file_and_runtime_change, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

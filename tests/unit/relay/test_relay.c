@@ -100,6 +100,11 @@ int outbox_stats(PGconn *conn, outbox_stats_t *out)
     memset(out, 0, sizeof(*out));
     return 0;
 }
+static int schema_version = OUTBOX_SCHEMA_VERSION; /* what the fake schema_version() says */
+int outbox_schema_version(PGconn *conn)
+{
+    return schema_version;
+}
 
 producer_t *producer_create(const producer_conf_t *conf, producer_dr_cb_t dr_cb, void *app,
                             char *errbuf, size_t errlen)
@@ -375,6 +380,28 @@ static void test_failed_mark_is_sent_again_in_order(void **state)
     teardown_relay(r);
 }
 
+static void test_schema_version_decides_readiness(void **state)
+{
+    relay_t *r = setup_relay();
+    static const struct {
+        int version;
+        long long ok;
+    } steps[] = {
+        {OUTBOX_SCHEMA_VERSION - 1, 0},
+        {OUTBOX_SCHEMA_VERSION, 1},
+        {-1, 0},                        /* unreadable */
+        {OUTBOX_SCHEMA_VERSION + 5, 1}, /* newer: old relays keep working */
+        {0, 0},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); ++i) {
+        schema_version = steps[i].version;
+        check_schema(r);
+        assert_int_equal(metrics_get(METRIC_SCHEMA_OK), steps[i].ok);
+    }
+    schema_version = OUTBOX_SCHEMA_VERSION;
+    teardown_relay(r);
+}
+
 int main(void)
 {
     log_threshold = LOG_LEVEL_ERROR + 1;
@@ -384,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_produce_time_permanent_holds_user_back),
         cmocka_unit_test(test_broker_permanent_needs_two_strikes_lowest_seq_only),
         cmocka_unit_test(test_window_bounds_claims),
+        cmocka_unit_test(test_schema_version_decides_readiness),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

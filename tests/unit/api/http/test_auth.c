@@ -1,7 +1,8 @@
 /*
  * Unit tests for api/http/auth.c: the full negative token matrix for HS256 and RS256, claim checks,
- * header forms, configuration errors and authorization. Valid tokens come from libjwt; hostile
- * ones are assembled by hand and signed with OpenSSL.
+ * header forms, configuration errors and authorization; JWKS key sets (parsing, kid selection,
+ * bounded kid-less tries, algorithm pinning, re-reads and rotation while threads verify). Valid
+ * tokens come from libjwt; hostile ones are assembled by hand and signed with OpenSSL.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,16 +10,20 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <jwt.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include "api/http/auth.h"
 #include "api/codec/b64url.h"
+#include "common/log.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef-test-secret"
 #define ISS "https://issuer.test"
@@ -781,6 +786,456 @@ static void test_threads(void **state)
     free(claims);
 }
 
+/* ------------------------------------------------------------------ JWKS (JWT_JWKS_FILE) */
+
+static EVP_PKEY *rsa_key2; /* a second signing key, for rotation */
+#define HS_KEY1 "jwks-hs256-key-number-one-0123456789abcdef"
+#define HS_KEY2 "jwks-hs256-key-number-two-0123456789abcdef"
+
+/* An RS256 token signed with `key`, with `kid` in its header (NULL: none). */
+static char *rs_token_kid(EVP_PKEY *key, const char *kid, const char *claims)
+{
+    char header[512];
+    EVP_PKEY *saved = rsa_key;
+    char *tok;
+    if (kid != NULL)
+        snprintf(header, sizeof(header), "{\"alg\":\"RS256\",\"kid\":\"%s\"}", kid);
+    else
+        snprintf(header, sizeof(header), "{\"alg\":\"RS256\"}");
+    rsa_key = key;
+    tok = make_token(SIGN_RS256, header, claims, NULL, 0);
+    rsa_key = saved;
+    return tok;
+}
+
+static char *hs_token_kid(const char *secret, const char *kid, const char *claims)
+{
+    char header[512];
+    if (kid != NULL)
+        snprintf(header, sizeof(header), "{\"alg\":\"HS256\",\"kid\":\"%s\"}", kid);
+    else
+        snprintf(header, sizeof(header), "{\"alg\":\"HS256\"}");
+    return make_token(SIGN_HS256, header, claims, secret, strlen(secret));
+}
+
+static char *bn_b64(EVP_PKEY *key, const char *param)
+{
+    BIGNUM *bn = NULL;
+    unsigned char bin[1024];
+    assert_int_equal(EVP_PKEY_get_bn_param(key, param, &bn), 1);
+    int n = BN_bn2bin(bn, bin);
+    BN_free(bn);
+    return b64((const char *)bin, (size_t)n);
+}
+
+/* One JWK of an RSA public key; `extra` holds more members (",\"alg\":\"RS256\"" ...). */
+static char *jwk_rsa(EVP_PKEY *key, const char *kid, const char *extra)
+{
+    char *n = bn_b64(key, OSSL_PKEY_PARAM_RSA_N), *e = bn_b64(key, OSSL_PKEY_PARAM_RSA_E);
+    size_t len = strlen(n) + strlen(e) + 512;
+    char *out = malloc(len);
+    snprintf(out, len, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"%s\"%s}", kid, n, e,
+             extra != NULL ? extra : "");
+    free(n);
+    free(e);
+    return out;
+}
+
+static char *jwk_oct(const char *secret, const char *kid, const char *extra)
+{
+    char *k = b64(secret, strlen(secret));
+    char *out = malloc(strlen(k) + 512);
+    sprintf(out, "{\"kty\":\"oct\",\"kid\":\"%s\",\"k\":\"%s\"%s}", kid, k,
+            extra != NULL ? extra : "");
+    free(k);
+    return out;
+}
+
+/* {"keys":[a, b, ...]} from up to 8 JWKs (NULL ends the list); frees them. */
+static char *jwks_doc(char *k0, char *k1, char *k2, char *k3, char *k4, char *k5)
+{
+    char *keys[] = {k0, k1, k2, k3, k4, k5};
+    size_t len = 32;
+    for (size_t i = 0; i < 6 && keys[i] != NULL; ++i)
+        len += strlen(keys[i]) + 1;
+    char *out = malloc(len);
+    strcpy(out, "{\"keys\":[");
+    for (size_t i = 0; i < 6 && keys[i] != NULL; ++i) {
+        if (i > 0)
+            strcat(out, ",");
+        strcat(out, keys[i]);
+        free(keys[i]);
+    }
+    strcat(out, "]}");
+    return out;
+}
+
+static char jwks_path[64];
+
+/* Replaces the JWKS file as operators should: a new file renamed over the old one. */
+static void jwks_write(const char *doc)
+{
+    char *tmp = write_temp(doc);
+    if (jwks_path[0] == '\0')
+        snprintf(jwks_path, sizeof(jwks_path), "/tmp/test_auth_%d.jwks", (int)getpid());
+    assert_int_equal(rename(tmp, jwks_path), 0);
+    free(tmp);
+}
+
+static auth_verifier_t *jwks_verifier(const char *doc, char *err, size_t errlen)
+{
+    app_config_t cfg = base_config();
+    jwks_write(doc);
+    cfg.jwt_jwks_file = jwks_path;
+    return auth_verifier_create(&cfg, err, errlen);
+}
+
+static int jwks_setup(void **state)
+{
+    log_set_threshold(LOG_LEVEL_WARN); /* one info line per re-read otherwise */
+    rsa_key2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    assert_non_null(rsa_key2);
+    return 0;
+}
+
+static int jwks_teardown(void **state)
+{
+    EVP_PKEY_free(rsa_key2);
+    if (jwks_path[0] != '\0')
+        unlink(jwks_path);
+    return 0;
+}
+
+/* A JWKS whose only key has the modulus of `key` and the exponent `e` (base64url). */
+static char *jwk_with_e(EVP_PKEY *key, const char *e)
+{
+    char *n = bn_b64(key, OSSL_PKEY_PARAM_RSA_N);
+    char *out = malloc(strlen(n) + 128);
+    sprintf(out, "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"e\",\"n\":\"%s\",\"e\":\"%s\"}]}", n, e);
+    free(n);
+    return out;
+}
+
+static void test_jwks_parse(void **state)
+{
+    char err[1024];
+    /* usable: r1 (RSA, alg RS256, use sig) and h1 (oct); skipped: an EC key, an encryption key
+     * and an RSA key published for RS512 */
+    char *doc = jwks_doc(
+        jwk_rsa(rsa_key, "r1", ",\"alg\":\"RS256\",\"use\":\"sig\""), jwk_oct(HS_KEY1, "h1", NULL),
+        strdup("{\"kty\":\"EC\",\"kid\":\"e1\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}"),
+        jwk_rsa(rsa_key2, "enc1", ",\"use\":\"enc\""),
+        jwk_rsa(rsa_key2, "r512", ",\"alg\":\"RS512\""), NULL);
+    auth_verifier_t *v = jwks_verifier(doc, err, sizeof(err));
+    if (v == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(auth_verifier_key_count(v), 2);
+    auth_verifier_destroy(v);
+    free(doc);
+
+    /* broken files: each is refused at start-up with one line naming the variable */
+    EVP_PKEY *short_rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    struct {
+        const char *name;
+        char *doc;
+        const char *says;
+    } bad[] = {
+        {"not JSON", strdup("{\"keys\":[}"), "not a JSON object"},
+        {"no keys", strdup("{\"key\":[]}"), "keys"},
+        {"keys not array", strdup("{\"keys\":{}}"), "keys"},
+        {"empty", strdup("{\"keys\":[]}"), "no RS256"},
+        {"only skipped keys",
+         jwks_doc(jwk_rsa(rsa_key, "r1", ",\"alg\":\"HS256\""), NULL, NULL, NULL, NULL, NULL),
+         "no RS256"},
+        {"no kid",
+         strdup("{\"keys\":[{\"kty\":\"oct\",\"k\":\"" /* 32 bytes */
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}"),
+         "kid"},
+        {"kid not a string",
+         strdup("{\"keys\":[{\"kty\":\"oct\",\"kid\":7,\"k\":\""
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}"),
+         "kid"},
+        {"duplicate kid",
+         jwks_doc(jwk_rsa(rsa_key, "same", NULL), jwk_oct(HS_KEY1, "same", NULL), NULL, NULL, NULL,
+                  NULL),
+         "twice"},
+        {"short oct",
+         jwks_doc(jwk_oct("only-31-bytes-of-secret-0123456", "h", NULL), NULL, NULL, NULL, NULL,
+                  NULL),
+         "k must be"},
+        {"private RSA",
+         jwks_doc(jwk_rsa(rsa_key, "p", ",\"d\":\"AQAB\""), NULL, NULL, NULL, NULL, NULL),
+         "private"},
+        {"short RSA", jwks_doc(jwk_rsa(short_rsa, "s", NULL), NULL, NULL, NULL, NULL, NULL),
+         "shorter"},
+        {"bad n",
+         strdup("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"!!\",\"e\":\"AQAB\"}]}"),
+         "n and e"},
+        {"no kty", strdup("{\"keys\":[{\"kid\":\"x\"}]}"), "kty"},
+        {"e = 1", jwk_with_e(rsa_key, "AQ"), "n and e"},
+        {"even e", jwk_with_e(rsa_key, "AQAA"), "n and e"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        v = jwks_verifier(bad[i].doc, err, sizeof(err));
+        if (v != NULL)
+            fail_msg("%s: accepted", bad[i].name);
+        if (strstr(err, "JWT_JWKS_FILE") == NULL || strstr(err, bad[i].says) == NULL)
+            fail_msg("%s: %s", bad[i].name, err);
+        assert_null(strstr(err, "MDEyMzQ1")); /* never a key */
+        free(bad[i].doc);
+    }
+    EVP_PKEY_free(short_rsa);
+
+    /* one of the three settings, not two */
+    app_config_t cfg = base_config();
+    cfg.jwt_jwks_file = jwks_path;
+    cfg.jwt_hs256_secret = SECRET;
+    assert_null(auth_verifier_create(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "set only one"));
+    cfg = base_config();
+    cfg.jwt_jwks_file = "/nonexistent/keys.json";
+    assert_null(auth_verifier_create(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "JWT_JWKS_FILE"));
+}
+
+static void test_jwks_kid_selection(void **state)
+{
+    char err[1024], *claims = claims_json(NULL);
+    char *doc = jwks_doc(jwk_rsa(rsa_key, "r1", NULL), jwk_rsa(rsa_key2, "r2", NULL),
+                         jwk_oct(HS_KEY1, "h1", NULL), NULL, NULL, NULL);
+    auth_verifier_t *v = jwks_verifier(doc, err, sizeof(err));
+    auth_principal_t p;
+    assert_non_null(v);
+    struct {
+        char *tok;
+        auth_status_t want;
+    } cases[] = {
+        {rs_token_kid(rsa_key, "r1", claims), AUTH_OK},
+        {rs_token_kid(rsa_key2, "r2", claims), AUTH_OK},
+        {hs_token_kid(HS_KEY1, "h1", claims), AUTH_OK},
+        {rs_token_kid(rsa_key, "r2", claims), AUTH_ERR_INVALID}, /* kid names another key */
+        {rs_token_kid(rsa_key, "r9", claims), AUTH_ERR_INVALID}, /* unknown kid */
+        {rs_token_kid(rsa_key, "", claims), AUTH_ERR_INVALID},   /* empty kid */
+        {hs_token_kid(HS_KEY2, "h1", claims), AUTH_ERR_INVALID}, /* wrong secret */
+        {make_token(SIGN_RS256, "{\"alg\":\"RS256\",\"kid\":1}", claims, NULL, 0),
+         AUTH_ERR_INVALID}, /* kid not a string */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        if (verify(v, cases[i].tok, &p) != cases[i].want)
+            fail_msg("case %zu", i);
+        free(cases[i].tok);
+    }
+    auth_verifier_destroy(v);
+    free(doc);
+    free(claims);
+}
+
+static void test_jwks_without_kid(void **state)
+{
+    char err[1024], *claims = claims_json(NULL);
+    auth_principal_t p;
+    /* both RSA keys and an HS256 key: a kid-less token is tried against its algorithm's keys */
+    char *doc = jwks_doc(jwk_rsa(rsa_key, "r1", NULL), jwk_oct(HS_KEY1, "h1", NULL),
+                         jwk_rsa(rsa_key2, "r2", NULL), NULL, NULL, NULL);
+    auth_verifier_t *v = jwks_verifier(doc, err, sizeof(err));
+    assert_non_null(v);
+    char *t1 = rs_token_kid(rsa_key, NULL, claims), *t2 = rs_token_kid(rsa_key2, NULL, claims);
+    char *t3 = hs_token_kid(HS_KEY1, NULL, claims), *t4 = hs_token_kid(HS_KEY2, NULL, claims);
+    assert_int_equal(verify(v, t1, &p), AUTH_OK);
+    assert_int_equal(verify(v, t2, &p), AUTH_OK);
+    assert_int_equal(verify(v, t3, &p), AUTH_OK);
+    assert_int_equal(verify(v, t4, &p), AUTH_ERR_INVALID);
+    auth_verifier_destroy(v);
+    free(doc);
+    free(t1);
+    free(t2);
+    free(t3);
+    free(t4);
+
+    /* bounded: with five HS256 keys, a kid-less token signed by the fifth is not tried */
+    char *secrets[5];
+    for (int i = 0; i < 5; ++i) {
+        secrets[i] = malloc(64);
+        snprintf(secrets[i], 64, "jwks-bounded-secret-%d-0123456789abcdef", i);
+    }
+    doc = jwks_doc(jwk_oct(secrets[0], "k0", NULL), jwk_oct(secrets[1], "k1", NULL),
+                   jwk_oct(secrets[2], "k2", NULL), jwk_oct(secrets[3], "k3", NULL),
+                   jwk_oct(secrets[4], "k4", NULL), NULL);
+    v = jwks_verifier(doc, err, sizeof(err));
+    assert_non_null(v);
+    assert_int_equal(AUTH_MAX_KIDLESS_TRIES, 4);
+    t1 = hs_token_kid(secrets[3], NULL, claims); /* the fourth: within the bound */
+    t2 = hs_token_kid(secrets[4], NULL, claims); /* the fifth: beyond it */
+    t3 = hs_token_kid(secrets[4], "k4", claims); /* the fifth, named */
+    assert_int_equal(verify(v, t1, &p), AUTH_OK);
+    assert_int_equal(verify(v, t2, &p), AUTH_ERR_INVALID);
+    assert_int_equal(verify(v, t3, &p), AUTH_OK);
+    auth_verifier_destroy(v);
+    free(doc);
+    free(t1);
+    free(t2);
+    free(t3);
+    for (int i = 0; i < 5; ++i)
+        free(secrets[i]);
+    free(claims);
+}
+
+static void test_jwks_algorithm_pinning(void **state)
+{
+    char err[1024], *claims = claims_json(NULL);
+    auth_principal_t p;
+    char *doc = jwks_doc(jwk_rsa(rsa_key, "r1", NULL), jwk_oct(HS_KEY1, "h1", NULL), NULL, NULL,
+                         NULL, NULL);
+    auth_verifier_t *v = jwks_verifier(doc, err, sizeof(err));
+    assert_non_null(v);
+    char *bad[] = {
+        /* HS256 naming the RSA key, keyed with its public PEM: the classic confusion */
+        make_token(SIGN_HS256, "{\"alg\":\"HS256\",\"kid\":\"r1\"}", claims, rsa_pub_pem,
+                   strlen(rsa_pub_pem)),
+        /* HS256 naming the RSA key, keyed with the real HS256 secret */
+        hs_token_kid(HS_KEY1, "r1", claims),
+        /* RS256 naming the HS256 key */
+        rs_token_kid(rsa_key, "h1", claims),
+        make_token(SIGN_NONE, "{\"alg\":\"none\",\"kid\":\"r1\"}", claims, NULL, 0),
+        make_token(SIGN_NONE, "{\"alg\":\"none\"}", claims, NULL, 0),
+        make_token(SIGN_RS384, "{\"alg\":\"RS384\",\"kid\":\"r1\"}", claims, NULL, 0),
+        make_token(SIGN_HS512, "{\"alg\":\"HS512\",\"kid\":\"h1\"}", claims, HS_KEY1,
+                   strlen(HS_KEY1)),
+        make_token(SIGN_RS256, "{\"alg\":\"RS256\",\"kid\":\"r1\",\"crit\":[\"x\"]}", claims, NULL,
+                   0),
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        if (verify(v, bad[i], &p) != AUTH_ERR_INVALID)
+            fail_msg("case %zu accepted", i);
+        free(bad[i]);
+    }
+    /* claims are still checked: expired, wrong iss, wrong aud */
+    const char *claim_cases[] = {
+        "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"u1\",\"exp\":1699999000}",
+        "{\"iss\":\"other\",\"aud\":\"" AUD "\",\"sub\":\"u1\",\"exp\":1700000600}",
+        "{\"iss\":\"" ISS "\",\"aud\":\"other\",\"sub\":\"u1\",\"exp\":1700000600}",
+    };
+    for (size_t i = 0; i < 3; ++i) {
+        char *t = rs_token_kid(rsa_key, "r1", claim_cases[i]);
+        assert_int_equal(verify(v, t, &p), AUTH_ERR_INVALID);
+        free(t);
+    }
+    auth_verifier_destroy(v);
+    free(doc);
+    free(claims);
+}
+
+static void test_jwks_reload(void **state)
+{
+    char err[1024], *claims = claims_json(NULL);
+    auth_principal_t p;
+    char *doc = jwks_doc(jwk_rsa(rsa_key, "r1", NULL), jwk_rsa(rsa_key2, "r2", NULL), NULL, NULL,
+                         NULL, NULL);
+    auth_verifier_t *v = jwks_verifier(doc, err, sizeof(err));
+    char *old_tok = rs_token_kid(rsa_key, "r1", claims),
+         *new_tok = rs_token_kid(rsa_key2, "r2", claims);
+    char *kidless_old = rs_token_kid(rsa_key, NULL, claims);
+    assert_non_null(v);
+    free(doc);
+    assert_int_equal(auth_verifier_reload(v, false), 0); /* unchanged */
+    assert_int_equal(verify(v, old_tok, &p), AUTH_OK);   /* and now in this thread's cache */
+    assert_int_equal(verify(v, kidless_old, &p), AUTH_OK);
+
+    /* a bad new file keeps the keys in use */
+    jwks_write("{\"keys\":[{\"kty\":\"RSA\"");
+    assert_int_equal(auth_verifier_reload(v, false), -1);
+    assert_int_equal(auth_verifier_reload(v, false), 0); /* reported once, not on every check */
+    assert_int_equal(auth_verifier_key_count(v), 2);
+    assert_int_equal(verify(v, old_tok, &p), AUTH_OK);
+    assert_int_equal(verify(v, new_tok, &p), AUTH_OK);
+    unlink(jwks_path); /* a missing file too */
+    assert_int_equal(auth_verifier_reload(v, false), -1);
+    assert_int_equal(auth_verifier_reload(v, true), -1);
+    assert_int_equal(auth_verifier_key_count(v), 2);
+    assert_int_equal(verify(v, old_tok, &p), AUTH_OK);
+
+    /* the old key removed: its tokens are refused at once, cached or not */
+    doc = jwks_doc(jwk_rsa(rsa_key2, "r2", NULL), NULL, NULL, NULL, NULL, NULL);
+    jwks_write(doc);
+    free(doc);
+    assert_int_equal(auth_verifier_reload(v, false), 1);
+    assert_int_equal(auth_verifier_key_count(v), 1);
+    assert_int_equal(verify(v, old_tok, &p), AUTH_ERR_INVALID);
+    assert_int_equal(verify(v, kidless_old, &p), AUTH_ERR_INVALID);
+    assert_int_equal(verify(v, new_tok, &p), AUTH_OK);
+    assert_int_equal(auth_verifier_reload(v, true), 1); /* SIGHUP reads even an unchanged file */
+    assert_int_equal(verify(v, new_tok, &p), AUTH_OK);
+
+    /* single-key verifiers have nothing to re-read */
+    assert_int_equal(auth_verifier_reload(hs_v, true), 0);
+    assert_int_equal(auth_verifier_reload(NULL, true), 0);
+    auth_verifier_destroy(v);
+    free(old_tok);
+    free(new_tok);
+    free(kidless_old);
+    free(claims);
+}
+
+/* Threads verify tokens of the key present in every set while the set is replaced. */
+static auth_verifier_t *rot_v;
+static char *rot_tok;
+static atomic_bool rot_stop;
+
+static void *rotation_reader(void *arg)
+{
+    long bad = 0, n = 0;
+    char hdr[4096];
+    snprintf(hdr, sizeof(hdr), "Bearer %s", rot_tok);
+    while (!atomic_load(&rot_stop) || n < 100) {
+        auth_principal_t p;
+        if (auth_verify(rot_v, hdr, strlen(hdr), NOW, &p, NULL) != AUTH_OK)
+            ++bad;
+        ++n;
+    }
+    return (void *)bad;
+}
+
+static void test_jwks_rotation_under_threads(void **state)
+{
+    char err[1024], *claims = claims_json(NULL);
+    char *with_both = jwks_doc(jwk_oct(HS_KEY1, "h1", NULL), jwk_oct(HS_KEY2, "h2", NULL), NULL,
+                               NULL, NULL, NULL);
+    char *only_two = jwks_doc(jwk_oct(HS_KEY2, "h2", NULL), NULL, NULL, NULL, NULL, NULL);
+    pthread_t th[3];
+    rot_v = jwks_verifier(with_both, err, sizeof(err));
+    assert_non_null(rot_v);
+    rot_tok = hs_token_kid(HS_KEY2, "h2", claims);
+    atomic_store(&rot_stop, false);
+    for (int i = 0; i < 3; ++i)
+        assert_int_equal(pthread_create(&th[i], NULL, rotation_reader, NULL), 0);
+    for (int i = 0; i < 200; ++i) {
+        jwks_write(i % 2 == 0 ? only_two : with_both);
+        assert_int_equal(auth_verifier_reload(rot_v, true), 1);
+    }
+    atomic_store(&rot_stop, true);
+    for (int i = 0; i < 3; ++i) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        assert_int_equal((long)ret, 0);
+    }
+    auth_verifier_destroy(rot_v);
+    free(rot_tok);
+    free(with_both);
+    free(only_two);
+    free(claims);
+}
+
+static int setup_all(void **state)
+{
+    return setup(state) != 0 ? -1 : jwks_setup(state);
+}
+
+static int teardown_all(void **state)
+{
+    jwks_teardown(state);
+    return teardown(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -795,6 +1250,12 @@ int main(void)
         cmocka_unit_test(test_may_access),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_verified_token_cache),
+        cmocka_unit_test(test_jwks_parse),
+        cmocka_unit_test(test_jwks_kid_selection),
+        cmocka_unit_test(test_jwks_without_kid),
+        cmocka_unit_test(test_jwks_algorithm_pinning),
+        cmocka_unit_test(test_jwks_reload),
+        cmocka_unit_test(test_jwks_rotation_under_threads),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

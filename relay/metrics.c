@@ -133,6 +133,12 @@ void metrics_render(strbuf_t *o)
           (double)metrics_get(METRIC_INFLIGHT));
     gauge(o, "relay_claims_total", "Claim queries run.", "counter",
           (double)metrics_get(METRIC_CLAIMS));
+    gauge(o, "relay_history_rows_removed_total",
+          "History entries removed by retention (HISTORY_RETENTION_DAYS).", "counter",
+          (double)metrics_get(METRIC_HISTORY_ROWS_REMOVED));
+    gauge(o, "relay_history_retention_batches_total",
+          "History retention batches run (each removes at most HISTORY_RETENTION_BATCH rows).",
+          "counter", (double)metrics_get(METRIC_HISTORY_RETENTION_BATCHES));
     gauge(o, "relay_pg_up", "1 when the relay's PostgreSQL connection is up.", "gauge",
           (double)metrics_get(METRIC_PG_UP));
     gauge(o, "relay_pg_reconnects_total", "PostgreSQL reconnections.", "counter",

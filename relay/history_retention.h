@@ -18,7 +18,8 @@ typedef struct st_history_retention_t {
     bool failing; /* the last batch failed: logged once until one succeeds */
 } history_retention_t;
 
-/** Sets up `r` for `days` (0 = off) and `batch` rows per statement; the first batch is due at once. */
+/** Sets up `r` for `days` (0 = off) and `batch` rows per statement; the first batch is due at once.
+ */
 void history_retention_init(history_retention_t *r, int days, int batch);
 
 /**
@@ -28,6 +29,7 @@ void history_retention_init(history_retention_t *r, int days, int batch);
  * Returns 0 (also when nothing was due or retention is off), or -1 when the statement failed
  * (logged; the caller checks the connection). Loop thread only.
  */
-PROFILE_MUSTCHECK int history_retention_tick(history_retention_t *r, PGconn *conn, long long now_ms);
+PROFILE_MUSTCHECK int history_retention_tick(history_retention_t *r, PGconn *conn,
+                                             long long now_ms);
 
 #endif

@@ -86,7 +86,7 @@ struct st_relay_t {
     int db_backoff_ms, claim_backoff_ms;
     bool db_down_logged, db_ever_up;
     long long retry_log_ms;
-    bool tracing; /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
+    bool tracing;                /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
     history_retention_t history; /* HISTORY_RETENTION_DAYS (relay/history_retention.c) */
 };
 

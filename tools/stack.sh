@@ -353,6 +353,7 @@ cmd_start() {
     # relay connect as their own roles, so a missing grant fails a test. `profile` is the local
     # superuser for administration (PGUSER: psql, pg_prove, CREATE DATABASE).
     DATABASE_URL=postgresql://profile_owner@127.0.0.1:$PGPORT/profile
+    # shellcheck disable=SC2034 # read indirectly by write_env
     ADMIN_DATABASE_URL=postgresql://profile@127.0.0.1:$PGPORT/profile
     API_DATABASE_URL=postgresql://profile_app@127.0.0.1:$PGPORT/profile
     RELAY_DATABASE_URL=postgresql://profile_relay@127.0.0.1:$PGPORT/profile

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # History retention under a write load (docs/performance.md, "History retention"): OLD history
 # entries older than 30 days and RECENT newer ones are loaded; then a pgbench write load
-# (api_history_add as profile_app, RATE transactions/s, CLIENTS clients) runs twice for SECONDS
+# (api_history_add as profile_app, RATE transactions/s, CLIENTS clients) runs twice for DURATION
 # each, with a profile-relay publishing its events: first with HISTORY_RETENTION_DAYS unset,
 # then with HISTORY_RETENTION_DAYS=30. Prints the write latency (p50/p99/max) of both phases and
 # the rows/s retention removed in the second.
@@ -9,7 +9,7 @@
 #   bench/history_retention.sh [STACK_ENV]    (default: start a stack under .local/bench-retention)
 #
 # Environment: OLD (300000), RECENT (100000), USERS (10000), RATE (100), CLIENTS (4),
-# SECONDS (30), HISTORY_RETENTION_BATCH (1000), PROFILE_BIN_DIR (build/bin).
+# DURATION (30, seconds per phase), HISTORY_RETENTION_BATCH (1000), PROFILE_BIN_DIR (build/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=${OLD:-300000}
@@ -17,7 +17,7 @@ RECENT=${RECENT:-100000}
 USERS=${USERS:-10000}
 RATE=${RATE:-100}
 CLIENTS=${CLIENTS:-4}
-SECONDS_EACH=${SECONDS:-30}
+SECONDS_EACH=${DURATION:-30}
 BATCH=${HISTORY_RETENTION_BATCH:-1000}
 BIN=${PROFILE_BIN_DIR:-$PWD/build/bin}
 

@@ -165,11 +165,14 @@ ROLE_USERS = {"owner": "profile_owner", "api": "profile_app", "relay": "profile_
 
 
 def role_url(url, role):
-    """url (postgresql://user@host:port/db) with its user replaced by the login of role."""
-    m = re.fullmatch(r"postgresql://[^@/]*@(.+)", url)
-    if m is None:
-        raise ValueError(f"unexpected database URL {url!r}")
-    return f"postgresql://{ROLE_USERS[role]}@{m.group(1)}"
+    """url with its user replaced by the login of role: a URI postgresql://user[:pw]@host/db
+    (a password is kept) or a key/value string with user=..."""
+    m = re.fullmatch(r"postgresql://[^@/:]*(:[^@/]*)?@(.+)", url)
+    if m is not None:
+        return f"postgresql://{ROLE_USERS[role]}{m.group(1) or ''}@{m.group(2)}"
+    if re.search(r"(^|\s)user=\S+", url):
+        return re.sub(r"(^|\s)user=\S+", rf"\1user={ROLE_USERS[role]}", url)
+    raise ValueError(f"unexpected database URL {url!r}")
 
 
 def database_url(stack, db=None, role="owner"):

@@ -504,7 +504,8 @@ def test_relay_logs_json_without_password(stack, topic, cleanup):
     secret = "S3cret-" + uuid.uuid4().hex[:10]
     url = fresh_db(stack, "obsl")
     # same database, with a password (loopback trust auth ignores it)
-    with_pw = url.replace(f"{stack['PGUSER']}@", f"{stack['PGUSER']}:{secret}@", 1)
+    owner = support.ROLE_USERS["owner"]
+    with_pw = url.replace(f"{owner}@", f"{owner}:{secret}@", 1)
     assert secret in with_pw
     relay = Relay(stack, with_pw, topic, LOG_LEVEL="debug")
     cleanup.append(relay)

@@ -39,9 +39,20 @@ BEGIN
 END;
 $$;
 
--- Nothing is executable by PUBLIC: neither what V001 to V003 made nor what later migrations
--- make (default privileges of profile_owner, the role that creates them).
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
+-- Nothing of ours is executable by PUBLIC: neither what V001 to V003 made nor what later
+-- migrations make (default privileges of profile_owner, the role that creates them). Functions
+-- of extensions someone else installed in the schema are left alone.
+DO $$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    FOR v_fn IN SELECT p.oid::regprocedure FROM pg_proc p
+                 WHERE p.pronamespace = 'public'::regnamespace
+                   AND p.proowner = current_user::text::regrole LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_fn);
+    END LOOP;
+END;
+$$;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 -- API writes, the profile read and the idempotency clean-up run as the owner: the API role

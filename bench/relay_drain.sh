@@ -33,15 +33,19 @@ cleanup() {
     [ -n "${RELAY_LOG:-}" ] && [ -f "$work/relay.log" ] && cp "$work/relay.log" "$RELAY_LOG"
     [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
     [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
-    psql -X -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    psql -X -q "$ADMIN_DATABASE_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     [ -n "$own_stack" ] && tools/stack.sh stop "$own_stack" >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-url="postgresql://$PGUSER@$PGHOST:$PGPORT/$db"
-psql -X -q "$DATABASE_URL" -c "CREATE DATABASE $db" >/dev/null
-psql -X -q -v ON_ERROR_STOP=1 "$url" -f migrations/V001__init.sql >/dev/null
+# The owner migrates and loads; the relay connects as its own role (migrations/V004__roles.sql).
+url="postgresql://profile_owner@$PGHOST:$PGPORT/$db"
+relay_url="postgresql://profile_relay@$PGHOST:$PGPORT/$db"
+psql -X -q "$ADMIN_DATABASE_URL" -c "CREATE DATABASE $db OWNER profile_owner" >/dev/null
+find migrations -maxdepth 1 -name 'V*__*.sql' | sort -V | while IFS= read -r f; do
+    psql -X -q -v ON_ERROR_STOP=1 "$url" -f "$f" >/dev/null
+done
 # ROWS rows round-robin over USERS users, per user seq 1..n; payload padded to PAYLOAD bytes.
 psql -X -q -v ON_ERROR_STOP=1 "$url" >/dev/null <<SQL
 INSERT INTO outbox (user_id, seq, event_type, payload, created_at)
@@ -62,7 +66,7 @@ for _ in $(seq 50); do [ -s "$work/mock.out" ] && break; sleep 0.1; done
 bootstrap=$(head -1 "$work/mock.out")
 
 start=$(date +%s.%N)
-DATABASE_URL=$url REDIS_URL=$REDIS_URL KAFKA_BOOTSTRAP_SERVERS=$bootstrap \
+DATABASE_URL=$relay_url REDIS_URL=$REDIS_URL KAFKA_BOOTSTRAP_SERVERS=$bootstrap \
     KAFKA_TOPIC=relay.bench RELAY_BATCH_SIZE=$BATCH RELAY_METRICS_PORT=0 \
     "$BIN/profile-relay" >"$work/relay.log" 2>&1 &
 relay_pid=$!

@@ -75,7 +75,7 @@ def main():
     bootstrap = mock.stdout.readline().strip()
     port = support.free_port()
     relay = support.spawn([support.bin_path("profile-relay")], {
-        "DATABASE_URL": url, "REDIS_URL": stack["REDIS_URL"],
+        "DATABASE_URL": support.role_url(url, "relay"), "REDIS_URL": stack["REDIS_URL"],
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC": "relay.latency",
         "RELAY_METRICS_PORT": port}, ready_url=f"http://127.0.0.1:{port}/health/ready")
     try:

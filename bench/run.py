@@ -111,7 +111,7 @@ def pgbench(stack, seconds, clients):
     script = os.path.join(ROOT, "bench", "pgbench_watchlist.sql")
     cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
            "-r", "-f", script, "-h", stack["PGHOST"], "-p", stack["PGPORT"],
-           "-U", stack["PGUSER"], stack["PGDATABASE"]]
+           "-U", support.ROLE_USERS["api"], stack["PGDATABASE"]]
     out = subprocess.run(cmd, text=True, capture_output=True, timeout=seconds + 60)
     m = re.search(r"tps = ([0-9.]+)", out.stdout)
     lat = re.search(r"latency average = ([0-9.]+) ms", out.stdout)
@@ -124,7 +124,7 @@ def pgbench(stack, seconds, clients):
 def start_api(stack, extra=None):
     port = support.free_port()
     env = dict(os.environ)
-    env.update(DATABASE_URL=stack["DATABASE_URL"], REDIS_URL=stack["REDIS_URL"],
+    env.update(DATABASE_URL=stack["API_DATABASE_URL"], REDIS_URL=stack["REDIS_URL"],
                HTTP_PORT=str(port), JWT_HS256_SECRET=SECRET, JWT_ISSUER=ISSUER,
                JWT_AUDIENCE=AUDIENCE, RATE_LIMIT_PER_MINUTE="0", LOG_LEVEL="warn",
                ACCESS_LOG_SAMPLE="0", AUTH_FAILURE_LIMIT_PER_MINUTE="0")

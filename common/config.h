@@ -42,6 +42,8 @@ typedef struct st_app_config_t {
     char *ce_source;
     int relay_metrics_port;
     int outbox_retention_seconds;
+    int history_retention_days;  /* relay: 0 = keep history forever */
+    int history_retention_batch; /* relay: rows per retention statement */
     double otel_traces_sampler_arg;
     char *otel_exporter_otlp_endpoint;
     int shutdown_drain_seconds;

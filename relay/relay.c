@@ -22,6 +22,7 @@
 #include "relay/outbox.h"
 #include "relay/producer.h"
 #include "relay/relay.h"
+#include "relay/history_retention.h"
 #include "relay/span.h"
 
 #define LOG_MODULE "relay"
@@ -108,7 +109,8 @@ struct st_relay_t {
     bool db_down_logged, db_ever_up;
     int schema_seen; /* last schema_version() read, -2 before the first */
     long long retry_log_ms;
-    bool tracing; /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
+    bool tracing;                /* OTEL_EXPORTER_OTLP_ENDPOINT set: publish spans are made */
+    history_retention_t history; /* HISTORY_RETENTION_DAYS (relay/history_retention.c) */
 };
 
 /* Ends a traced message's publish span; `error` NULL when Kafka stored it. */
@@ -247,6 +249,7 @@ relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
     r->window = cfg->relay_batch_size * 4 < 2000 ? 2000 : cfg->relay_batch_size * 4;
     r->db_backoff_ms = PG_BACKOFF_MIN_MS;
     r->schema_seen = -2;
+    history_retention_init(&r->history, cfg->history_retention_days, cfg->history_retention_batch);
     atomic_init(&r->stop, false);
     if (pipe2(r->wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0 ||
         pipe2(r->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -705,6 +708,10 @@ static void housekeeping(relay_t *r, long long now)
             db_check(r);
             return;
         }
+    }
+    if (history_retention_tick(&r->history, r->db, now) != 0) {
+        db_check(r);
+        return;
     }
     if (now >= r->next_retention_ms && lease_held_count(r->lease) > 0) {
         int claimable[OUTBOX_PARTITIONS];

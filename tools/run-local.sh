@@ -76,10 +76,11 @@ cleanup() {
 }
 
 # Starts a built service in its own session (so a Ctrl-C reaches only this script, which then
-# stops things in order), logging to RUN_DIR/NAME.log, and waits for its health URL.
+# stops things in order), logging to RUN_DIR/NAME.log, and waits for its health URL. The service
+# connects to PostgreSQL with its own role's URL (migrations/V004__roles.sql), never the owner's.
 start_service() {
-    local name=$1 url=$2 pid i code
-    setsid "$BIN_DIR/$name" </dev/null >"$RUN_DIR/$name.log" 2>&1 &
+    local name=$1 url=$2 db_url=$3 pid i code
+    DATABASE_URL=$db_url setsid "$BIN_DIR/$name" </dev/null >"$RUN_DIR/$name.log" 2>&1 &
     pid=$!
     echo "$pid" >"$RUN_DIR/$name.pid"
     for ((i = 0; i < 300; i++)); do
@@ -141,13 +142,14 @@ export SHUTDOWN_DRAIN_SECONDS=${SHUTDOWN_DRAIN_SECONDS:-1}
 API_URL=http://127.0.0.1:$HTTP_PORT
 services=()
 if [ -x "$BIN_DIR/profile-api" ]; then
-    start_service profile-api "$API_URL/health/ready"
+    start_service profile-api "$API_URL/health/ready" "$API_DATABASE_URL"
     services+=(profile-api)
 else
     echo "run-local: $BIN_DIR/profile-api is not built; not started" >&2
 fi
 if [ -x "$BIN_DIR/profile-relay" ]; then
-    start_service profile-relay "http://127.0.0.1:$RELAY_METRICS_PORT/health/live"
+    start_service profile-relay "http://127.0.0.1:$RELAY_METRICS_PORT/health/live" \
+        "$RELAY_DATABASE_URL"
     services+=(profile-relay)
 else
     echo "run-local: $BIN_DIR/profile-relay is not built; not started" >&2
@@ -171,7 +173,8 @@ for s in "${services[@]}"; do
     esac
 done
 cat <<EOF
-PostgreSQL     $DATABASE_URL
+PostgreSQL     $DATABASE_URL (owner; the API connects as $API_DATABASE_URL,
+               the relay as $RELAY_DATABASE_URL)
 Redis          $REDIS_URL
 Kafka (mock)   $KAFKA_BOOTSTRAP_SERVERS  topic $KAFKA_TOPIC  (control FIFO: $KAFKA_CONTROL)
 Read events    kcat -C -b $KAFKA_BOOTSTRAP_SERVERS -t $KAFKA_TOPIC -f '%k %h %s\n'

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The stack-based part of `make test`, against an already built tree:
 #   1. start a local stack (tools/stack.sh) in .local/test-stack-<pid>, stopped again on exit
-#   2. apply migrations/ (BUILD_DIR/bin/profile-migrate, or psql if it is not built)
-#   3. pg_prove tests/db/*.sql as the profile user (no such file is a failure)
+#   2. apply migrations/ as profile_owner (BUILD_DIR/bin/profile-migrate, or psql if it is not
+#      built)
+#   3. pg_prove tests/db/*.sql as the local superuser `profile` (no such file is a failure;
+#      tests/db/*_roles.sql switches to each runtime role itself)
 #   4. /usr/bin/python3 -m pytest -q tests/integration  (extra args from $PYTEST_ARGS; pytest's
 #      exit 5, no tests collected, is a failure like any other non-zero exit)
 # Every step runs even when an earlier one failed, so that all failures are reported; the exit
@@ -76,7 +78,7 @@ db_tests() {
         echo "run-tests: no tests/db/*.sql: the pgTAP suite is missing" >&2
         return 1
     fi
-    psql -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c 'CREATE EXTENSION IF NOT EXISTS pgtap' ||
+    psql -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_DATABASE_URL" -c 'CREATE EXTENSION IF NOT EXISTS pgtap' ||
         return 1
     pg_prove -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -d "$PGDATABASE" "${files[@]}"
 }

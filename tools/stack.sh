@@ -11,6 +11,9 @@
 # Environment: PG_BIN (default /usr/lib/postgresql/15/bin), KAFKA_MOCK_BIN (default
 # $PROFILE_BIN_DIR/kafka-mock, PROFILE_BIN_DIR defaulting to <repo>/build/bin).
 #
+# stack.env holds DATABASE_URL (profile_owner: migrations), API_DATABASE_URL (profile_app),
+# RELAY_DATABASE_URL (profile_relay) and ADMIN_DATABASE_URL (the local superuser `profile`).
+#
 # Files in DIR: stack.env, pg.tmpdir (the mktemp dir holding the PG data dir and socket dir; the
 # postgres user must own it, so it lives under /tmp), postgres.log, redis.port, redis.pid,
 # redis.log, kafka-mock.pid, kafka-mock.out (first line = bootstrap), kafka-mock.log, kafka.ctl.
@@ -200,7 +203,9 @@ EOF
 
     if ! as_pg "$PG_BIN/psql" -X -q -h "$sock" -p "$PGPORT" -U postgres -d postgres \
         -v ON_ERROR_STOP=1 -c "CREATE ROLE profile SUPERUSER LOGIN" \
-        -c "CREATE DATABASE profile OWNER profile" >/dev/null; then
+        -c "CREATE ROLE profile_owner LOGIN" -c "CREATE ROLE profile_app LOGIN" \
+        -c "CREATE ROLE profile_relay LOGIN" \
+        -c "CREATE DATABASE profile OWNER profile_owner" >/dev/null; then
         show_log "$log"
         die "could not create role/database profile"
     fi
@@ -319,7 +324,8 @@ kafka_stop() {
 write_env() {
     local f=$DIR/stack.env.tmp key val
     : >"$f"
-    for key in STACK_DIR PGHOST PGPORT PGUSER PGDATABASE DATABASE_URL PG_DATA_DIR PG_LOG \
+    for key in STACK_DIR PGHOST PGPORT PGUSER PGDATABASE DATABASE_URL ADMIN_DATABASE_URL \
+        API_DATABASE_URL RELAY_DATABASE_URL PG_DATA_DIR PG_LOG \
         PG_SOCKET_DIR REDIS_PORT REDIS_URL KAFKA_BOOTSTRAP_SERVERS KAFKA_CONTROL KAFKA_TOPIC; do
         val=${!key}
         # Plain KEY=VALUE (no quoting) so that both `source` and naive parsers read it.
@@ -343,14 +349,22 @@ cmd_start() {
     kafka_setup
     # shellcheck disable=SC2034 # these are read indirectly by write_env
     STACK_DIR=$DIR PGHOST=127.0.0.1 PGUSER=profile PGDATABASE=profile
-    DATABASE_URL=postgresql://profile@127.0.0.1:$PGPORT/profile
+    # One role per program (migrations/V004__roles.sql): the owner migrates, the API and the
+    # relay connect as their own roles, so a missing grant fails a test. `profile` is the local
+    # superuser for administration (PGUSER: psql, pg_prove, CREATE DATABASE).
+    DATABASE_URL=postgresql://profile_owner@127.0.0.1:$PGPORT/profile
+    # shellcheck disable=SC2034 # read indirectly by write_env
+    ADMIN_DATABASE_URL=postgresql://profile@127.0.0.1:$PGPORT/profile
+    API_DATABASE_URL=postgresql://profile_app@127.0.0.1:$PGPORT/profile
+    RELAY_DATABASE_URL=postgresql://profile_relay@127.0.0.1:$PGPORT/profile
     REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
     KAFKA_CONTROL=$DIR/kafka.ctl
     KAFKA_TOPIC=$KAFKA_TOPIC_DEFAULT
     write_env
     trap - EXIT
     echo "stack: up in $DIR"
-    echo "  postgres  $DATABASE_URL (data $PG_DATA_DIR, log $PG_LOG)"
+    echo "  postgres  $DATABASE_URL (owner; data $PG_DATA_DIR, log $PG_LOG)"
+    echo "            api $API_DATABASE_URL, relay $RELAY_DATABASE_URL"
     echo "  redis     $REDIS_URL"
     echo "  kafka     $KAFKA_BOOTSTRAP_SERVERS (topic $KAFKA_TOPIC, control $KAFKA_CONTROL)"
     echo "  env       $DIR/stack.env"

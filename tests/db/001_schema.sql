@@ -55,7 +55,7 @@ SELECT col_is_null('history_entries', 'duration_seconds');
 SELECT col_type_is('history_entries', 'watched_at', 'timestamp with time zone');
 SELECT col_not_null('history_entries', 'watched_at');
 SELECT col_is_pk('history_entries', ARRAY['user_id', 'entry_id']::name[]);
-SELECT indexes_are('history_entries', ARRAY['history_entries_pkey', 'history_entries_user_watched_idx', 'history_entries_user_video_watched_idx']::name[]);
+SELECT indexes_are('history_entries', ARRAY['history_entries_pkey', 'history_entries_user_watched_idx', 'history_entries_user_video_watched_idx', 'history_entries_watched_idx']::name[]);
 SELECT is(pg_get_indexdef('history_entries_pkey'::regclass), 'CREATE UNIQUE INDEX history_entries_pkey ON public.history_entries USING btree (user_id, entry_id)', 'history_entries_pkey definition');
 SELECT is(pg_get_indexdef('history_entries_user_watched_idx'::regclass), 'CREATE INDEX history_entries_user_watched_idx ON public.history_entries USING btree (user_id, watched_at DESC, entry_id DESC)', 'history_entries_user_watched_idx definition');
 SELECT is(pg_get_indexdef('history_entries_user_video_watched_idx'::regclass), 'CREATE INDEX history_entries_user_video_watched_idx ON public.history_entries USING btree (user_id, video_id, watched_at DESC, entry_id DESC)', 'history_entries_user_video_watched_idx definition');

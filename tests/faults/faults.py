@@ -135,7 +135,6 @@ class Services:
                 if k in ("PATH", "HOME", "LANG", "TZ", "ASAN_OPTIONS", "UBSAN_OPTIONS",
                          "LSAN_OPTIONS")}
         base.update({
-            "DATABASE_URL": stack["DATABASE_URL"],
             "REDIS_URL": stack["REDIS_URL"],
             "LOG_LEVEL": os.environ.get("FAULTS_LOG_LEVEL", "info"),
         })
@@ -143,6 +142,7 @@ class Services:
         for i in range(apis):
             env = dict(base)
             env.update({
+                "DATABASE_URL": stack["API_DATABASE_URL"],
                 "HTTP_PORT": str(free_port()),
                 "HTTP_THREADS": "2",
                 "PG_POOL_MAX": "12",
@@ -161,6 +161,7 @@ class Services:
         for i in range(relays):
             env = dict(base)
             env.update({
+                "DATABASE_URL": stack["RELAY_DATABASE_URL"],
                 "KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "KAFKA_TOPIC": stack.get("KAFKA_TOPIC", "profile.events"),
                 "RELAY_METRICS_PORT": str(free_port()),

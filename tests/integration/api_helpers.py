@@ -74,7 +74,7 @@ class Api:
 
 def api_env(stack, port, **extra):
     env = {
-        "DATABASE_URL": stack["DATABASE_URL"],
+        "DATABASE_URL": stack["API_DATABASE_URL"],
         "REDIS_URL": stack.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "HTTP_PORT": port,
         "HTTP_THREADS": 2,

@@ -157,16 +157,36 @@ def spawn(args, env, ready_url=None, ready_timeout=15):
     return p
 
 
-def database_url(stack, db=None):
-    """The stack's DATABASE_URL, or the same server with database db."""
+# The database roles of migrations/V004__roles.sql as tools/stack.sh creates them (trust
+# authentication, no passwords): "owner" migrates and owns everything, "api" and "relay" are what
+# the programs connect as, "admin" is the local superuser (CREATE DATABASE, test set-up).
+ROLE_USERS = {"owner": "profile_owner", "api": "profile_app", "relay": "profile_relay",
+              "admin": "profile"}
+
+
+def role_url(url, role):
+    """url with its user replaced by the login of role: a URI postgresql://user[:pw]@host/db
+    (a password is kept) or a key/value string with user=..."""
+    m = re.fullmatch(r"postgresql://[^@/:]*(:[^@/]*)?@(.+)", url)
+    if m is not None:
+        return f"postgresql://{ROLE_USERS[role]}{m.group(1) or ''}@{m.group(2)}"
+    if re.search(r"(^|\s)user=\S+", url):
+        return re.sub(r"(^|\s)user=\S+", rf"\1user={ROLE_USERS[role]}", url)
+    raise ValueError(f"unexpected database URL {url!r}")
+
+
+def database_url(stack, db=None, role="owner"):
+    """The stack's DATABASE_URL (the owner's), or the same server with database db, as role
+    (see ROLE_USERS)."""
     if db is None:
-        return stack["DATABASE_URL"]
-    return f"postgresql://{stack['PGUSER']}@{stack['PGHOST']}:{stack['PGPORT']}/{db}"
+        return role_url(stack["DATABASE_URL"], role)
+    return f"postgresql://{ROLE_USERS[role]}@{stack['PGHOST']}:{stack['PGPORT']}/{db}"
 
 
 def psql(stack, sql, db=None, params=None):
-    """Runs sql on the stack's database (or database db of its server); see run_sql."""
-    return run_sql(database_url(stack, db), sql, params)
+    """Runs sql as the local superuser on the stack's database (or database db of its server);
+    see run_sql. Tests use it to set up and inspect, never to stand in for a program."""
+    return run_sql(database_url(stack, db, role="admin"), sql, params)
 
 
 def run_sql(url, sql, params=None):
@@ -207,12 +227,13 @@ def apply_migrations(url):
 
 
 def new_database(stack, name, migrate=True):
-    """Creates database name on the stack (dropping a leftover of the same name first) and
-    returns its DATABASE_URL; with migrate=True applies migrations/ to it (apply_migrations)."""
+    """Creates database name on the stack, owned by profile_owner (dropping a leftover of the
+    same name first), and returns the owner's URL of it; with migrate=True applies migrations/ to
+    it (apply_migrations). role_url(url, "api"/"relay") gives the programs' URLs."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
         raise ValueError(f"bad database name {name!r}")
     psql(stack, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    psql(stack, f'CREATE DATABASE "{name}" OWNER "{stack["PGUSER"]}"')
+    psql(stack, f'CREATE DATABASE "{name}" OWNER "{ROLE_USERS["owner"]}"')
     url = database_url(stack, name)
     if migrate:
         apply_migrations(url)

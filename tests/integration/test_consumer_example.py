@@ -48,7 +48,7 @@ def items(api, user, path):
 def test_consumer_example_folds_state_drops_duplicates_and_reports_gaps(stack):
     url = support.new_database(stack, f"consumer_{uuid.uuid4().hex[:8]}")
     topic = f"consumer-test-{uuid.uuid4().hex[:10]}"
-    api = start_api(stack, DATABASE_URL=url)
+    api = start_api(stack, DATABASE_URL=support.role_url(url, "api"))
     relay = None
     try:
         a, g = uid("a"), uid("g")

@@ -26,7 +26,7 @@ ORIGIN2 = "http://localhost:3000"
 
 def api_env(stack, port, **extra):
     env = {
-        "DATABASE_URL": stack["DATABASE_URL"], "REDIS_URL": stack["REDIS_URL"],
+        "DATABASE_URL": stack["API_DATABASE_URL"], "REDIS_URL": stack["REDIS_URL"],
         "HTTP_PORT": port, "HTTP_THREADS": 2, "JWT_HS256_SECRET": SECRET,
         "JWT_PUBLIC_KEY_FILE": None, "JWT_ISSUER": ISS, "JWT_AUDIENCE": AUD,
         "CORS_ALLOWED_ORIGINS": f"{ORIGIN}, {ORIGIN2},null", "RATE_LIMIT_PER_MINUTE": 0,

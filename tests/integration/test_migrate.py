@@ -316,3 +316,19 @@ def test_v003_backfills_resume_points_from_history(stack, fresh_db, tmp_path):
     page = support.psql(stack, "SELECT video_id FROM api_page_continue('b1', 10, NULL, NULL)",
                         db=db)
     assert page == [("v1",), ("v3",)]
+
+
+def test_v004_refuses_a_role_other_than_the_owner(stack, fresh_db):
+    """Migrations from V004 on run as profile_owner (docs/operations.md, "Database roles"): as
+    anyone else, even a superuser, V004 stops with a message naming the owner, and rolls back."""
+    db, _ = fresh_db
+    r = run_migrate(support.database_url(stack, db, role="admin"), migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode != 0
+    errs = errors(r)
+    assert any("profile_owner" in m for m in errs), r.stderr
+    assert [v for v, _, _, _ in history(stack, db)] == [1, 2, 3]
+    # The documented hand-over of a database migrated by another role, then the owner finishes.
+    support.psql(stack, "REASSIGN OWNED BY profile TO profile_owner", db=db)
+    r = run_migrate(support.database_url(stack, db, role="owner"), migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 0, r.stderr
+    assert [v for v, _, _, _ in history(stack, db)] == [v for v, _ in repo_versions()]

@@ -321,7 +321,7 @@ def test_trace_from_http_write_to_kafka_event(stack, topic, cleanup):
     rcv = Receiver()
     cleanup.append(rcv)
     url = fresh_db(stack, "obse")
-    api = start_api(stack, DATABASE_URL=url, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
+    api = start_api(stack, DATABASE_URL=support.role_url(url, "api"), OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
     cleanup.append(api)
     col = Collector(stack, topic)
     cleanup.append(col)
@@ -402,7 +402,7 @@ def test_api_unsampled_incoming_exports_nothing(stack, cleanup):
     rcv = Receiver()
     cleanup.append(rcv)
     url = fresh_db(stack, "obsu")
-    api = start_api(stack, DATABASE_URL=url, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
+    api = start_api(stack, DATABASE_URL=support.role_url(url, "api"), OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint)
     cleanup.append(api)
     user = new_user()
     trace_off, trace_on = uuid.uuid4().hex, uuid.uuid4().hex
@@ -426,7 +426,7 @@ def test_api_sampler_ratio_zero_exports_nothing(stack, cleanup):
     rcv = Receiver()
     cleanup.append(rcv)
     url = fresh_db(stack, "obsr")
-    api = start_api(stack, DATABASE_URL=url, OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint,
+    api = start_api(stack, DATABASE_URL=support.role_url(url, "api"), OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint,
                     OTEL_TRACES_SAMPLER_ARG="0")
     cleanup.append(api)
     user = new_user()
@@ -455,7 +455,7 @@ def test_api_bad_otlp_endpoint_exit_2(stack):
 
 
 def test_relay_bad_otlp_endpoint_exit_2(stack):
-    env = {"DATABASE_URL": stack["DATABASE_URL"], "REDIS_URL": stack["REDIS_URL"],
+    env = {"DATABASE_URL": stack["RELAY_DATABASE_URL"], "REDIS_URL": stack["REDIS_URL"],
            "KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"], "RELAY_METRICS_PORT": "0",
            "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example:4318"}
     p = support.spawn([support.bin_path("profile-relay")], env)
@@ -504,7 +504,8 @@ def test_relay_logs_json_without_password(stack, topic, cleanup):
     secret = "S3cret-" + uuid.uuid4().hex[:10]
     url = fresh_db(stack, "obsl")
     # same database, with a password (loopback trust auth ignores it)
-    with_pw = url.replace(f"{stack['PGUSER']}@", f"{stack['PGUSER']}:{secret}@", 1)
+    owner = support.ROLE_USERS["owner"]
+    with_pw = url.replace(f"{owner}@", f"{owner}:{secret}@", 1)
     assert secret in with_pw
     relay = Relay(stack, with_pw, topic, LOG_LEVEL="debug")
     cleanup.append(relay)

@@ -84,8 +84,10 @@ def emit_many(url, users, n_each):
 
 
 def relay_env(url, bootstrap, topic, port, **extra):
+    """The relay's environment for the database of `url` (any role's URL): it connects as the
+    relay role, so a grant missing from migrations/ fails the test."""
     env = {
-        "DATABASE_URL": url,
+        "DATABASE_URL": support.role_url(url, "relay"),
         "REDIS_URL": extra.pop("redis_url", None),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KAFKA_TOPIC": topic,
@@ -651,7 +653,7 @@ def test_relay_sigterm_flushes_in_flight(stack, topic, cleanup):
 
 
 def dlq(url, *args):
-    env = dict(os.environ, DATABASE_URL=url)
+    env = dict(os.environ, DATABASE_URL=support.role_url(url, "relay"))
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     return subprocess.run([support.bin_path("profile-relay"), "dlq", *args], env=env,
                           capture_output=True, text=True, timeout=20)

@@ -502,6 +502,7 @@ static void read_results(conn_t *c)
             PQclear(res);
             break;
         default:
+            note_statement_failure(res); /* "already exists": a server connection not ours */
             if (!c->prep_failed)
                 log_warn("prepare failed: %s", PQresultErrorMessage(res));
             c->prep_failed = 1;

@@ -14,8 +14,8 @@
 #
 # --pgbouncer (or STACK_PGBOUNCER=1) also starts PgBouncer in transaction mode in front of the
 # PostgreSQL (as the postgres user when we are root: pgbouncer refuses root) and adds to
-# stack.env PGBOUNCER_URL (transaction mode, any database), PGBOUNCER_SESSION_URL (database
-# profile in session mode) and PGBOUNCER_ADMIN_URL (the admin console: RECONNECT, SHOW POOLS).
+# stack.env PGBOUNCER_URL (transaction mode, any database), PGBOUNCER_SESSION_URL (session mode,
+# to a database profile_session that start creates empty) and PGBOUNCER_ADMIN_URL (the admin console: RECONNECT, SHOW POOLS).
 # Authentication is trust; any PostgreSQL role can log in through it (auth_query).
 #
 # Files in DIR: stack.env, pg.tmpdir (the mktemp dir holding the PG data dir and socket dir; the
@@ -332,7 +332,7 @@ pgbouncer_write_ini() {
     cat >"$dir/pgbouncer.ini" <<EOF
 ; profile local stack (tools/stack.sh): PgBouncer in transaction mode, as in production
 [databases]
-profile_session = host=127.0.0.1 port=$PGPORT dbname=profile pool_mode=session
+profile_session = host=127.0.0.1 port=$PGPORT dbname=profile_session pool_mode=session
 * = host=127.0.0.1 port=$PGPORT
 
 [pgbouncer]
@@ -435,6 +435,9 @@ cmd_start() {
     redis_setup
     kafka_setup
     if [ "$WITH_PGBOUNCER" = 1 ]; then
+        as_pg "$PG_BIN/psql" -X -q -h "$PG_SOCKET_DIR" -p "$PGPORT" -U postgres -d postgres \
+            -v ON_ERROR_STOP=1 -c "CREATE DATABASE profile_session OWNER profile" >/dev/null ||
+            die "could not create database profile_session"
         pgbouncer_setup
         # shellcheck disable=SC2034 # these are read indirectly by write_env
         PGBOUNCER_URL=postgresql://profile@127.0.0.1:$PGBOUNCER_PORT/profile

@@ -24,7 +24,7 @@
 #define CONNECT_TIMEOUT_MS 5000 /* a connect or prepare step may take this long */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 3000
-#define MAX_RETRIES 3 /* serialization failure / deadlock */
+#define MAX_RETRIES 3               /* serialization failure / deadlock */
 #define STMT_FAILURE_WINDOW_MS 5000 /* readiness fails this long after a statement went missing */
 
 static const struct {

@@ -269,29 +269,31 @@ static void check_kafka(app_config_t *cfg, strbuf_t *errs)
             add_error(errs, "KAFKA_SASL_MECHANISM: required with KAFKA_SECURITY_PROTOCOL=%s",
                       proto);
         if (cfg->kafka_sasl_username == NULL)
-            add_error(errs, "KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL=%s",
-                      proto);
+            add_error(errs, "KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL=%s", proto);
         if (cfg->kafka_sasl_password == NULL)
-            add_error(errs, "KAFKA_SASL_PASSWORD: required with KAFKA_SECURITY_PROTOCOL=%s",
-                      proto);
+            add_error(errs, "KAFKA_SASL_PASSWORD: required with KAFKA_SECURITY_PROTOCOL=%s", proto);
     } else {
         if (cfg->kafka_sasl_mechanism != NULL)
-            add_error(errs, "KAFKA_SASL_MECHANISM: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
-                            "or sasl_ssl (it is %s)",
+            add_error(errs,
+                      "KAFKA_SASL_MECHANISM: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
+                      "or sasl_ssl (it is %s)",
                       proto);
         if (cfg->kafka_sasl_username != NULL)
-            add_error(errs, "KAFKA_SASL_USERNAME: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
-                            "or sasl_ssl (it is %s)",
+            add_error(errs,
+                      "KAFKA_SASL_USERNAME: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
+                      "or sasl_ssl (it is %s)",
                       proto);
         if (cfg->kafka_sasl_password != NULL)
-            add_error(errs, "KAFKA_SASL_PASSWORD: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
-                            "or sasl_ssl (it is %s)",
+            add_error(errs,
+                      "KAFKA_SASL_PASSWORD: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
+                      "or sasl_ssl (it is %s)",
                       proto);
     }
     if (cfg->kafka_ssl_ca_file != NULL) {
         if (!tls)
-            add_error(errs, "KAFKA_SSL_CA_FILE: needs KAFKA_SECURITY_PROTOCOL=ssl or sasl_ssl "
-                            "(it is %s)",
+            add_error(errs,
+                      "KAFKA_SSL_CA_FILE: needs KAFKA_SECURITY_PROTOCOL=ssl or sasl_ssl "
+                      "(it is %s)",
                       proto);
         else if (access(cfg->kafka_ssl_ca_file, R_OK) != 0)
             add_error(errs, "KAFKA_SSL_CA_FILE: cannot read the file");

@@ -193,8 +193,7 @@ db_session_t db_session_check(PGconn *conn, const char *dsn)
      * transaction open) and from ours. PgBouncer reuses the most recently used server first, so
      * the second client lands on our server; with round-robin reuse ours moves instead. */
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(probe, sizeof(probe), "%d-%ld-%ld", PQbackendPID(conn), (long)ts.tv_sec,
-             ts.tv_nsec);
+    snprintf(probe, sizeof(probe), "%d-%ld-%ld", PQbackendPID(conn), (long)ts.tv_sec, ts.tv_nsec);
     const char *v[] = {probe};
     if (query_text(conn, "SELECT set_config('profile.session_probe', $1, false)", 1, v, seen,
                    sizeof(seen)) != 0)

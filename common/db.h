@@ -62,10 +62,10 @@ const char *db_sqlstate(const PGresult *res);
 
 /** What sits between us and PostgreSQL (db_session_check()). */
 typedef enum {
-    DB_SESSION_ERROR = -1,            /* the check itself failed (connection lost) */
-    DB_SESSION_DIRECT = 0,            /* PostgreSQL itself */
-    DB_SESSION_POOLED,                /* a pooler that keeps one server session per client */
-    DB_SESSION_TRANSACTION_POOLER,    /* a pooler in transaction (or statement) mode */
+    DB_SESSION_ERROR = -1,         /* the check itself failed (connection lost) */
+    DB_SESSION_DIRECT = 0,         /* PostgreSQL itself */
+    DB_SESSION_POOLED,             /* a pooler that keeps one server session per client */
+    DB_SESSION_TRANSACTION_POOLER, /* a pooler in transaction (or statement) mode */
 } db_session_t;
 
 /**

@@ -166,8 +166,9 @@ static void *probe_main(void *arg)
             log_info("kafka: metadata for the topic received; brokers reachable");
         else if (!ok && !logged_down)
             log_warn("kafka: no metadata for the topic (%s); readiness 503, no partition is taken",
-                     rd_kafka_err2str(err != RD_KAFKA_RESP_ERR_NO_ERROR ? err
-                                                                         : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+                     rd_kafka_err2str(err != RD_KAFKA_RESP_ERR_NO_ERROR
+                                          ? err
+                                          : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
         logged_down = !ok;
         ever_up |= ok;
         pthread_mutex_lock(&p->probe_lock);

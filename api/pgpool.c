@@ -24,8 +24,10 @@
 #define CONNECT_TIMEOUT_MS 5000 /* a connect or prepare step may take this long */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 3000
-#define MAX_RETRIES 3               /* serialization failure / deadlock */
-#define STMT_FAILURE_WINDOW_MS 5000 /* readiness fails this long after a statement went missing */
+#define MAX_RETRIES 3 /* serialization failure / deadlock */
+
+/* readiness fails this long after a statement went missing on the server */
+#define STMT_FAILURE_WINDOW_MS 5000
 
 static const struct {
     const char *name;
@@ -490,7 +492,6 @@ static void read_results(conn_t *c)
             }
             c->state = CONN_READY;
             c->backoff = 0;
-
             c->was_up = 1;
             if (pool->outage_logged) {
                 log_info("PostgreSQL connection restored");

@@ -177,7 +177,10 @@ def test_migrate_refuses_transaction_pooler_and_runs_direct_and_in_session_mode(
     support.new_database(stack, SESSION_DB, migrate=False)
     env = {"MIGRATIONS_DIR": str(support.MIGRATIONS_DIR)}
     r = spawn([bin_path("profile-migrate")], dict(env, DATABASE_URL=stack["PGBOUNCER_URL"]))
-    assert r.proc.wait(30) == 2, r.output()
+    try:
+        assert r.proc.wait(30) == 2, r.output()
+    finally:
+        r.stop(timeout=10)
     lines = [ln for ln in r.output().splitlines() if "transaction mode" in ln]
     assert len(lines) == 1, r.output()
     r = spawn([bin_path("profile-migrate")], dict(env, DATABASE_URL=stack["PGBOUNCER_SESSION_URL"]))
@@ -198,7 +201,10 @@ def test_relay_refuses_transaction_pooler_and_runs_in_session_mode(bouncer):
     port = free_port()
     p = spawn([bin_path("profile-relay")], dict(base_env, RELAY_METRICS_PORT=port,
               DATABASE_URL=stack["PGBOUNCER_URL"]))  # refused before it touches anything
-    assert p.proc.wait(30) == 2, p.output()
+    try:
+        assert p.proc.wait(30) == 2, p.output()
+    finally:
+        p.stop(timeout=10)  # never left running when the check failed
     lines = [ln for ln in p.output().splitlines() if "transaction mode" in ln]
     assert len(lines) == 1, p.output()
 

@@ -2,6 +2,7 @@
  * The single configuration table (STYLE.md rule 20) and its loader. getenv() is called only
  * here. Each entry says which programs read the variable and which require it.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -9,13 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include "common/buf.h"
 #include "common/config.h"
 
 #define LOG_MODULE "config"
 
-typedef enum { CFG_INT, CFG_STR, CFG_DOUBLE, CFG_LEVEL } cfg_type_t;
+typedef enum { CFG_INT, CFG_STR, CFG_DOUBLE, CFG_LEVEL, CFG_BOOL } cfg_type_t;
 
 /* Flags of an entry. */
 #define CFG_SECRET 0x1u /* logged as "***" */
@@ -268,6 +270,43 @@ static const cfg_entry_t config_table[] = {
      .min = 0,
      .max = 4096,
      .programs = CFG_PROG_MIGRATE},
+    {.name = "PG_PREPARED_STATEMENTS",
+     .type = CFG_BOOL,
+     .offset = F(pg_prepared_statements),
+     .def = "on",
+     .programs = API},
+    {.name = "KAFKA_SECURITY_PROTOCOL",
+     .type = CFG_STR,
+     .offset = F(kafka_security_protocol),
+     .def = "plaintext",
+     .min = 1,
+     .max = 32,
+     .programs = RELAY},
+    {.name = "KAFKA_SASL_MECHANISM",
+     .type = CFG_STR,
+     .offset = F(kafka_sasl_mechanism),
+     .min = 1,
+     .max = 32,
+     .programs = RELAY},
+    {.name = "KAFKA_SASL_USERNAME",
+     .type = CFG_STR,
+     .offset = F(kafka_sasl_username),
+     .min = 1,
+     .max = 1024,
+     .programs = RELAY},
+    {.name = "KAFKA_SASL_PASSWORD",
+     .type = CFG_STR,
+     .offset = F(kafka_sasl_password),
+     .min = 1,
+     .max = 4096,
+     .programs = RELAY,
+     .flags = CFG_SECRET},
+    {.name = "KAFKA_SSL_CA_FILE",
+     .type = CFG_STR,
+     .offset = F(kafka_ssl_ca_file),
+     .min = 1,
+     .max = 4096,
+     .programs = RELAY},
 #ifdef PROFILE_TEST_HOOKS
     /* test-only: holds every cache fill between its PostgreSQL read and its Redis write */
     {.name = "TEST_CACHE_FILL_DELAY_MS",
@@ -342,6 +381,17 @@ static void load_entry(app_config_t *cfg, const cfg_entry_t *e, unsigned program
         *(double *)field = v;
         break;
     }
+    case CFG_BOOL:
+        if (strcasecmp(val, "on") == 0 || strcasecmp(val, "true") == 0 || strcmp(val, "1") == 0) {
+            *(int *)field = 1;
+        } else if (strcasecmp(val, "off") == 0 || strcasecmp(val, "false") == 0 ||
+                   strcmp(val, "0") == 0) {
+            *(int *)field = 0;
+        } else {
+            add_error(errs, "%s: must be on or off", e->name);
+            return;
+        }
+        break;
     case CFG_LEVEL:
         if (log_parse_level(val, (log_level_t *)field) != 0) {
             strbuf_t names;
@@ -370,6 +420,120 @@ static void load_entry(app_config_t *cfg, const cfg_entry_t *e, unsigned program
 static int valid_redis_url(const char *u)
 {
     return strncmp(u, "redis://", 8) == 0 || strncmp(u, "unix://", 7) == 0;
+}
+
+static int in_list(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (strcmp(s, list[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Drops a "SCHEME://" prefix from every broker of KAFKA_BOOTSTRAP_SERVERS (managed Kafka
+ * consoles print "SASL_SSL://host:9093"; librdkafka wants host:port and its own
+ * security.protocol). A scheme that disagrees with KAFKA_SECURITY_PROTOCOL is an error.
+ */
+static void strip_broker_schemes(char *servers, const char *protocol, strbuf_t *errs)
+{
+    char *out = servers;
+    const char *in = servers;
+    while (*in != '\0') {
+        const char *end = strchr(in, ','), *sep;
+        size_t len = end != NULL ? (size_t)(end - in) : strlen(in);
+        while (len > 0 && *in == ' ') {
+            ++in;
+            --len;
+        }
+        if ((sep = strstr(in, "://")) != NULL && (size_t)(sep - in) < len) {
+            size_t slen = (size_t)(sep - in);
+            if (slen != strlen(protocol) || strncasecmp(in, protocol, slen) != 0) {
+                add_error(errs,
+                          "KAFKA_BOOTSTRAP_SERVERS: scheme %.*s:// does not match "
+                          "KAFKA_SECURITY_PROTOCOL=%s (set KAFKA_SECURITY_PROTOCOL to match, "
+                          "or give host:port)",
+                          (int)slen, in, protocol);
+                return;
+            }
+            len -= slen + 3;
+            in = sep + 3;
+        }
+        if (out != servers)
+            *out++ = ',';
+        memmove(out, in, len);
+        out += len;
+        in += len;
+        if (*in == ',')
+            ++in;
+    }
+    *out = '\0';
+}
+
+/* Kafka security (relay): a known protocol; SASL settings exactly when the protocol uses SASL;
+ * a readable CA file only with TLS; broker schemes that agree with the protocol. */
+static void check_kafka(app_config_t *cfg, strbuf_t *errs)
+{
+    static const char *const protocols[] = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"};
+    static const char *const mechanisms[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    char *proto = cfg->kafka_security_protocol;
+    int sasl, tls;
+
+    if (proto == NULL)
+        return; /* its length was out of bounds: already reported */
+    for (char *c = proto; *c != '\0'; ++c)
+        *c = (char)tolower((unsigned char)*c);
+    if (!in_list(proto, protocols, sizeof(protocols) / sizeof(protocols[0]))) {
+        add_error(errs, "KAFKA_SECURITY_PROTOCOL: must be one of plaintext, ssl, sasl_plaintext, "
+                        "sasl_ssl");
+        return;
+    }
+    sasl = strncmp(proto, "sasl_", 5) == 0;
+    tls = strcmp(proto, "ssl") == 0 || strcmp(proto, "sasl_ssl") == 0;
+    if (cfg->kafka_sasl_mechanism != NULL) {
+        for (char *c = cfg->kafka_sasl_mechanism; *c != '\0'; ++c)
+            *c = (char)toupper((unsigned char)*c);
+        if (!in_list(cfg->kafka_sasl_mechanism, mechanisms,
+                     sizeof(mechanisms) / sizeof(mechanisms[0])))
+            add_error(errs, "KAFKA_SASL_MECHANISM: must be one of PLAIN, SCRAM-SHA-256, "
+                            "SCRAM-SHA-512");
+    }
+    if (sasl) {
+        if (cfg->kafka_sasl_mechanism == NULL)
+            add_error(errs, "KAFKA_SASL_MECHANISM: required with KAFKA_SECURITY_PROTOCOL=%s",
+                      proto);
+        if (cfg->kafka_sasl_username == NULL)
+            add_error(errs, "KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL=%s", proto);
+        if (cfg->kafka_sasl_password == NULL)
+            add_error(errs, "KAFKA_SASL_PASSWORD: required with KAFKA_SECURITY_PROTOCOL=%s", proto);
+    } else {
+        if (cfg->kafka_sasl_mechanism != NULL)
+            add_error(errs,
+                      "KAFKA_SASL_MECHANISM: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
+                      "or sasl_ssl (it is %s)",
+                      proto);
+        if (cfg->kafka_sasl_username != NULL)
+            add_error(errs,
+                      "KAFKA_SASL_USERNAME: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
+                      "or sasl_ssl (it is %s)",
+                      proto);
+        if (cfg->kafka_sasl_password != NULL)
+            add_error(errs,
+                      "KAFKA_SASL_PASSWORD: needs KAFKA_SECURITY_PROTOCOL=sasl_plaintext "
+                      "or sasl_ssl (it is %s)",
+                      proto);
+    }
+    if (cfg->kafka_ssl_ca_file != NULL) {
+        if (!tls)
+            add_error(errs,
+                      "KAFKA_SSL_CA_FILE: needs KAFKA_SECURITY_PROTOCOL=ssl or sasl_ssl "
+                      "(it is %s)",
+                      proto);
+        else if (access(cfg->kafka_ssl_ca_file, R_OK) != 0)
+            add_error(errs, "KAFKA_SSL_CA_FILE: cannot read the file");
+    }
+    if (cfg->kafka_bootstrap_servers != NULL)
+        strip_broker_schemes(cfg->kafka_bootstrap_servers, proto, errs);
 }
 
 int config_load_env(app_config_t *cfg, unsigned program, char *errbuf, size_t errlen)
@@ -417,6 +581,8 @@ int config_load_env(app_config_t *cfg, unsigned program, char *errbuf, size_t er
     if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->redis_url != NULL &&
         !valid_redis_url(cfg->redis_url))
         add_error(&errs, "REDIS_URL: must start with redis:// or unix://");
+    if (program & CFG_PROG_RELAY)
+        check_kafka(cfg, &errs);
 
     if (errbuf != NULL && errlen > 0) {
         snprintf(errbuf, errlen, "%s", errs.data);
@@ -502,6 +668,9 @@ void config_log_effective(const app_config_t *cfg, unsigned program)
             break;
         case CFG_DOUBLE:
             strbuf_appendf(&b, "%g", *(const double *)field);
+            break;
+        case CFG_BOOL:
+            strbuf_append_str(&b, *(const int *)field ? "\"on\"" : "\"off\"");
             break;
         case CFG_LEVEL:
             strbuf_appendf(&b, "\"%s\"", log_level_name(*(const log_level_t *)field));

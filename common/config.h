@@ -48,6 +48,12 @@ typedef struct st_app_config_t {
     char *otel_exporter_otlp_endpoint;
     int shutdown_drain_seconds;
     char *migrations_dir;
+    int pg_prepared_statements;    /* api: 1 named prepared statements, 0 unnamed (pooler) */
+    char *kafka_security_protocol; /* relay: normalised to lower case */
+    char *kafka_sasl_mechanism;    /* relay: normalised to upper case; NULL when unset */
+    char *kafka_sasl_username;
+    char *kafka_sasl_password;
+    char *kafka_ssl_ca_file;
     int test_cache_fill_delay_ms; /* test builds only (PROFILE_TEST_HOOKS); else always 0 */
 } app_config_t;
 

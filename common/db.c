@@ -3,7 +3,9 @@
  * server's primary message; connection strings are never logged and SQL only at debug level.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "common/db.h"
 #include "common/log.h"
 
@@ -196,4 +198,70 @@ int db_exec_params(PGconn *conn, const char *what, const char *sql, int nparams,
 int db_exec(PGconn *conn, const char *what, const char *sql)
 {
     return db_exec_params(conn, what, sql, 0, NULL);
+}
+
+/* The first column of the first row of `sql`'s result, copied into out ("" for NULL); -1 when
+ * the statement failed. */
+static int query_text(PGconn *conn, const char *sql, int nparams, const char *const *values,
+                      char *out, size_t outlen)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (ok)
+        snprintf(out, outlen, "%s", PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+db_session_t db_session_check(PGconn *conn, const char *dsn)
+{
+    char pid[32], probe[48], seen[64];
+    PGconn *other = NULL;
+    PGresult *res;
+    db_session_t ret = DB_SESSION_ERROR;
+    struct timespec ts;
+
+    if (query_text(conn, "SELECT pg_backend_pid()", 0, NULL, pid, sizeof(pid)) != 0)
+        return DB_SESSION_ERROR;
+    /* PostgreSQL itself reports its pid in BackendKeyData; a pooler sends a key of its own */
+    if (atoi(pid) == PQbackendPID(conn))
+        return DB_SESSION_DIRECT;
+
+    /* A pooler. Session mode keeps our server session across our transactions and never shows
+     * it to another client; transaction mode hands the server connection on after each
+     * transaction. Mark our session, then look for the mark from a second client (with its
+     * transaction open) and from ours. PgBouncer reuses the most recently used server first, so
+     * the second client lands on our server; with round-robin reuse ours moves instead. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(probe, sizeof(probe), "%d-%ld-%ld", PQbackendPID(conn), (long)ts.tv_sec, ts.tv_nsec);
+    const char *v[] = {probe};
+    if (query_text(conn, "SELECT set_config('profile.session_probe', $1, false)", 1, v, seen,
+                   sizeof(seen)) != 0)
+        return DB_SESSION_ERROR;
+    if ((other = db_connect(dsn, "profile-session-probe", 5)) == NULL)
+        return DB_SESSION_ERROR;
+    res = PQexec(other, "BEGIN");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ret = DB_SESSION_TRANSACTION_POOLER; /* statement mode: no transactions at all */
+        PQclear(res);
+        goto Exit;
+    }
+    PQclear(res);
+    if (query_text(other, "SELECT current_setting('profile.session_probe', true)", 0, NULL, seen,
+                   sizeof(seen)) != 0)
+        goto Exit;
+    if (strcmp(seen, probe) == 0) {
+        ret = DB_SESSION_TRANSACTION_POOLER; /* another client runs on our server session */
+        goto Exit;
+    }
+    if (query_text(conn, "SELECT current_setting('profile.session_probe', true)", 0, NULL, seen,
+                   sizeof(seen)) != 0)
+        goto Exit;
+    ret = strcmp(seen, probe) == 0 ? DB_SESSION_POOLED : DB_SESSION_TRANSACTION_POOLER;
+    if (ret == DB_SESSION_POOLED)
+        PQclear(PQexec(conn, "RESET profile.session_probe"));
+
+Exit:
+    db_close(other);
+    return ret;
 }

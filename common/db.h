@@ -83,4 +83,20 @@ void db_log_error(PGconn *conn, const PGresult *res, const char *what);
 /** The SQLSTATE of a failed result ("23505"), or "" when unknown. */
 const char *db_sqlstate(const PGresult *res);
 
+/** What sits between us and PostgreSQL (db_session_check()). */
+typedef enum {
+    DB_SESSION_ERROR = -1,         /* the check itself failed (connection lost) */
+    DB_SESSION_DIRECT = 0,         /* PostgreSQL itself */
+    DB_SESSION_POOLED,             /* a pooler that keeps one server session per client */
+    DB_SESSION_TRANSACTION_POOLER, /* a pooler in transaction (or statement) mode */
+} db_session_t;
+
+/**
+ * Tells whether `conn` (opened on `dsn`) keeps one server session, which LISTEN and session
+ * advisory locks need. Direct PostgreSQL is recognised from the backend pid at once; behind a
+ * pooler a second connection to `dsn` looks for a session mark set on `conn`. Blocking; leaves
+ * no transaction open on `conn`. Never logs the DSN.
+ */
+db_session_t db_session_check(PGconn *conn, const char *dsn);
+
 #endif

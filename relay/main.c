@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/config.h"
+#include "common/db.h"
 #include "common/log.h"
 #include "common/otel.h"
 #include "relay/event.h"
@@ -121,6 +122,28 @@ static int run_dlq(int argc, char **argv)
     return status;
 }
 
+/*
+ * LISTEN and the partition leases (session advisory locks) need one server session per
+ * connection: refuse a pooler in transaction mode. Checked when PostgreSQL answers at start-up.
+ */
+static int refuse_transaction_pooler(const app_config_t *cfg)
+{
+    PGconn *conn = db_connect(cfg->database_url, "profile-relay-check", 5);
+    db_session_t s;
+    if (conn == NULL) {
+        log_warn("PostgreSQL does not answer at start-up: the relay retries, unchecked for a "
+                 "transaction-mode pooler");
+        return 0;
+    }
+    s = db_session_check(conn, cfg->database_url);
+    db_close(conn);
+    if (s != DB_SESSION_TRANSACTION_POOLER)
+        return 0;
+    log_error("DATABASE_URL leads to a connection pooler in transaction mode; profile-relay needs "
+              "a direct or session-mode connection (LISTEN, session advisory locks)");
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     app_config_t cfg;
@@ -152,6 +175,11 @@ int main(int argc, char **argv)
                             cfg.otel_traces_sampler_arg, OTEL_QUEUE_CAPACITY, errbuf,
                             sizeof(errbuf)) != 0) {
         fprintf(stderr, "%s\n", errbuf);
+        config_dispose(&cfg);
+        return 2;
+    }
+    if (refuse_transaction_pooler(&cfg) != 0) {
+        otel_exporter_stop(0);
         config_dispose(&cfg);
         return 2;
     }

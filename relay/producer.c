@@ -2,6 +2,7 @@
  * librdkafka producer for the relay: idempotent and gapless, copying every message, with the
  * outbox row's identity as the opaque and delivery reports forwarded to the relay loop.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +14,9 @@
 
 #define LOG_MODULE "producer"
 
+#define PROBE_INTERVAL_MS 1000 /* metadata probe period */
+#define PROBE_TIMEOUT_MS 2000  /* a metadata request without an answer for this long: no broker */
+
 struct st_producer_t {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
@@ -20,6 +24,12 @@ struct st_producer_t {
     producer_dr_cb_t dr_cb;
     void *app;
     atomic_bool fatal;
+    atomic_bool metadata; /* the latest metadata probe succeeded */
+    pthread_t probe;
+    bool probe_started;
+    pthread_mutex_t probe_lock;
+    pthread_cond_t probe_wake;
+    bool probe_stop; /* under probe_lock */
 };
 
 /* Errors that no retry can fix: the message itself is unacceptable. */
@@ -56,6 +66,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         atomic_store(&p->fatal, true);
         return;
     }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        atomic_store(&p->metadata, false); /* readiness drops at once, the probe confirms */
     /* Transport and broker-down errors are retried by librdkafka itself. */
     log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
@@ -77,20 +89,36 @@ static int set(rd_kafka_conf_t *c, const char *k, const char *v, char *errbuf, s
     return 0;
 }
 
-producer_t *producer_create(const producer_conf_t *conf, producer_dr_cb_t dr_cb, void *app,
-                            char *errbuf, size_t errlen)
+static bool given(const char *s)
 {
-    producer_t *p = xcalloc(1, sizeof(*p));
+    return s != NULL && s[0] != '\0';
+}
+
+/* KAFKA_SECURITY_PROTOCOL and friends onto librdkafka's names. The password goes only into the
+ * conf: librdkafka never logs it, and neither do we (errors name the key, not the value). */
+static int set_security(rd_kafka_conf_t *c, const producer_conf_t *conf, char *errbuf,
+                        size_t errlen)
+{
+    const char *proto = given(conf->security_protocol) ? conf->security_protocol : "plaintext";
+    if (set(c, "security.protocol", proto, errbuf, errlen) != 0)
+        return -1;
+    if (strncmp(proto, "sasl_", 5) == 0 &&
+        (set(c, "sasl.mechanisms", conf->sasl_mechanism, errbuf, errlen) != 0 ||
+         set(c, "sasl.username", conf->sasl_username, errbuf, errlen) != 0 ||
+         set(c, "sasl.password", conf->sasl_password, errbuf, errlen) != 0))
+        return -1;
+    if (given(conf->ssl_ca_file) && set(c, "ssl.ca.location", conf->ssl_ca_file, errbuf, errlen))
+        return -1;
+    return 0;
+}
+
+rd_kafka_conf_t *producer_build_conf(const producer_conf_t *conf, char *errbuf, size_t errlen)
+{
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     char linger[16], timeout[16];
 
     snprintf(linger, sizeof(linger), "%d", conf->linger_ms);
     snprintf(timeout, sizeof(timeout), "%d", conf->message_timeout_ms);
-    p->dr_cb = dr_cb;
-    p->app = app;
-    p->ce_source = xstrdup(conf->ce_source);
-    atomic_init(&p->fatal, false);
-
     if (set(c, "bootstrap.servers", conf->bootstrap_servers, errbuf, errlen) != 0 ||
         set(c, "client.id", "profile-relay", errbuf, errlen) != 0 ||
         set(c, "enable.idempotence", "true", errbuf, errlen) != 0 ||
@@ -109,7 +137,86 @@ producer_t *producer_create(const producer_conf_t *conf, producer_dr_cb_t dr_cb,
         set(c, "message.timeout.ms", timeout, errbuf, errlen) != 0 ||
         set(c, "partitioner", "murmur2_random", errbuf, errlen) != 0 ||
         set(c, "reconnect.backoff.ms", "100", errbuf, errlen) != 0 ||
-        set(c, "reconnect.backoff.max.ms", "2000", errbuf, errlen) != 0)
+        set(c, "reconnect.backoff.max.ms", "2000", errbuf, errlen) != 0 ||
+        set_security(c, conf, errbuf, errlen) != 0) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Asks a broker for the topic's metadata every PROBE_INTERVAL_MS: readiness and the leases
+ * (relay.c) follow whether one answers. Logs each change once. */
+static void *probe_main(void *arg)
+{
+    producer_t *p = arg;
+    bool logged_down = false, ever_up = false;
+    pthread_mutex_lock(&p->probe_lock);
+    while (!p->probe_stop) {
+        const struct rd_kafka_metadata *md = NULL;
+        pthread_mutex_unlock(&p->probe_lock);
+        rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, p->rkt, &md, PROBE_TIMEOUT_MS);
+        bool ok = err == RD_KAFKA_RESP_ERR_NO_ERROR && md != NULL && md->topic_cnt == 1 &&
+                  md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                  md->topics[0].partition_cnt > 0;
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+        atomic_store(&p->metadata, ok);
+        if (ok && (logged_down || !ever_up))
+            log_info("kafka: metadata for the topic received; brokers reachable");
+        else if (!ok && !logged_down)
+            log_warn("kafka: no metadata for the topic (%s); readiness 503, no partition is taken",
+                     rd_kafka_err2str(err != RD_KAFKA_RESP_ERR_NO_ERROR
+                                          ? err
+                                          : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+        logged_down = !ok;
+        ever_up |= ok;
+        pthread_mutex_lock(&p->probe_lock);
+        if (!p->probe_stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += (long)PROBE_INTERVAL_MS * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&p->probe_wake, &p->probe_lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&p->probe_lock);
+    return NULL;
+}
+
+static void probe_stop(producer_t *p)
+{
+    if (!p->probe_started)
+        return;
+    pthread_mutex_lock(&p->probe_lock);
+    p->probe_stop = true;
+    pthread_cond_signal(&p->probe_wake);
+    pthread_mutex_unlock(&p->probe_lock);
+    pthread_join(p->probe, NULL);
+    p->probe_started = false;
+}
+
+bool producer_has_metadata(const producer_t *p)
+{
+    return atomic_load(&((producer_t *)(uintptr_t)p)->metadata);
+}
+
+producer_t *producer_create(const producer_conf_t *conf, producer_dr_cb_t dr_cb, void *app,
+                            char *errbuf, size_t errlen)
+{
+    producer_t *p = xcalloc(1, sizeof(*p));
+    rd_kafka_conf_t *c;
+
+    p->dr_cb = dr_cb;
+    p->app = app;
+    p->ce_source = xstrdup(conf->ce_source);
+    atomic_init(&p->fatal, false);
+    atomic_init(&p->metadata, false);
+    pthread_mutex_init(&p->probe_lock, NULL);
+    pthread_cond_init(&p->probe_wake, NULL);
+
+    if ((c = producer_build_conf(conf, errbuf, errlen)) == NULL)
         goto Error;
     rd_kafka_conf_set_opaque(c, p);
     rd_kafka_conf_set_dr_msg_cb(c, dr_msg_cb);
@@ -126,13 +233,22 @@ producer_t *producer_create(const producer_conf_t *conf, producer_dr_cb_t dr_cb,
                  rd_kafka_err2str(rd_kafka_last_error()));
         goto Error;
     }
+    if (pthread_create(&p->probe, NULL, probe_main, p) != 0) {
+        snprintf(errbuf, errlen, "cannot start the metadata probe thread");
+        goto Error;
+    }
+    p->probe_started = true;
     return p;
 
 Error:
     if (c != NULL)
         rd_kafka_conf_destroy(c);
+    if (p->rkt != NULL)
+        rd_kafka_topic_destroy(p->rkt);
     if (p->rk != NULL)
         rd_kafka_destroy(p->rk);
+    pthread_cond_destroy(&p->probe_wake);
+    pthread_mutex_destroy(&p->probe_lock);
     free(p->ce_source);
     free(p);
     return NULL;
@@ -142,6 +258,7 @@ void producer_destroy(producer_t *p, int timeout_ms)
 {
     if (p == NULL)
         return;
+    probe_stop(p);
     if (!atomic_load(&p->fatal))
         rd_kafka_flush(p->rk, timeout_ms);
     int left = rd_kafka_outq_len(p->rk);
@@ -152,6 +269,8 @@ void producer_destroy(producer_t *p, int timeout_ms)
     }
     rd_kafka_topic_destroy(p->rkt);
     rd_kafka_destroy(p->rk);
+    pthread_cond_destroy(&p->probe_wake);
+    pthread_mutex_destroy(&p->probe_lock);
     free(p->ce_source);
     free(p);
 }

@@ -35,7 +35,16 @@ typedef struct st_producer_conf_t {
     const char *ce_source;
     int linger_ms;
     int message_timeout_ms;
+    /* Kafka security (validated by common/config.c): NULL or "" = not set */
+    const char *security_protocol; /* plaintext, ssl, sasl_plaintext, sasl_ssl */
+    const char *sasl_mechanism;    /* PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 */
+    const char *sasl_username;
+    const char *sasl_password; /* a secret: never logged */
+    const char *ssl_ca_file;
 } producer_conf_t;
+
+/* librdkafka's configuration object; only producer.c and tests include rdkafka.h. */
+struct rd_kafka_conf_s;
 
 /**
  * Creates the producer. `dr_cb(app, ...)` is called for every message sent, from
@@ -44,6 +53,21 @@ typedef struct st_producer_conf_t {
  */
 producer_t *producer_create(const producer_conf_t *conf, producer_dr_cb_t dr_cb, void *app,
                             char *errbuf, size_t errlen);
+
+/**
+ * Builds the librdkafka configuration the producer runs with (brokers, idempotence, batching,
+ * security.protocol, sasl.*, ssl.ca.location), without callbacks. Returns NULL and fills errbuf
+ * when librdkafka refuses a value. The caller owns the result (rd_kafka_conf_destroy).
+ */
+struct rd_kafka_conf_s *producer_build_conf(const producer_conf_t *conf, char *errbuf,
+                                            size_t errlen);
+
+/**
+ * True while the producer's latest metadata request for the topic succeeded (a background
+ * probe asks every second, 2 s timeout): a broker answers and the topic has partitions. False
+ * from creation until the first answer and while no broker can be reached. Thread-safe.
+ */
+bool producer_has_metadata(const producer_t *p);
 
 /** Waits at most `timeout_ms` for in-flight messages, then destroys. NULL-safe. */
 void producer_destroy(producer_t *p, int timeout_ms);

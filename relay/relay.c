@@ -386,6 +386,11 @@ static void ensure_producer(relay_t *r)
         .ce_source = r->cfg->ce_source,
         .linger_ms = LINGER_MS,
         .message_timeout_ms = MESSAGE_TIMEOUT_MS,
+        .security_protocol = r->cfg->kafka_security_protocol,
+        .sasl_mechanism = r->cfg->kafka_sasl_mechanism,
+        .sasl_username = r->cfg->kafka_sasl_username,
+        .sasl_password = r->cfg->kafka_sasl_password,
+        .ssl_ca_file = r->cfg->kafka_ssl_ca_file,
     };
     if (r->producer != NULL)
         return;
@@ -395,7 +400,6 @@ static void ensure_producer(relay_t *r)
         return;
     }
     producer_set_wakeup_fd(r->producer, r->wake_pipe[1]);
-    metrics_set(METRIC_PRODUCER_UP, 1);
     r->more = true;
 }
 
@@ -834,7 +838,12 @@ int relay_run(relay_t *r)
             reset_producer(r);
         ensure_producer(r);
 
-        if (now >= r->next_lease_ms) {
+        /* "up" (and ready) only while a broker answers the producer's metadata requests */
+        bool kafka_up = r->producer != NULL && producer_has_metadata(r->producer);
+        metrics_set(METRIC_PRODUCER_UP, kafka_up);
+        /* no partition is taken before the producer has reached a broker: another relay
+         * that can publish gets it */
+        if (now >= r->next_lease_ms && (kafka_up || lease_held_count(r->lease) > 0)) {
             int before = lease_held_count(r->lease);
             if (lease_tick(r->lease, r->part_inflight) == 0 && lease_held_count(r->lease) > before)
                 r->more = true;

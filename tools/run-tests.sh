@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The stack-based part of `make test`, against an already built tree:
-#   1. start a local stack (tools/stack.sh) in .local/test-stack-<pid>, stopped again on exit
+#   1. start a local stack (tools/stack.sh, with PgBouncer) in .local/test-stack-<pid>, stopped
+#      again on exit
 #   2. apply migrations/ as profile_owner (BUILD_DIR/bin/profile-migrate, or psql if it is not
 #      built)
 #   3. pg_prove tests/db/*.sql as the local superuser `profile` (no such file is a failure;
 #      tests/db/*_roles.sql switches to each runtime role itself)
 #   4. /usr/bin/python3 -m pytest -q tests/integration  (extra args from $PYTEST_ARGS; pytest's
 #      exit 5, no tests collected, is a failure like any other non-zero exit)
+#   5. the API suites again with every API behind PgBouncer in transaction mode and
+#      PG_PREPARED_STATEMENTS=off (PROFILE_TEST_VIA_PGBOUNCER=1; skipped when PYTEST_ARGS is set,
+#      unless PGBOUNCER_PASS=1; PGBOUNCER_PASS=0 skips it)
 # Every step runs even when an earlier one failed, so that all failures are reported; the exit
 # status is non-zero if any failed. CTest/cmocka are run by the Makefile, not here.
 #
@@ -95,8 +99,20 @@ integration_tests() {
     return $rc
 }
 
+# The API suites that run a second time through PgBouncer (transaction mode).
+PGBOUNCER_SUITES=(tests/integration/test_api_endpoints.py tests/integration/test_api_idempotency.py
+    tests/integration/test_api_lifecycle.py tests/integration/test_api_cache.py)
+
+pgbouncer_pass() {
+    local rc
+    (cd "$REPO" && STACK_ENV=$STACK_DIR/stack.env PROFILE_TEST_VIA_PGBOUNCER=1 \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider "${PGBOUNCER_SUITES[@]}")
+    rc=$?
+    return $rc
+}
+
 echo "==> stack start ($STACK_DIR)"
-if ! "$REPO/tools/stack.sh" start "$STACK_DIR"; then
+if ! "$REPO/tools/stack.sh" start "$STACK_DIR" --pgbouncer; then
     failures+=("stack start")
     echo "run-tests: the stack did not start; nothing else can run" >&2
     exit 1
@@ -109,6 +125,9 @@ set +a
 step "migrate" migrate
 step "pg_prove tests/db" db_tests
 step "pytest tests/integration" integration_tests
+if [ "${PGBOUNCER_PASS:-}" = 1 ] || { [ -z "${PYTEST_ARGS:-}" ] && [ "${PGBOUNCER_PASS:-}" != 0 ]; }; then
+    step "pytest API suites through PgBouncer (transaction mode)" pgbouncer_pass
+fi
 
 if [ ${#failures[@]} -gt 0 ]; then
     echo "run-tests: FAILED: ${failures[*]}" >&2

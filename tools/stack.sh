@@ -2,27 +2,37 @@
 # Local stack for development and tests (docs/operations.md): PostgreSQL 15, redis-server and
 # build/bin/kafka-mock on 127.0.0.1, free ports, all state under one directory.
 #
-#   tools/stack.sh start DIR                       start everything, write DIR/stack.env
+#   tools/stack.sh start DIR [--pgbouncer]         start everything, write DIR/stack.env
 #   tools/stack.sh stop DIR                        stop exactly what start started (idempotent)
 #   tools/stack.sh status DIR                      exit 0 when every component runs
 #   tools/stack.sh pg-restart DIR [fast|immediate] restart PostgreSQL on the same port
 #   tools/stack.sh redis-stop DIR | redis-start DIR
 #
 # Environment: PG_BIN (default /usr/lib/postgresql/15/bin), KAFKA_MOCK_BIN (default
-# $PROFILE_BIN_DIR/kafka-mock, PROFILE_BIN_DIR defaulting to <repo>/build/bin).
+# $PROFILE_BIN_DIR/kafka-mock, PROFILE_BIN_DIR defaulting to <repo>/build/bin), PGBOUNCER_BIN
+# (default /usr/sbin/pgbouncer).
+#
+# --pgbouncer (or STACK_PGBOUNCER=1) also starts PgBouncer in transaction mode in front of the
+# PostgreSQL (as the postgres user when we are root: pgbouncer refuses root) and adds to
+# stack.env PGBOUNCER_URL (transaction mode, any database), PGBOUNCER_SESSION_URL (session mode,
+# to a database profile_session that start creates empty) and PGBOUNCER_ADMIN_URL (the admin console: RECONNECT, SHOW POOLS).
+# Authentication is trust; any PostgreSQL role can log in through it (auth_query).
 #
 # stack.env holds DATABASE_URL (profile_owner: migrations), API_DATABASE_URL (profile_app),
 # RELAY_DATABASE_URL (profile_relay) and ADMIN_DATABASE_URL (the local superuser `profile`).
 #
 # Files in DIR: stack.env, pg.tmpdir (the mktemp dir holding the PG data dir and socket dir; the
 # postgres user must own it, so it lives under /tmp), postgres.log, redis.port, redis.pid,
-# redis.log, kafka-mock.pid, kafka-mock.out (first line = bootstrap), kafka-mock.log, kafka.ctl.
+# redis.log, kafka-mock.pid, kafka-mock.out (first line = bootstrap), kafka-mock.log, kafka.ctl;
+# with PgBouncer: pgbouncer.log (its ini, auth file and pid file sit in the pg.tmpdir folder).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 KAFKA_MOCK_BIN=${KAFKA_MOCK_BIN:-${PROFILE_BIN_DIR:-$REPO/build/bin}/kafka-mock}
 KAFKA_TOPIC_DEFAULT=profile.events
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+WITH_PGBOUNCER=0
 
 die() {
     echo "stack: $*" >&2
@@ -30,7 +40,8 @@ die() {
 }
 
 usage() {
-    echo "usage: $0 start|stop|status|redis-stop|redis-start DIR" >&2
+    echo "usage: $0 start DIR [--pgbouncer]" >&2
+    echo "       $0 stop|status|redis-stop|redis-start DIR" >&2
     echo "       $0 pg-restart DIR [fast|immediate]" >&2
     exit 2
 }
@@ -319,6 +330,84 @@ kafka_stop() {
     rm -f "$DIR/kafka-mock.pid" "$DIR/kafka.ctl"
 }
 
+# ---------------------------------------------------------------------------- PgBouncer
+
+pgbouncer_write_ini() {
+    local dir=$1 port=$2
+    cat >"$dir/pgbouncer.ini" <<EOF
+; profile local stack (tools/stack.sh): PgBouncer in transaction mode, as in production
+[databases]
+profile_session = host=127.0.0.1 port=$PGPORT dbname=profile_session pool_mode=session
+* = host=127.0.0.1 port=$PGPORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+auth_user = profile
+auth_query = SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = \$1
+pool_mode = transaction
+admin_users = profile
+max_client_conn = 1000
+default_pool_size = 20
+server_login_retry = 1
+ignore_startup_parameters = extra_float_digits,options
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+EOF
+}
+
+pgbouncer_setup() {
+    local tmp dir port attempt i pid
+    [ -x "$PGBOUNCER_BIN" ] || die "pgbouncer not found at $PGBOUNCER_BIN (run tools/install-deps.sh)"
+    tmp=$(pg_tmpdir)
+    dir=$tmp/pgbouncer
+    mkdir -p "$dir"
+    # Only the role that runs auth_query is listed; every other role is looked up in pg_shadow
+    # (so auth_user must be a superuser, as profile is in this stack).
+    echo '"profile" ""' >"$dir/userlist.txt"
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        pgbouncer_write_ini "$dir" "$port"
+        : >"$dir/pgbouncer.log"
+        rm -f "$dir/pgbouncer.pid"
+        if [ "$(id -u)" -eq 0 ]; then
+            chown -R postgres:postgres "$dir"
+        fi
+        if as_pg "$PGBOUNCER_BIN" -d -q "$dir/pgbouncer.ini" >>"$DIR/pgbouncer.start.log" 2>&1; then
+            for ((i = 0; i < 50; i++)); do
+                pid=""
+                [ -s "$dir/pgbouncer.pid" ] && pid=$(cat "$dir/pgbouncer.pid")
+                if pid_is "$pid" pgbouncer &&
+                    psql -X -q -t -A -d "postgresql://profile@127.0.0.1:$port/profile" \
+                        -c 'SELECT 1' >/dev/null 2>&1; then
+                    PGBOUNCER_PORT=$port
+                    return 0
+                fi
+                sleep 0.1
+            done
+        fi
+        pgbouncer_stop
+        if [ "$attempt" -eq 3 ] || ! grep -q 'Address already in use' "$dir/pgbouncer.log"; then
+            show_log "$dir/pgbouncer.log"
+            die "pgbouncer did not start"
+        fi
+        echo "stack: port $port was taken, retrying" >&2
+    done
+}
+
+pgbouncer_stop() {
+    local tmp pid=""
+    tmp=$(pg_tmpdir)
+    [ -n "$tmp" ] && [ -d "$tmp/pgbouncer" ] || return 0
+    [ -s "$tmp/pgbouncer/pgbouncer.pid" ] && pid=$(cat "$tmp/pgbouncer/pgbouncer.pid")
+    [ -n "$pid" ] && stop_pid "$pid" pgbouncer 10
+    rm -f "$tmp/pgbouncer/pgbouncer.pid"
+    cp "$tmp/pgbouncer/pgbouncer.log" "$DIR/pgbouncer.log" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------------------- commands
 
 write_env() {
@@ -326,8 +415,12 @@ write_env() {
     : >"$f"
     for key in STACK_DIR PGHOST PGPORT PGUSER PGDATABASE DATABASE_URL ADMIN_DATABASE_URL \
         API_DATABASE_URL RELAY_DATABASE_URL PG_DATA_DIR PG_LOG \
-        PG_SOCKET_DIR REDIS_PORT REDIS_URL KAFKA_BOOTSTRAP_SERVERS KAFKA_CONTROL KAFKA_TOPIC; do
-        val=${!key}
+        PG_SOCKET_DIR REDIS_PORT REDIS_URL KAFKA_BOOTSTRAP_SERVERS KAFKA_CONTROL KAFKA_TOPIC \
+        PGBOUNCER_PORT PGBOUNCER_URL PGBOUNCER_SESSION_URL PGBOUNCER_ADMIN_URL; do
+        val=${!key:-}
+        if [ -z "$val" ] && [[ $key == PGBOUNCER_* ]]; then
+            continue
+        fi
         # Plain KEY=VALUE (no quoting) so that both `source` and naive parsers read it.
         [[ $val =~ ^[A-Za-z0-9_./:@,+=-]*$ ]] || die "unsafe characters in $key='$val'"
         echo "$key=$val" >>"$f"
@@ -347,6 +440,18 @@ cmd_start() {
     pg_setup
     redis_setup
     kafka_setup
+    if [ "$WITH_PGBOUNCER" = 1 ]; then
+        as_pg "$PG_BIN/psql" -X -q -h "$PG_SOCKET_DIR" -p "$PGPORT" -U postgres -d postgres \
+            -v ON_ERROR_STOP=1 -c "CREATE DATABASE profile_session OWNER profile" >/dev/null ||
+            die "could not create database profile_session"
+        pgbouncer_setup
+        # shellcheck disable=SC2034 # these are read indirectly by write_env
+        PGBOUNCER_URL=postgresql://profile@127.0.0.1:$PGBOUNCER_PORT/profile
+        # shellcheck disable=SC2034
+        PGBOUNCER_SESSION_URL=postgresql://profile@127.0.0.1:$PGBOUNCER_PORT/profile_session
+        # shellcheck disable=SC2034
+        PGBOUNCER_ADMIN_URL=postgresql://profile@127.0.0.1:$PGBOUNCER_PORT/pgbouncer
+    fi
     # shellcheck disable=SC2034 # these are read indirectly by write_env
     STACK_DIR=$DIR PGHOST=127.0.0.1 PGUSER=profile PGDATABASE=profile
     # One role per program (migrations/V004__roles.sql): the owner migrates, the API and the
@@ -367,6 +472,9 @@ cmd_start() {
     echo "            api $API_DATABASE_URL, relay $RELAY_DATABASE_URL"
     echo "  redis     $REDIS_URL"
     echo "  kafka     $KAFKA_BOOTSTRAP_SERVERS (topic $KAFKA_TOPIC, control $KAFKA_CONTROL)"
+    if [ "$WITH_PGBOUNCER" = 1 ]; then
+        echo "  pgbouncer $PGBOUNCER_URL (transaction mode; session: $PGBOUNCER_SESSION_URL)"
+    fi
     echo "  env       $DIR/stack.env"
 }
 
@@ -374,6 +482,7 @@ cmd_stop() {
     local tmp
     kafka_stop
     redis_stop_pid
+    pgbouncer_stop
     pg_stop fast
     tmp=$(pg_tmpdir)
     if [ -n "$tmp" ] && [ -d "$tmp" ]; then
@@ -418,6 +527,16 @@ cmd_status() {
     else
         echo "kafka-mock: stopped"
         ok=1
+    fi
+    if [ -n "$(env_get PGBOUNCER_PORT)" ]; then
+        pid=""
+        [ -s "$tmp/pgbouncer/pgbouncer.pid" ] && pid=$(cat "$tmp/pgbouncer/pgbouncer.pid")
+        if pid_is "$pid" pgbouncer; then
+            echo "pgbouncer: running (pid $pid, port $(env_get PGBOUNCER_PORT))"
+        else
+            echo "pgbouncer: stopped"
+            ok=1
+        fi
     fi
     return $ok
 }
@@ -468,7 +587,15 @@ DIR=$(cd "$2" && pwd)
 shift 2
 
 case $CMD in
-start) [ $# -eq 0 ] || usage; cmd_start ;;
+start)
+    WITH_PGBOUNCER=${STACK_PGBOUNCER:-0}
+    if [ $# -eq 1 ] && [ "$1" = --pgbouncer ]; then
+        WITH_PGBOUNCER=1
+    elif [ $# -ne 0 ]; then
+        usage
+    fi
+    cmd_start
+    ;;
 stop) [ $# -eq 0 ] || usage; cmd_stop ;;
 status) [ $# -eq 0 ] || usage; cmd_status ;;
 pg-restart) [ $# -le 1 ] || usage; cmd_pg_restart "${1:-fast}" ;;

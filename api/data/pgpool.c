@@ -4,12 +4,15 @@
  * failing statement never aborts its neighbours. Results arrive strictly in send order.
  */
 #include <assert.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 #include <h2o.h>
 #include "api/data/pgpool.h"
 #include "api/http/metrics.h"
+#include "api/data/pgpool_internal.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define LOG_MODULE "pgpool"
@@ -22,6 +25,9 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 3000
 #define MAX_RETRIES 3 /* serialization failure / deadlock */
+
+/* readiness fails this long after a statement went missing on the server */
+#define STMT_FAILURE_WINDOW_MS 5000
 
 static const struct {
     const char *name;
@@ -136,7 +142,12 @@ struct st_pgpool_t {
     h2o_timeout_entry_t tick;
     int destroying;
     int outage_logged;
+    int prepared; /* 1: named statements prepared per connection; 0: unnamed (pooler) */
 };
+
+/* Process-wide (all threads' pools): when a statement last failed because the server did not
+ * know it (monotonic ms, 0 = never). Readiness reads it (pgpool_statements_failing). */
+static _Atomic uint64_t stmt_failure_at;
 
 static void conn_start(conn_t *c);
 static void conn_fail(conn_t *c, const char *why);
@@ -301,13 +312,76 @@ static void conn_fail(conn_t *c, const char *why)
     publish_gauges(pool);
 }
 
+int pgpool_send_prepares(PGconn *pg, int prepared)
+{
+    /* unnamed mode prepares nothing: the sync alone moves the connection to ready */
+    for (int i = 0; prepared && i < PGPOOL_STMT__COUNT; i++)
+        if (!PQsendPrepare(pg, stmts[i].name, stmts[i].sql, 0, NULL))
+            return -1;
+    return 0;
+}
+
+int pgpool_send_statement(PGconn *pg, int prepared, pgpool_stmt_t stmt, int nparams,
+                          const char *const *values)
+{
+    int lengths[PGPOOL_MAX_PARAMS];
+    for (int i = 0; i < nparams; i++)
+        lengths[i] = values[i] != NULL ? (int)strlen(values[i]) : 0;
+    if (prepared)
+        return PQsendQueryPrepared(pg, stmts[stmt].name, nparams, values, lengths, NULL,
+                                   stmts[stmt].result_format)
+                   ? 0
+                   : -1;
+    /* unnamed statement: Parse/Bind/Execute in one go, nothing left on the server afterwards,
+     * so any server connection of a transaction-mode pooler can run it */
+    return PQsendQueryParams(pg, stmts[stmt].sql, nparams, NULL, values, lengths, NULL,
+                             stmts[stmt].result_format)
+               ? 0
+               : -1;
+}
+
+bool pgpool_is_missing_statement(const PGresult *res)
+{
+    const char *state;
+    if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR)
+        return false;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    /* 26000 invalid_sql_statement_name ("prepared statement ... does not exist"), 42P05
+     * duplicate_prepared_statement: named statements on a server connection that is not ours */
+    return state != NULL && (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0);
+}
+
+/* A statement the server did not know: readiness fails for a while, and one line says why. */
+static void note_statement_failure(const PGresult *res)
+{
+    if (!pgpool_is_missing_statement(res))
+        return;
+    uint64_t now = (uint64_t)clock_mono_ms(), prev = atomic_exchange(&stmt_failure_at, now);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (prev == 0 || now - prev > STMT_FAILURE_WINDOW_MS) /* once per outage */
+        log_error("statements fail on the server (%s); /health/ready reports 503 (behind a "
+                  "pooler in transaction mode set PG_PREPARED_STATEMENTS=off)",
+                  msg != NULL ? msg : "no message");
+}
+
+bool pgpool_statements_failing(void)
+{
+    uint64_t at = atomic_load(&stmt_failure_at);
+    if (at == 0 || (uint64_t)clock_mono_ms() - at > STMT_FAILURE_WINDOW_MS)
+        return false;
+    return true;
+}
+
+void pgpool_set_prepared(pgpool_t *pool, bool prepared)
+{
+    pool->prepared = prepared;
+}
+
 static void send_prepares(conn_t *c)
 {
-    for (int i = 0; i < PGPOOL_STMT__COUNT; i++) {
-        if (!PQsendPrepare(c->pg, stmts[i].name, stmts[i].sql, 0, NULL)) {
-            conn_fail(c, "prepare could not be sent");
-            return;
-        }
+    if (pgpool_send_prepares(c->pg, c->pool->prepared) != 0) {
+        conn_fail(c, "prepare could not be sent");
+        return;
     }
     if (!PQpipelineSync(c->pg)) {
         conn_fail(c, "pipeline sync failed");
@@ -394,6 +468,7 @@ static bool is_retryable(const PGresult *res)
 /* A finished op: retry serialization failures and deadlocks, else hand the result over. */
 static void finish_op(pgpool_t *pool, pgpool_op_t *op)
 {
+    note_statement_failure(op->res);
     if (op->res != NULL && is_retryable(op->res) && op->retries < MAX_RETRIES && op->cb != NULL) {
         op->retries++;
         PQclear(op->res);
@@ -442,6 +517,7 @@ static void read_results(conn_t *c)
             PQclear(res);
             break;
         default:
+            note_statement_failure(res); /* "already exists": a server connection not ours */
             if (!c->prep_failed)
                 log_warn("prepare failed: %s", PQresultErrorMessage(res));
             c->prep_failed = 1;
@@ -525,12 +601,8 @@ static conn_t *pick_conn(pgpool_t *pool)
 
 static int send_op(conn_t *c, pgpool_op_t *op)
 {
-    int lengths[PGPOOL_MAX_PARAMS];
-    for (int i = 0; i < op->nparams; i++)
-        lengths[i] = op->values[i] != NULL ? (int)strlen(op->values[i]) : 0;
-    if (!PQsendQueryPrepared(c->pg, stmts[op->stmt].name, op->nparams,
-                             (const char *const *)op->values, lengths, NULL,
-                             stmts[op->stmt].result_format))
+    if (pgpool_send_statement(c->pg, c->pool->prepared, op->stmt, op->nparams,
+                              (const char *const *)op->values) != 0)
         return -1;
     if (!PQpipelineSync(c->pg))
         return -1;
@@ -627,6 +699,7 @@ pgpool_t *pgpool_create(h2o_loop_t *loop, const char *conninfo, int nconns, int 
     pool->thread = thread;
     pool->nconns = nconns;
     pool->queue_max = queue_max;
+    pool->prepared = 1;
     h2o_linklist_init_anchor(&pool->queue);
     pool->conns = xcalloc((size_t)nconns, sizeof(conn_t));
     for (int i = 0; i < nconns; i++) {

@@ -6,6 +6,7 @@
 #ifndef PROFILE_API_DATA_PGPOOL_H
 #define PROFILE_API_DATA_PGPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <libpq-fe.h>
 #include "common/alloc.h"
@@ -78,6 +79,20 @@ void pgpool_detach(pgpool_op_t *op);
 
 /** The statement's name ("watchlist_add", ...): span names and metric labels. */
 const char *pgpool_stmt_name(pgpool_stmt_t stmt);
+
+/**
+ * Chooses named prepared statements (`prepared`, the default) or unnamed ones, which a pooler in
+ * transaction mode can run on any server connection (PG_PREPARED_STATEMENTS=off). Call right
+ * after pgpool_create(), before the loop runs.
+ */
+void pgpool_set_prepared(pgpool_t *pool, bool prepared);
+
+/**
+ * True while statements fail because the server does not know them (a named statement sent to a
+ * server connection that never prepared it, e.g. through a transaction-mode pooler): from such
+ * a failure in any thread's pool until 5 s without another. Thread-safe. Readiness uses it.
+ */
+bool pgpool_statements_failing(void);
 
 /** Connections currently connected and prepared. */
 int pgpool_ready_count(const pgpool_t *pool);

@@ -519,6 +519,7 @@ static void *thread_main(void *arg)
     thr->accept_ctx.hosts = server.globalconf.hosts;
     thr->pool =
         pgpool_create(thr->ctx.loop, cfg->database_url, nconns, thr->index, QUEUE_MAX_PER_THREAD);
+    pgpool_set_prepared(thr->pool, cfg->pg_prepared_statements != 0);
     redis_open(thr);
     thr->listener =
         h2o_evloop_socket_create(thr->ctx.loop, thr->listen_fd, H2O_SOCKET_FLAG_DONT_READ);

@@ -28,7 +28,8 @@ static void send_health(api_req_t *ar, bool ok, const char *pg_state, int versio
             api_respond_problem(ar, 503, "not-ready",
                                 ar->thr->server->draining
                                     ? "The server is shutting down."
-                                    : "PostgreSQL is unreachable or the schema is too old.",
+                                    : "PostgreSQL is unreachable, statements fail or the "
+                                      "schema is too old.",
                                 NULL, 0);
         }
         return;
@@ -62,6 +63,12 @@ static void on_schema_version(void *data, const PGresult *res, pgpool_err_t err)
     version = atoi(PQgetvalue(res, 0, 0));
     if (version < API_SCHEMA_VERSION) {
         send_health(ar, false, "schema-too-old", version);
+        return;
+    }
+    /* a connection answered, but requests may still fail: a statement the server did not know
+     * (transaction-mode pooler with PG_PREPARED_STATEMENTS=on) makes the process unready */
+    if (pgpool_statements_failing()) {
+        send_health(ar, false, "statements-failing", version);
         return;
     }
     send_health(ar, !ar->thr->server->draining, "up", version);

@@ -2,13 +2,19 @@
 
 `start_api(stack, **env)` spawns the real build/bin/profile-api on a free port against the
 stack's database and returns an Api object; tokens are minted with PyJWT (HS256).
+
+With PROFILE_TEST_VIA_PGBOUNCER=1 in the environment every API started here connects through
+the stack's PgBouncer in transaction mode (stack.env PGBOUNCER_URL, `tools/stack.sh start DIR
+--pgbouncer`) with PG_PREPARED_STATEMENTS=off; the tests' own SQL still goes direct.
 """
+import os
 import time
 import uuid
 
 import jwt
 import requests
 
+import support
 from support import bin_path, free_port, spawn
 
 SECRET = "integration-test-secret-0123456789abcdef"
@@ -72,9 +78,23 @@ class Api:
         return self.proc.stop(timeout=timeout)
 
 
+VIA_PGBOUNCER = os.environ.get("PROFILE_TEST_VIA_PGBOUNCER") == "1"
+
+
+def api_database_env(stack):
+    """DATABASE_URL (and PG_PREPARED_STATEMENTS) for an API: direct, or through PgBouncer."""
+    if not VIA_PGBOUNCER:
+        return {"DATABASE_URL": stack["API_DATABASE_URL"]}
+    if "PGBOUNCER_URL" not in stack:
+        raise RuntimeError("PROFILE_TEST_VIA_PGBOUNCER=1 but the stack has no PgBouncer "
+                           "(tools/stack.sh start DIR --pgbouncer)")
+    return {"DATABASE_URL": support.role_url(stack["PGBOUNCER_URL"], "api"),
+            "PG_PREPARED_STATEMENTS": "off"}
+
+
 def api_env(stack, port, **extra):
     env = {
-        "DATABASE_URL": stack["API_DATABASE_URL"],
+        **api_database_env(stack),
         "REDIS_URL": stack.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "HTTP_PORT": port,
         "HTTP_THREADS": 2,

@@ -53,7 +53,8 @@ def stack(request):
 
     stack_dir = support.REPO / ".local" / f"pytest-stack-{os.getpid()}"
     env = dict(os.environ, KAFKA_MOCK_BIN=support.bin_path("kafka-mock"))
-    r = subprocess.run([str(STACK_SH), "start", str(stack_dir)], env=env, capture_output=True,
+    r = subprocess.run([str(STACK_SH), "start", str(stack_dir), "--pgbouncer"], env=env,
+                       capture_output=True,
                        text=True, timeout=180)
     if r.returncode != 0:
         shutil.rmtree(stack_dir, ignore_errors=True)  # start already stopped what it started

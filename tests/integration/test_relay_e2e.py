@@ -637,12 +637,15 @@ def test_relay_sigterm_flushes_in_flight(stack, topic, cleanup):
     delivered = {(e["key"], int(e["headers"]["ce_sequence"])) for e in col.snapshot()}
     assert set(marked) <= delivered, "a row was marked without being delivered"
 
-    # brokers down: the flush gives up after its bound, exit 0, rows stay pending
+    # brokers down: the flush gives up after its bound, exit 0, rows stay pending. (A relay
+    # takes partitions only once a broker answered: it starts with the brokers up.)
     for b in (1, 2, 3):
         mock.control(f"rtt {b} 0")
-        mock.control(f"down {b}")
     relay2 = Relay(stack, url, topic, bootstrap=mock.bootstrap)
     cleanup.append(relay2)
+    wait_for(lambda: relay2.metric("relay_partitions_held") == 64, 15, "partitions")
+    for b in (1, 2, 3):
+        mock.control(f"down {b}")
     emit_many(url, users, 2)
     wait_for(lambda: (relay2.metric("profile_relay_inflight_messages") or 0) > 0, 10, "in flight")
     t0 = time.monotonic()

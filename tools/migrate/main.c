@@ -80,6 +80,13 @@ int main(int argc, char **argv)
 
     if ((conn = db_connect(cfg.database_url, "profile-migrate", 10)) == NULL)
         goto Exit;
+    /* the migration lock is a session advisory lock: a transaction-mode pooler would lose it */
+    if (db_session_check(conn, cfg.database_url) == DB_SESSION_TRANSACTION_POOLER) {
+        log_error("DATABASE_URL leads to a connection pooler in transaction mode; profile-migrate "
+                  "needs a direct or session-mode connection (its lock is a session lock)");
+        status = 2;
+        goto Exit;
+    }
     if (strcmp(cmd, "status") == 0) {
         int r = migrate_status(conn, dir, stdout);
         status = r == 0 ? 0 : 1;

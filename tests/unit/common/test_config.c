@@ -47,6 +47,12 @@ static const char *const all_vars[] = {
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "SHUTDOWN_DRAIN_SECONDS",
     "MIGRATIONS_DIR",
+    "PG_PREPARED_STATEMENTS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_FILE",
 };
 
 static app_config_t cfg;
@@ -479,6 +485,110 @@ static void test_effective_config_masks_secrets(void **state)
     free(out);
 }
 
+static void test_pg_prepared_statements(void **state)
+{
+    set_api_required();
+    load_expect_ok(CFG_PROG_API);
+    assert_int_equal(cfg.pg_prepared_statements, 1);
+    config_dispose(&cfg);
+    setenv("PG_PREPARED_STATEMENTS", "off", 1);
+    load_expect_ok(CFG_PROG_API);
+    assert_int_equal(cfg.pg_prepared_statements, 0);
+    config_dispose(&cfg);
+    setenv("PG_PREPARED_STATEMENTS", "ON", 1);
+    load_expect_ok(CFG_PROG_API);
+    assert_int_equal(cfg.pg_prepared_statements, 1);
+    config_dispose(&cfg);
+    setenv("PG_PREPARED_STATEMENTS", "maybe", 1);
+    expect_one_error(CFG_PROG_API, "PG_PREPARED_STATEMENTS");
+}
+
+static void test_kafka_security_defaults(void **state)
+{
+    set_relay_required();
+    load_expect_ok(CFG_PROG_RELAY);
+    assert_string_equal(cfg.kafka_security_protocol, "plaintext");
+    assert_null(cfg.kafka_sasl_mechanism);
+    assert_null(cfg.kafka_sasl_username);
+    assert_null(cfg.kafka_sasl_password);
+    assert_null(cfg.kafka_ssl_ca_file);
+}
+
+static void test_kafka_sasl_ssl_normalised(void **state)
+{
+    set_relay_required();
+    setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL", 1);
+    setenv("KAFKA_SASL_MECHANISM", "scram-sha-256", 1);
+    setenv("KAFKA_SASL_USERNAME", "relay", 1);
+    setenv("KAFKA_SASL_PASSWORD", "kafka-pw-secret", 1);
+    setenv("KAFKA_SSL_CA_FILE", "/dev/null", 1);
+    setenv("KAFKA_BOOTSTRAP_SERVERS", "SASL_SSL://b1.example:9093, sasl_ssl://b2.example:9093", 1);
+    load_expect_ok(CFG_PROG_RELAY);
+    assert_string_equal(cfg.kafka_security_protocol, "sasl_ssl");
+    assert_string_equal(cfg.kafka_sasl_mechanism, "SCRAM-SHA-256");
+    assert_string_equal(cfg.kafka_bootstrap_servers, "b1.example:9093,b2.example:9093");
+}
+
+static void test_kafka_bad_combinations(void **state)
+{
+    static const struct {
+        const char *proto, *mech, *user, *pass, *ca, *servers, *bad;
+    } cases[] = {
+        {"tls", NULL, NULL, NULL, NULL, NULL, "KAFKA_SECURITY_PROTOCOL"},
+        {"sasl_ssl", NULL, "u", "p", NULL, NULL, "KAFKA_SASL_MECHANISM"},
+        {"sasl_plaintext", "PLAIN", NULL, "p", NULL, NULL, "KAFKA_SASL_USERNAME"},
+        {"sasl_ssl", "PLAIN", "u", NULL, NULL, NULL, "KAFKA_SASL_PASSWORD"},
+        {"sasl_ssl", "GSSAPI", "u", "p", NULL, NULL, "KAFKA_SASL_MECHANISM"},
+        {NULL, "PLAIN", NULL, NULL, NULL, NULL, "KAFKA_SASL_MECHANISM"},
+        {"ssl", NULL, "u", NULL, NULL, NULL, "KAFKA_SASL_USERNAME"},
+        {"plaintext", NULL, NULL, "p", NULL, NULL, "KAFKA_SASL_PASSWORD"},
+        {"ssl", NULL, NULL, NULL, "/nonexistent/ca.pem", NULL, "KAFKA_SSL_CA_FILE"},
+        {"sasl_plaintext", "PLAIN", "u", "p", "/dev/null", NULL, "KAFKA_SSL_CA_FILE"},
+        {NULL, NULL, NULL, NULL, NULL, "SASL_SSL://h:9093", "KAFKA_BOOTSTRAP_SERVERS"},
+        {"ssl", NULL, NULL, NULL, NULL, "h1:9093,PLAINTEXT://h2:9092", "KAFKA_BOOTSTRAP_SERVERS"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        const char *vals[] = {cases[i].proto, cases[i].mech, cases[i].user, cases[i].pass,
+                              cases[i].ca};
+        const char *names[] = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM",
+                               "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CA_FILE"};
+        clear_env(state);
+        set_relay_required();
+        for (int k = 0; k < 5; ++k)
+            if (vals[k] != NULL)
+                setenv(names[k], vals[k], 1);
+        if (cases[i].servers != NULL)
+            setenv("KAFKA_BOOTSTRAP_SERVERS", cases[i].servers, 1);
+        expect_one_error(CFG_PROG_RELAY, cases[i].bad);
+        assert_null(strstr(errbuf, "\np\n")); /* never the password */
+        config_dispose(&cfg);
+    }
+}
+
+static void test_kafka_password_masked_in_effective_config(void **state)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&out, &len);
+
+    set_relay_required();
+    setenv("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext", 1);
+    setenv("KAFKA_SASL_MECHANISM", "PLAIN", 1);
+    setenv("KAFKA_SASL_USERNAME", "relay", 1);
+    setenv("KAFKA_SASL_PASSWORD", "kafka-pw-secret", 1);
+    load_expect_ok(CFG_PROG_RELAY);
+    log_init("unit-test", LOG_LEVEL_INFO);
+    log_set_stream(mem);
+    config_log_effective(&cfg, CFG_PROG_RELAY);
+    log_set_stream(NULL);
+    fclose(mem);
+    assert_non_null(out);
+    assert_null(strstr(out, "kafka-pw-secret"));
+    assert_non_null(strstr(out, "\"KAFKA_SASL_PASSWORD\":\"***\""));
+    assert_non_null(strstr(out, "\"KAFKA_SASL_USERNAME\":\"relay\""));
+    free(out);
+}
+
 static void test_mask_dsn(void **state)
 {
     static const struct {
@@ -541,6 +651,12 @@ int main(void)
                                         dispose),
         cmocka_unit_test_setup_teardown(test_effective_config_masks_secrets, clear_env, dispose),
         cmocka_unit_test(test_mask_dsn),
+        cmocka_unit_test_setup_teardown(test_pg_prepared_statements, clear_env, dispose),
+        cmocka_unit_test_setup_teardown(test_kafka_security_defaults, clear_env, dispose),
+        cmocka_unit_test_setup_teardown(test_kafka_sasl_ssl_normalised, clear_env, dispose),
+        cmocka_unit_test_setup_teardown(test_kafka_bad_combinations, clear_env, dispose),
+        cmocka_unit_test_setup_teardown(test_kafka_password_masked_in_effective_config, clear_env,
+                                        dispose),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,6 +141,10 @@ bool producer_is_fatal(const producer_t *p)
 void producer_purge(producer_t *p, bool inflight)
 {
 }
+bool producer_has_metadata(const producer_t *p)
+{
+    return true;
+}
 void producer_set_wakeup_fd(producer_t *p, int fd)
 {
 }

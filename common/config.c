@@ -46,6 +46,7 @@ static const cfg_entry_t config_table[] = {
     {"PG_POOL_MAX", CFG_INT, F(pg_pool_max), "30", 1, 1000, API, 0, 0},
     {"REDIS_URL", CFG_STR, F(redis_url), "redis://127.0.0.1:6379/0", 1, 4096, SERVICES, 0,
      CFG_SECRET},
+    {"REDIS_MODE", CFG_STR, F(redis_mode), "standalone", 1, 32, SERVICES, 0, 0},
     {"CACHE_TTL_SECONDS", CFG_INT, F(cache_ttl_seconds), "300", 1, 86400, SERVICES, 0, 0},
     {"CACHE_LOCAL_MB", CFG_INT, F(cache_local_mb), "64", 0, 65536, API, 0, 0},
     {"RATE_LIMIT_PER_MINUTE", CFG_INT, F(rate_limit_per_minute), "200", 0, 1000000, API, 0, 0},
@@ -200,6 +201,12 @@ int config_load_env(app_config_t *cfg, unsigned program, char *errbuf, size_t er
     if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->redis_url != NULL &&
         !valid_redis_url(cfg->redis_url))
         add_error(&errs, "REDIS_URL: must start with redis:// or unix://");
+    if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->redis_mode != NULL) {
+        if (strcmp(cfg->redis_mode, "cluster") == 0)
+            cfg->redis_cluster = true;
+        else if (strcmp(cfg->redis_mode, "standalone") != 0)
+            add_error(&errs, "REDIS_MODE: must be standalone or cluster");
+    }
 
     if (errbuf != NULL && errlen > 0) {
         snprintf(errbuf, errlen, "%s", errs.data);
@@ -233,6 +240,19 @@ void config_mask_dsn(const char *url, char *out, size_t outlen)
     out[0] = '\0';
     if (url == NULL)
         return;
+    /* a comma list of URIs (REDIS_MODE=cluster seeds): each one masked */
+    if (strstr(url, "://") != NULL && strchr(url, ',') != NULL) {
+        const char *comma = strchr(url, ',');
+        char *first = xstrndup(url, (size_t)(comma - url));
+        config_mask_dsn(first, out, outlen);
+        free(first);
+        n = strlen(out);
+        if (n + 1 < outlen) {
+            out[n] = ',';
+            config_mask_dsn(comma + 1, out + n + 1, outlen - n - 1);
+        }
+        return;
+    }
     /* URI form: scheme://user:password@host */
     if ((scheme = strstr(url, "://")) != NULL && (at = strchr(scheme + 3, '@')) != NULL &&
         (colon = memchr(scheme + 3, ':', (size_t)(at - (scheme + 3)))) != NULL) {

@@ -515,11 +515,11 @@ def test_relay_invalidates_across_a_redis_cluster(stack, topic, cleanup, seeds):
     alone) and raises the version key of users spread over all three masters; no invalidation
     is refused, none is left queued."""
     cstack = support.stack_for_redis_mode(stack, "cluster")
-    ports = cstack["REDIS_CLUSTER_PORTS"].split(",")
+    r = support.redis_client(cstack)
     if seeds == "all":
         redis_url = cstack["REDIS_URL"]
-    else:  # `redis-cli --cluster create` makes the last three nodes replicas
-        redis_url = f"redis://127.0.0.1:{ports[-1]}"
+    else:
+        redis_url = f"redis://127.0.0.1:{r.get_replicas()[0].port}"
     url = fresh_db(stack, "rcluster")
     col = Collector(stack, topic)
     cleanup.append(col)
@@ -528,7 +528,6 @@ def test_relay_invalidates_across_a_redis_cluster(stack, topic, cleanup, seeds):
     users = [uid("rc") for _ in range(24)]
     emit_many(url, users, 2)
     col.wait_users({u: 2 for u in users}, timeout=30)
-    r = support.redis_client(cstack)
     wait_for(lambda: all(r.get(f"pc:{{{u}}}:ver") == b"2" for u in users), 10,
              "version keys on every master")
     slots = {r.keyslot(f"pc:{{{u}}}:ver") for u in users}

@@ -500,8 +500,7 @@ static void send_probes(void *data)
                 call->gets[k - i] = gets[order[k]];
                 argv[1 + k - i] = keys[order[k]];
             }
-            redis_client_command(lc->redis, on_probes_reply, call, (int)(end - i + 1), argv,
-                                 NULL);
+            redis_client_command(lc->redis, on_probes_reply, call, (int)(end - i + 1), argv, NULL);
         }
     }
 }

@@ -21,12 +21,12 @@
 #define LOG_MODULE "redis"
 
 #define BACKOFF_LEVELS 12
-#define MAX_NODES 64           /* distinct node addresses one client remembers */
-#define MAX_REDIRECTS 5        /* MOVED/ASK hops of one command before it fails */
-#define MAX_RANGES 1024        /* slot ranges of a CLUSTER SLOTS reply */
-#define REFRESH_DELAY_MS 100   /* slot map re-read: after MOVED, or while a master is down */
-#define ERROR_KINDS 16         /* error reply kinds remembered for logging once per outage */
-#define ERROR_RELOG_MS 60000   /* a kind seen again outside any outage is logged again after */
+#define MAX_NODES 64         /* distinct node addresses one client remembers */
+#define MAX_REDIRECTS 5      /* MOVED/ASK hops of one command before it fails */
+#define MAX_RANGES 1024      /* slot ranges of a CLUSTER SLOTS reply */
+#define REFRESH_DELAY_MS 100 /* slot map re-read: after MOVED, or while a master is down */
+#define ERROR_KINDS 16       /* error reply kinds remembered for logging once per outage */
+#define ERROR_RELOG_MS 60000 /* a kind seen again outside any outage is logged again after */
 
 typedef enum {
     STATE_DOWN = 0,   /* no context; a reconnect is scheduled (unless retired) */
@@ -101,7 +101,7 @@ typedef struct st_cmd_t {
     node_t *only; /* sent to this node and nowhere else (CLUSTER SLOTS) */
     redis_client_cb_t cb;
     void *ud;
-    h2o_timeout_entry_t entry; /* command timeout, or the fail-fast deferral */
+    h2o_timeout_entry_t entry;    /* command timeout, or the fail-fast deferral */
     const redis_script_t *script; /* EVALSHA: resent as EVAL on NOSCRIPT */
     int slot;                     /* -1: no key */
     unsigned redirects;
@@ -124,8 +124,8 @@ static atomic_uint_fast64_t g_outages;
 static pthread_mutex_t g_kinds_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     char kind[24];
-    uint64_t outage;  /* g_outages when last logged */
-    uint64_t at_ms;   /* when last logged */
+    uint64_t outage;   /* g_outages when last logged */
+    uint64_t at_ms;    /* when last logged */
     uint64_t unlogged; /* seen since */
 } g_kinds[ERROR_KINDS];
 static unsigned g_nkinds;
@@ -156,7 +156,7 @@ static void note_error(redis_client_t *c, const node_t *n, const char *text, siz
     char kind[24];
     uint64_t outage = atomic_load(&g_outages), now = now_ms(c), unlogged = 0;
     bool log = false;
-    c->stats.error_replies++;
+    c->stats.err_replies++;
     redis_cluster_error_kind(text, len, kind, sizeof(kind));
     pthread_mutex_lock(&g_kinds_lock);
     unsigned i;
@@ -646,8 +646,7 @@ static void on_refresh_timer(h2o_timeout_entry_t *entry)
 
 static void request_refresh(redis_client_t *c)
 {
-    if (!c->cluster || c->destroying || c->refreshing ||
-        h2o_timeout_is_linked(&c->refresh_entry))
+    if (!c->cluster || c->destroying || c->refreshing || h2o_timeout_is_linked(&c->refresh_entry))
         return;
     h2o_timeout_link(c->loop, &c->refresh_timeout, &c->refresh_entry);
 }
@@ -694,9 +693,9 @@ static void key_args(const cmd_t *cmd, int nkeys, int *first, int *end)
 {
     const char *name = cmd->argv[0];
     size_t len = cmd->argvlen[0];
-    static const char *const keyless[] = {"PING",   "CLUSTER", "SCRIPT",   "INFO",  "ECHO",
-                                          "TIME",   "FLUSHALL", "FLUSHDB", "DBSIZE", "CONFIG",
-                                          "CLIENT", "COMMAND", "ASKING",   "READONLY"};
+    static const char *const keyless[] = {"PING",   "CLUSTER",  "SCRIPT",  "INFO",    "ECHO",
+                                          "TIME",   "FLUSHALL", "FLUSHDB", "DBSIZE",  "CONFIG",
+                                          "CLIENT", "COMMAND",  "ASKING",  "READONLY"};
     *first = 1;
     *end = cmd->argc > 1 ? 2 : 1;
     if (cmd->script != NULL) {
@@ -704,9 +703,8 @@ static void key_args(const cmd_t *cmd, int nkeys, int *first, int *end)
         *end = 3 + nkeys <= cmd->argc ? 3 + nkeys : cmd->argc;
         return;
     }
-    if (name_is(name, len, "MGET") || name_is(name, len, "DEL") ||
-        name_is(name, len, "UNLINK") || name_is(name, len, "EXISTS") ||
-        name_is(name, len, "TOUCH")) {
+    if (name_is(name, len, "MGET") || name_is(name, len, "DEL") || name_is(name, len, "UNLINK") ||
+        name_is(name, len, "EXISTS") || name_is(name, len, "TOUCH")) {
         *end = cmd->argc;
         return;
     }
@@ -800,16 +798,15 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 static int dispatch(redis_client_t *c, cmd_t *cmd)
 {
     node_t *n = cmd->ask != NULL ? cmd->ask : route(c, cmd);
-    if (n == NULL || c->destroying || n->ac == NULL || !n->healthy ||
-        n->pending >= c->max_pending)
+    if (n == NULL || c->destroying || n->ac == NULL || !n->healthy || n->pending >= c->max_pending)
         return -1;
     if (cmd->ask != NULL) {
         if (redisAsyncCommand(n->ac, NULL, NULL, "ASKING") != REDIS_OK)
             return -1;
         cmd->ask = NULL;
     }
-    if (redisAsyncCommandArgv(n->ac, on_reply, cmd, cmd->argc,
-                              (const char **)(uintptr_t)cmd->argv, cmd->argvlen) != REDIS_OK)
+    if (redisAsyncCommandArgv(n->ac, on_reply, cmd, cmd->argc, (const char **)(uintptr_t)cmd->argv,
+                              cmd->argvlen) != REDIS_OK)
         return -1;
     cmd->node = n;
     cmd->entry.cb = on_command_timeout;
@@ -840,8 +837,8 @@ static int submit(redis_client_t *c, cmd_t *cmd)
 static int resend(redis_client_t *c, cmd_t *cmd, const redisReply *reply)
 {
     redis_cluster_redirect_t rd;
-    if (c->cluster && redis_cluster_parse_redirect(reply->str, reply->len, &rd) !=
-                          REDIS_CLUSTER_NO_REDIRECT) {
+    if (c->cluster &&
+        redis_cluster_parse_redirect(reply->str, reply->len, &rd) != REDIS_CLUSTER_NO_REDIRECT) {
         if (cmd->redirects >= MAX_REDIRECTS || cmd->only != NULL)
             return 0;
         int idx = node_index(c, rd.host, rd.port);

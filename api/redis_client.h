@@ -73,7 +73,7 @@ typedef struct st_redis_client_stats_t {
     uint64_t moved;       /* cluster: MOVED redirections followed */
     uint64_t ask;         /* cluster: ASK redirections followed */
     uint64_t refreshes;   /* cluster: slot map reads (CLUSTER SLOTS) */
-    uint64_t error_replies; /* error replies passed to callers, and commands refused as CROSSSLOT */
+    uint64_t err_replies; /* error replies passed to callers; commands refused as CROSSSLOT */
 } redis_client_stats_t;
 
 /** A Lua script and its SHA1, for redis_client_eval(). */
@@ -89,8 +89,7 @@ typedef struct st_redis_script_t {
 PROFILE_MUSTCHECK int redis_client_check_url(const char *url, char *errbuf, size_t errlen);
 
 /** Checks a cluster-mode REDIS_URL: a comma list of redis:// seeds with database 0. */
-PROFILE_MUSTCHECK int redis_client_check_cluster_url(const char *list, char *errbuf,
-                                                     size_t errlen);
+PROFILE_MUSTCHECK int redis_client_check_cluster_url(const char *list, char *errbuf, size_t errlen);
 
 /**
  * Creates a client on `loop` and starts connecting at once. Returns NULL with a reason in

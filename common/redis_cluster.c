@@ -145,7 +145,6 @@ int redis_cluster_parse_slots(const redisReply *r, const char *default_host,
     return (int)n;
 }
 
-
 typedef struct st_pair_t {
     uint16_t slot;
     size_t index;

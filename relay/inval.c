@@ -18,7 +18,7 @@
 #define QUEUE_MAX 100000
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 5000
-#define MAX_NODES 64   /* cluster: distinct node addresses remembered */
+#define MAX_NODES 64    /* cluster: distinct node addresses remembered */
 #define MAX_RANGES 1024 /* cluster: slot ranges of a CLUSTER SLOTS reply */
 #define MAX_ROUNDS 3    /* cluster: sends per flush (a MOVED re-reads the map, then resends) */
 
@@ -380,16 +380,16 @@ static void flush_node(inval_t *iv, int k, const int *where, bool *done, bool *m
             continue;
         char kv[CACHE_KEY_MAX], kw[CACHE_KEY_MAX], kh[CACHE_KEY_MAX], seq[24];
         item_args(iv, &iv->items[i], kv, kw, kh, seq);
-        if (redisAppendCommand(node->rc, "EVALSHA %s 3 %s %s %s %s %s", node->sha, kv, kw, kh,
-                               seq, ttl) != REDIS_OK)
+        if (redisAppendCommand(node->rc, "EVALSHA %s 3 %s %s %s %s %s", node->sha, kv, kw, kh, seq,
+                               ttl) != REDIS_OK)
             break;
         sent_idx[sent++] = i;
     }
     for (int j = 0; j < sent; ++j) {
         void *reply = NULL;
         if (redisGetReply(node->rc, &reply) != REDIS_OK || reply == NULL) {
-            outage(iv, node, node->rc != NULL && node->rc->errstr[0] ? node->rc->errstr
-                                                                     : "i/o error");
+            outage(iv, node,
+                   node->rc != NULL && node->rc->errstr[0] ? node->rc->errstr : "i/o error");
             break;
         }
         redisReply *r = reply;
@@ -397,14 +397,14 @@ static void flush_node(inval_t *iv, int k, const int *where, bool *done, bool *m
         redis_cluster_redirect_t rd;
         if (r->type != REDIS_REPLY_ERROR) {
             done[i] = true;
-        } else if (iv->cluster && redis_cluster_parse_redirect(r->str, r->len, &rd) ==
-                                      REDIS_CLUSTER_MOVED) {
+        } else if (iv->cluster &&
+                   redis_cluster_parse_redirect(r->str, r->len, &rd) == REDIS_CLUSTER_MOVED) {
             int idx = node_index(iv, rd.host, rd.port);
             if (idx >= 0)
                 iv->slot_node[rd.slot] = (int8_t)idx;
             *moved = true;
-        } else if (iv->cluster && redis_cluster_parse_redirect(r->str, r->len, &rd) ==
-                                      REDIS_CLUSTER_ASK) {
+        } else if (iv->cluster &&
+                   redis_cluster_parse_redirect(r->str, r->len, &rd) == REDIS_CLUSTER_ASK) {
             done[i] = send_asking(iv, &iv->items[i], rd.host, rd.port, ttl);
         } else if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
             /* script cache flushed: reconnect (which loads it again) and resend the rest */
@@ -418,9 +418,8 @@ static void flush_node(inval_t *iv, int k, const int *where, bool *done, bool *m
             redisFree(node->rc);
             node->rc = NULL;
             break;
-        } else if (strncmp(r->str, "CLUSTERDOWN", 11) == 0 ||
-                   strncmp(r->str, "TRYAGAIN", 8) == 0 || strncmp(r->str, "LOADING", 7) == 0 ||
-                   strncmp(r->str, "MASTERDOWN", 10) == 0) {
+        } else if (strncmp(r->str, "CLUSTERDOWN", 11) == 0 || strncmp(r->str, "TRYAGAIN", 8) == 0 ||
+                   strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0) {
             error_reply(iv, r->str, r->len); /* passing: kept and retried */
             *moved = iv->cluster;
         } else {

@@ -398,7 +398,7 @@ static rt_reply_t *node_cmd(int i, int argc, const char **argv)
 }
 
 #define NODE(i, ...)                                                                               \
-    node_cmd((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),            \
+    node_cmd((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),             \
              (const char *[]){__VA_ARGS__})
 
 static void node_do(int i, int argc, const char **argv)
@@ -411,7 +411,7 @@ static void node_do(int i, int argc, const char **argv)
 }
 
 #define NODE_DO(i, ...)                                                                            \
-    node_do((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),             \
+    node_do((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),              \
             (const char *[]){__VA_ARGS__})
 
 static bool both_ok(void)
@@ -495,8 +495,7 @@ static void test_cluster_url_checks(void **state)
     assert_int_equal(redis_client_check_cluster_url("redis://a:1,redis://b:2", err, sizeof(err)),
                      0);
     assert_int_equal(redis_client_check_cluster_url("redis://a:1", err, sizeof(err)), 0);
-    assert_int_equal(redis_client_check_cluster_url("redis://a:1,unix:///x", err, sizeof(err)),
-                     -1);
+    assert_int_equal(redis_client_check_cluster_url("redis://a:1,unix:///x", err, sizeof(err)), -1);
     assert_int_equal(redis_client_check_cluster_url("redis://a:1/3", err, sizeof(err)), -1);
     assert_int_equal(redis_client_check_cluster_url("redis://a:1,", err, sizeof(err)), -1);
 }
@@ -548,7 +547,7 @@ static void test_cluster_crossslot_refused(void **state)
     assert_true(run_until(&m1.done, 1, 1000));
     assert_true(m1.null);
     redis_client_get_stats(c, &st);
-    assert_int_equal(st.error_replies, 1);
+    assert_int_equal(st.err_replies, 1);
     assert_int_equal(CMD(c, &m2, "MGET", "{u1}a", "{u1}b"), 0); /* one slot: fine */
     assert_true(run_until(&m2.done, 1, 2000));
     assert_false(m2.null);
@@ -589,7 +588,7 @@ static void test_cluster_moved_after_a_slot_moved(void **state)
     assert_true(run_until(&g2.done, 1, 2000));
     assert_string_equal(g2.str, "moved-value");
     redis_client_get_stats(c, &before);
-    assert_int_equal(before.moved, after.moved); /* learnt: no second redirection */
+    assert_int_equal(before.moved, after.moved);     /* learnt: no second redirection */
     assert_true(before.refreshes > after.refreshes); /* re-read after the MOVED */
     redis_client_destroy(c);
 }

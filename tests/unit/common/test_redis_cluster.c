@@ -73,10 +73,18 @@ static void test_redirect(void **state)
     assert_int_equal(redis_cluster_parse_redirect(h, strlen(h), &r), REDIS_CLUSTER_MOVED);
     assert_string_equal(r.host, "redis-2.example");
     static const char *const bad[] = {
-        "MOVED",           "MOVED 16384 127.0.0.1:1", "MOVED x 127.0.0.1:1", "MOVED 1 127.0.0.1",
-        "MOVED 1 :6379",   "MOVED 1 127.0.0.1:0",     "ASK 1 h:70000",       "MOVED 1 h:12x",
-        "ERR wrong thing", "CROSSSLOT Keys in request don't hash to the same slot",
-        "MOVED 1  h:1",    "MOVED 1 []:1",
+        "MOVED",
+        "MOVED 16384 127.0.0.1:1",
+        "MOVED x 127.0.0.1:1",
+        "MOVED 1 127.0.0.1",
+        "MOVED 1 :6379",
+        "MOVED 1 127.0.0.1:0",
+        "ASK 1 h:70000",
+        "MOVED 1 h:12x",
+        "ERR wrong thing",
+        "CROSSSLOT Keys in request don't hash to the same slot",
+        "MOVED 1  h:1",
+        "MOVED 1 []:1",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(redis_cluster_parse_redirect(bad[i], strlen(bad[i]), &r),
@@ -119,12 +127,12 @@ static void test_parse_slots(void **state)
 
     static const char *const bad[] = {
         "-ERR This instance has cluster support disabled\r\n",
-        "*1\r\n*2\r\n:0\r\n:1\r\n",                                /* no master */
-        "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",        /* end < start */
-        "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",     /* slot out of range */
-        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n",         /* port 0 */
-        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n:1\r\n:1\r\n",              /* host not a string */
-        "*1\r\n*3\r\n$1\r\n0\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n",    /* start not an integer */
+        "*1\r\n*2\r\n:0\r\n:1\r\n",                             /* no master */
+        "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",     /* end < start */
+        "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",  /* slot out of range */
+        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n",      /* port 0 */
+        "*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n:1\r\n:1\r\n",           /* host not a string */
+        "*1\r\n*3\r\n$1\r\n0\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n", /* start not an integer */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = parse_resp(bad[i]);
@@ -174,9 +182,12 @@ static void test_error_kind(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc16_vector),    cmocka_unit_test(test_key_slot),
-        cmocka_unit_test(test_user_keys_share_a_slot), cmocka_unit_test(test_redirect),
-        cmocka_unit_test(test_parse_slots),     cmocka_unit_test(test_group_by_slot),
+        cmocka_unit_test(test_crc16_vector),
+        cmocka_unit_test(test_key_slot),
+        cmocka_unit_test(test_user_keys_share_a_slot),
+        cmocka_unit_test(test_redirect),
+        cmocka_unit_test(test_parse_slots),
+        cmocka_unit_test(test_group_by_slot),
         cmocka_unit_test(test_error_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -432,6 +432,7 @@ cmd_start() {
     trap 'echo "stack: start failed, stopping what was started" >&2; cmd_stop >/dev/null 2>&1 || true' EXIT
     pg_setup
     redis_setup
+    # shellcheck disable=SC2034 # read indirectly by write_env
     REDIS_CLUSTER_URL="" REDIS_CLUSTER_PORTS=""
     if [ "${STACK_REDIS_CLUSTER:-0}" = 1 ]; then
         redis_cluster_setup

@@ -132,6 +132,8 @@ static unsigned g_nkinds;
 
 static void start_connect(node_t *n);
 static void request_refresh(redis_client_t *c);
+static bool map_has_down_node(const redis_client_t *c);
+static void uncount_down(node_t *n, const char *how);
 static int submit(redis_client_t *c, cmd_t *cmd);
 
 /* ---------- helpers ---------- */
@@ -195,8 +197,15 @@ static void mark_down(node_t *n)
 {
     redis_client_t *c = n->client;
     n->healthy = false;
-    if (c->cluster)
+    if (c->cluster) {
         request_refresh(c); /* maybe a replica takes over its slots */
+        if (c->map_known && !n->in_map) {
+            n->retired = true; /* serves no slot: not worth reconnecting, nor an outage */
+            h2o_timeout_unlink(&n->reconnect_entry);
+            uncount_down(n, "cluster healed: a node that left the slot map is gone");
+            return;
+        }
+    }
     if (n->counted_down || n->retired)
         return;
     n->counted_down = true;
@@ -235,7 +244,7 @@ static void mark_up(node_t *n)
     n->backoff_level = 0;
     c->stats.connects++;
     uncount_down(n, "reachable again");
-    if (c->cluster && !c->map_known)
+    if (c->cluster && (!c->map_known || map_has_down_node(c)))
         request_refresh(c);
 }
 

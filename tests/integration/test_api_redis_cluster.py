@@ -100,7 +100,30 @@ def test_cache_and_limiter_on_every_master(cstack):
         for users in by.values():
             for u in users:
                 assert rc.exists(ver_key(u))
-        assert "MOVED" not in a.proc.output()
+        # concurrent reads of many users: the version checks of pages held locally leave as
+        # one MGET per slot (never CROSSSLOT) and are served from the local copies
+        everyone = [u for us in by.values() for u in us]
+        codes, lock = [], threading.Lock()
+
+        def reader(chunk):
+            s = requests.Session()
+            for _ in range(5):
+                for u in chunk:
+                    c = a.get(f"/profiles/{u}/watchlist", u, session=s).status_code
+                    with lock:
+                        codes.append(c)
+        threads = [threading.Thread(target=reader, args=(everyone[i::6],)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert codes.count(200) == len(codes) == 5 * len(everyone)
+        m2 = metrics(a)
+        assert m2["profile_api_cache_local_hits_total"] > m["profile_api_cache_local_hits_total"]
+        assert m2["profile_api_cache_errors_total"] == 0
+        assert m2["profile_api_redis_error_replies_total"] == 0
+        out = a.proc.output()
+        assert "MOVED" not in out and "CROSSSLOT" not in out
     finally:
         assert a.stop() == 0
 
@@ -221,10 +244,17 @@ def test_master_killed_under_load(cstack, uncached, capsys):
         assert LIMIT <= allowed <= LIMIT + refill + 1, (allowed, refill)
         assert metrics(a)["profile_api_ratelimit_degraded_total"] + \
             metrics(b)["profile_api_ratelimit_degraded_total"] == degraded
-        # one outage, logged once per process; errors counted
+        # errors counted; logged once per kind, not per failed command
+        lost = [metrics(api) for api in (a, b)]
+        assert sum(m["profile_api_redis_disconnects_total"] for m in lost) >= 2  # both processes
+        assert sum(m["profile_api_cache_errors_total"] + m["profile_api_ratelimit_degraded_total"]
+                   for m in lost) > 0
         for api in (a, b):
-            out = api.proc.output()
-            assert out.count("unreachable") <= 2, out[-3000:]
+            warns = [ln for ln in api.proc.output().splitlines()
+                     if '"level":"warn"' in ln and '"module":"redis"' in ln]
+            with capsys.disabled():
+                print(f"[redis cluster] :{api.port} logged {len(warns)} redis warnings")
+            assert len(warns) <= 4, warns
     finally:
         stop.set()
         for api in (a, b):

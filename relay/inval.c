@@ -229,7 +229,7 @@ static void error_reply(inval_t *iv, const char *str, size_t len)
     if (strcmp(kind, iv->logged_kind) == 0)
         return;
     memcpy(iv->logged_kind, kind, sizeof(kind));
-    log_warn("redis invalidation refused: %.*s (each kind logged once per outage)",
+    log_warn("redis error on invalidation: %.*s (each kind logged once per outage)",
              (int)(len < 200 ? len : 200), str);
 }
 

@@ -537,7 +537,7 @@ def test_relay_invalidates_across_a_redis_cluster(stack, topic, cleanup, seeds):
     assert relay.metric("relay_redis_up") == 1
     assert relay.stop() == 0
     out = relay.proc.output()
-    assert "refused" not in out and "CROSSSLOT" not in out, out[-2000:]
+    assert "error on invalidation" not in out and "CROSSSLOT" not in out, out[-2000:]
 
 
 def test_relay_retention_deletes_published_rows(stack, topic, cleanup):

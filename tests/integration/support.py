@@ -313,8 +313,9 @@ def stack_for_redis_mode(stack, mode):
 def redis_client(stack, **kw):
     """A redis-py client for the stack's Redis in its mode (RedisCluster in cluster mode)."""
     import redis
-    from redis.cluster import RedisCluster
+    from urllib.parse import urlparse
+    from redis.cluster import ClusterNode, RedisCluster
     if stack.get("REDIS_MODE") == "cluster":
-        seed = stack["REDIS_URL"].split(",")[0]
-        return RedisCluster.from_url(seed, **kw)
+        seeds = [urlparse(u) for u in stack["REDIS_URL"].split(",")]  # any of them may be down
+        return RedisCluster(startup_nodes=[ClusterNode(u.hostname, u.port) for u in seeds], **kw)
     return redis.Redis.from_url(stack["REDIS_URL"], **kw)

@@ -95,7 +95,7 @@ static rt_reply_t *node_cmd(int i, int argc, const char **argv)
 }
 
 #define NODE(i, ...)                                                                               \
-    node_cmd((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),            \
+    node_cmd((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),             \
              (const char *[]){__VA_ARGS__})
 
 static void node_ok(rt_reply_t *r)

@@ -40,7 +40,8 @@ int main(void)
         return 2;
     }
     /* a malformed REDIS_URL is a configuration error (exit 2); a Redis that is down is not */
-    if (redis_client_check_url(cfg.redis_url, errbuf, sizeof(errbuf)) != 0) {
+    if ((cfg.redis_cluster ? redis_client_check_cluster_url(cfg.redis_url, errbuf, sizeof(errbuf))
+                           : redis_client_check_url(cfg.redis_url, errbuf, sizeof(errbuf))) != 0) {
         fprintf(stderr, "REDIS_URL: %s\n", errbuf);
         config_dispose(&cfg);
         return 2;

@@ -66,8 +66,8 @@ extern const char cache_lua_fill[];
  * now after the last one that passed; reset = seconds until the full quota is back;
  * retry_after >= 1 when some were denied, else 0. A denied request consumes nothing.
  * Several callers in one call: KEYS[1..m], ARGV[4i-3..4i] for KEYS[i]; the reply holds the
- * four numbers of each key in turn. The keys may lie in different hash slots (one Redis, not
- * a cluster).
+ * four numbers of each key in turn. The keys may lie in different hash slots on one Redis; on
+ * a Redis Cluster one call carries the keys of one slot only (callers group them by slot).
  */
 extern const char cache_lua_ratelimit[];
 

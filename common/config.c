@@ -85,6 +85,13 @@ static const cfg_entry_t config_table[] = {
      .max = 4096,
      .programs = SERVICES,
      .flags = CFG_DSN},
+    {.name = "REDIS_MODE",
+     .type = CFG_STR,
+     .offset = F(redis_mode),
+     .def = "standalone",
+     .min = 1,
+     .max = 32,
+     .programs = SERVICES},
     {.name = "CACHE_TTL_SECONDS",
      .type = CFG_INT,
      .offset = F(cache_ttl_seconds),
@@ -581,6 +588,12 @@ int config_load_env(app_config_t *cfg, unsigned program, char *errbuf, size_t er
     if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->redis_url != NULL &&
         !valid_redis_url(cfg->redis_url))
         add_error(&errs, "REDIS_URL: must start with redis:// or unix://");
+    if ((program & (CFG_PROG_API | CFG_PROG_RELAY)) && cfg->redis_mode != NULL) {
+        if (strcmp(cfg->redis_mode, "cluster") == 0)
+            cfg->redis_cluster = true;
+        else if (strcmp(cfg->redis_mode, "standalone") != 0)
+            add_error(&errs, "REDIS_MODE: must be standalone or cluster");
+    }
     if (program & CFG_PROG_RELAY)
         check_kafka(cfg, &errs);
 
@@ -616,6 +629,19 @@ void config_mask_dsn(const char *url, char *out, size_t outlen)
     out[0] = '\0';
     if (url == NULL)
         return;
+    /* a comma list of URIs (REDIS_MODE=cluster seeds): each one masked */
+    if (strstr(url, "://") != NULL && strchr(url, ',') != NULL) {
+        const char *comma = strchr(url, ',');
+        char *first = xstrndup(url, (size_t)(comma - url));
+        config_mask_dsn(first, out, outlen);
+        free(first);
+        n = strlen(out);
+        if (n + 1 < outlen) {
+            out[n] = ',';
+            config_mask_dsn(comma + 1, out + n + 1, outlen - n - 1);
+        }
+        return;
+    }
     /* URI form: scheme://user:password@host */
     if ((scheme = strstr(url, "://")) != NULL && (at = strchr(scheme + 3, '@')) != NULL &&
         (colon = memchr(scheme + 3, ':', (size_t)(at - (scheme + 3)))) != NULL) {

@@ -5,6 +5,7 @@
 #ifndef PROFILE_COMMON_CONFIG_H
 #define PROFILE_COMMON_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "common/alloc.h"
 #include "common/log.h"
@@ -21,6 +22,8 @@ typedef struct st_app_config_t {
     char *database_url;
     int pg_pool_max;
     char *redis_url;
+    char *redis_mode;   /* REDIS_MODE: "standalone" or "cluster" */
+    bool redis_cluster; /* REDIS_MODE=cluster: REDIS_URL is a comma list of seed nodes */
     int cache_ttl_seconds;
     int cache_local_mb; /* api: local copies of cached pages (api/localcache.h); 0 = none */
     int rate_limit_per_minute;

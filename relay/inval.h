@@ -6,6 +6,8 @@
 #ifndef PROFILE_RELAY_INVAL_H
 #define PROFILE_RELAY_INVAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "common/alloc.h"
 
@@ -17,6 +19,15 @@ typedef struct st_inval_t inval_t;
  * `version_ttl_s` is the TTL set on version keys.
  */
 inval_t *inval_create(const char *url, int version_ttl_s, char *errbuf, size_t errlen);
+
+/**
+ * REDIS_MODE: with `cluster` the URL's nodes (a comma list, or one node) are the seeds of a
+ * Redis Cluster: the slot map is read with CLUSTER SLOTS, each user's invalidation goes to its
+ * slot's master (one pipeline per master), MOVED re-reads the map and resends, ASK sends one
+ * invalidation behind ASKING. Returns 0, or -1 with errbuf filled for a URL that does not fit
+ * the mode. Before the first inval_flush().
+ */
+int inval_set_cluster(inval_t *iv, bool cluster, char *errbuf, size_t errlen);
 
 /** NULL-safe. */
 void inval_destroy(inval_t *iv);

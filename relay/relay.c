@@ -239,7 +239,8 @@ relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
     r->cfg = cfg;
     r->tracing = cfg->otel_exporter_otlp_endpoint != NULL && cfg->otel_exporter_otlp_endpoint[0];
     r->inval = inval_create(cfg->redis_url, vttl, errbuf, errlen);
-    if (r->inval == NULL) {
+    if (r->inval == NULL || inval_set_cluster(r->inval, cfg->redis_cluster, errbuf, errlen) != 0) {
+        inval_destroy(r->inval);
         free(r);
         return NULL;
     }

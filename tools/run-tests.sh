@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The stack-based part of `make test`, against an already built tree:
-#   1. start a local stack (tools/stack.sh, with PgBouncer) in .local/test-stack-<pid>, stopped
-#      again on exit
+#   1. start a local stack (tools/stack.sh, with PgBouncer, and a Redis Cluster unless
+#      STACK_REDIS_CLUSTER=0) in .local/test-stack-<pid>, stopped again on exit
 #   2. apply migrations/ as profile_owner (BUILD_DIR/bin/profile-migrate, or psql if it is not
 #      built)
 #   3. pg_prove tests/db/*.sql as the local superuser `profile` (no such file is a failure;
@@ -112,6 +112,9 @@ pgbouncer_pass() {
 }
 
 echo "==> stack start ($STACK_DIR)"
+# the Redis suites run against a standalone Redis and a Redis Cluster (STACK_REDIS_CLUSTER=0:
+# standalone only; the cluster-mode tests are then skipped)
+export STACK_REDIS_CLUSTER=${STACK_REDIS_CLUSTER:-1}
 if ! "$REPO/tools/stack.sh" start "$STACK_DIR" --pgbouncer; then
     failures+=("stack start")
     echo "run-tests: the stack did not start; nothing else can run" >&2

@@ -7,6 +7,12 @@
 #   tools/stack.sh status DIR                      exit 0 when every component runs
 #   tools/stack.sh pg-restart DIR [fast|immediate] restart PostgreSQL on the same port
 #   tools/stack.sh redis-stop DIR | redis-start DIR
+#   tools/stack.sh redis-cluster-node-start DIR PORT   start a cluster node again (it rejoins)
+#
+# STACK_REDIS_CLUSTER=1 also starts a Redis Cluster of six redis-server nodes (3 masters and 3
+# replicas, cluster-node-timeout 2000 ms) and writes REDIS_CLUSTER_URL (a comma list of the
+# nodes, for REDIS_MODE=cluster) and REDIS_CLUSTER_PORTS into stack.env; each node's pid is in
+# DIR/redis-cluster/PORT.pid. stop stops all six.
 #
 # Environment: PG_BIN (default /usr/lib/postgresql/15/bin), KAFKA_MOCK_BIN (default
 # $PROFILE_BIN_DIR/kafka-mock, PROFILE_BIN_DIR defaulting to <repo>/build/bin), PGBOUNCER_BIN
@@ -292,6 +298,91 @@ redis_stop_pid() {
     rm -f "$DIR/redis.pid"
 }
 
+# ---------------------------------------------------------------------------- Redis Cluster
+
+CLUSTER_NODES=6
+
+cluster_node_launch() {
+    local port=$1 d=$DIR/redis-cluster i
+    rm -f "$d/$port.pid"
+    # cluster-require-full-coverage no: while a master's slots have no owner (a failover), the
+    # other masters keep serving their own slots
+    if ! redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+        --cluster-enabled yes --cluster-config-file "nodes-$port.conf" \
+        --cluster-node-timeout 2000 --cluster-require-full-coverage no \
+        --daemonize yes --pidfile "$d/$port.pid" --logfile "$d/$port.log" --dir "$d" \
+        >/dev/null 2>&1; then
+        return 1
+    fi
+    for ((i = 0; i < 100; i++)); do
+        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] &&
+            [ -s "$d/$port.pid" ]; then
+            return 0
+        fi
+        if [ -s "$d/$port.pid" ] && ! pid_is "$(cat "$d/$port.pid")" redis-server; then
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# True when every node says cluster_state:ok and sees 3 slot ranges.
+cluster_ok() {
+    local port
+    for port in "$@"; do
+        redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok' ||
+            return 1
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" cluster slots 2>/dev/null | grep -c .)" -gt 0 ] ||
+            return 1
+    done
+}
+
+redis_cluster_setup() {
+    local d=$DIR/redis-cluster ports=() port i addrs=()
+    mkdir -p "$d"
+    for ((i = 0; i < CLUSTER_NODES; i++)); do
+        port=$(free_port)
+        if ! cluster_node_launch "$port"; then
+            port=$(free_port) # taken meanwhile: once more
+            cluster_node_launch "$port" || {
+                show_log "$d/$port.log"
+                die "redis cluster node did not start"
+            }
+        fi
+        ports+=("$port")
+        addrs+=("127.0.0.1:$port")
+    done
+    echo "${ports[*]}" >"$d/ports"
+    if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$d/create.log" 2>&1; then
+        show_log "$d/create.log"
+        die "redis-cli --cluster create failed"
+    fi
+    for ((i = 0; i < 300; i++)); do
+        cluster_ok "${ports[@]}" && break
+        sleep 0.1
+    done
+    cluster_ok "${ports[@]}" || die "redis cluster did not reach cluster_state:ok in 30s"
+    REDIS_CLUSTER_PORTS=$(
+        IFS=,
+        echo "${ports[*]}"
+    )
+    REDIS_CLUSTER_URL=$(printf 'redis://127.0.0.1:%s,' "${ports[@]}")
+    REDIS_CLUSTER_URL=${REDIS_CLUSTER_URL%,}
+}
+
+redis_cluster_stop() {
+    local d=$DIR/redis-cluster f
+    [ -d "$d" ] || return 0
+    shopt -s nullglob
+    for f in "$d"/*.pid; do
+        stop_pid "$(cat "$f")" redis-server 10
+        rm -f "$f"
+    done
+    shopt -u nullglob
+}
+
 # ---------------------------------------------------------------------------- kafka-mock
 
 kafka_setup() {
@@ -415,7 +506,8 @@ write_env() {
     : >"$f"
     for key in STACK_DIR PGHOST PGPORT PGUSER PGDATABASE DATABASE_URL ADMIN_DATABASE_URL \
         API_DATABASE_URL RELAY_DATABASE_URL PG_DATA_DIR PG_LOG \
-        PG_SOCKET_DIR REDIS_PORT REDIS_URL KAFKA_BOOTSTRAP_SERVERS KAFKA_CONTROL KAFKA_TOPIC \
+        PG_SOCKET_DIR REDIS_PORT REDIS_URL REDIS_CLUSTER_URL REDIS_CLUSTER_PORTS \
+        KAFKA_BOOTSTRAP_SERVERS KAFKA_CONTROL KAFKA_TOPIC \
         PGBOUNCER_PORT PGBOUNCER_URL PGBOUNCER_SESSION_URL PGBOUNCER_ADMIN_URL; do
         val=${!key:-}
         if [ -z "$val" ] && [[ $key == PGBOUNCER_* ]]; then
@@ -439,6 +531,11 @@ cmd_start() {
     trap 'echo "stack: start failed, stopping what was started" >&2; cmd_stop >/dev/null 2>&1 || true' EXIT
     pg_setup
     redis_setup
+    # shellcheck disable=SC2034 # read indirectly by write_env
+    REDIS_CLUSTER_URL="" REDIS_CLUSTER_PORTS=""
+    if [ "${STACK_REDIS_CLUSTER:-0}" = 1 ]; then
+        redis_cluster_setup
+    fi
     kafka_setup
     if [ "$WITH_PGBOUNCER" = 1 ]; then
         as_pg "$PG_BIN/psql" -X -q -h "$PG_SOCKET_DIR" -p "$PGPORT" -U postgres -d postgres \
@@ -471,6 +568,7 @@ cmd_start() {
     echo "  postgres  $DATABASE_URL (owner; data $PG_DATA_DIR, log $PG_LOG)"
     echo "            api $API_DATABASE_URL, relay $RELAY_DATABASE_URL"
     echo "  redis     $REDIS_URL"
+    [ -z "$REDIS_CLUSTER_URL" ] || echo "  cluster   $REDIS_CLUSTER_URL"
     echo "  kafka     $KAFKA_BOOTSTRAP_SERVERS (topic $KAFKA_TOPIC, control $KAFKA_CONTROL)"
     if [ "$WITH_PGBOUNCER" = 1 ]; then
         echo "  pgbouncer $PGBOUNCER_URL (transaction mode; session: $PGBOUNCER_SESSION_URL)"
@@ -483,6 +581,7 @@ cmd_stop() {
     kafka_stop
     redis_stop_pid
     pgbouncer_stop
+    redis_cluster_stop
     pg_stop fast
     tmp=$(pg_tmpdir)
     if [ -n "$tmp" ] && [ -d "$tmp" ]; then
@@ -580,6 +679,22 @@ cmd_redis_start() {
     echo "stack: redis started on port $port"
 }
 
+cmd_redis_cluster_node_start() {
+    local port=$1
+    [[ $port =~ ^[0-9]+$ ]] && [ -f "$DIR/redis-cluster/nodes-$port.conf" ] ||
+        die "no cluster node on port $port in $DIR"
+    if [ -f "$DIR/redis-cluster/$port.pid" ] &&
+        pid_is "$(cat "$DIR/redis-cluster/$port.pid")" redis-server; then
+        echo "stack: cluster node $port already running"
+        return 0
+    fi
+    cluster_node_launch "$port" || {
+        show_log "$DIR/redis-cluster/$port.log"
+        die "cluster node $port did not start again"
+    }
+    echo "stack: cluster node $port started"
+}
+
 [ $# -ge 2 ] || usage
 CMD=$1
 mkdir -p "$2"
@@ -601,5 +716,6 @@ status) [ $# -eq 0 ] || usage; cmd_status ;;
 pg-restart) [ $# -le 1 ] || usage; cmd_pg_restart "${1:-fast}" ;;
 redis-stop) [ $# -eq 0 ] || usage; cmd_redis_stop ;;
 redis-start) [ $# -eq 0 ] || usage; cmd_redis_start ;;
+redis-cluster-node-start) [ $# -eq 1 ] || usage; cmd_redis_cluster_node_start "$1" ;;
 *) usage ;;
 esac

@@ -19,6 +19,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/redis_cluster.h"
 
 #define LOG_MODULE "listcache"
 
@@ -61,13 +62,17 @@ typedef struct st_inval_t {
     listcache_done_cb_t cb;
     void *ud;
     int64_t seq;
-    bool replay; /* counted in g_queued */
+    bool replay; /* a replay of a queued entry (which is marked as in flight) */
     char user_id[];
 } inval_t;
 
+/* A user whose invalidation did not reach Redis: that user's pages are neither read from nor
+ * written to the cache until an invalidation up to `seq` is confirmed. */
 typedef struct st_replay_entry_t {
     char *user_id;
     int64_t seq;
+    bool sending;        /* a replay is in flight */
+    int64_t next_try_ms; /* after a failed replay: not before */
 } replay_entry_t;
 
 static void send_probes(void *data);
@@ -78,45 +83,85 @@ static redis_script_t g_fill_script, g_inval_script;
 static unsigned g_fill_delay_ms;
 #endif
 
-/* Invalidations that did not reach Redis: queued plus being replayed. */
+/* Users whose invalidation did not reach Redis (queued or being replayed), process-wide. */
 static pthread_mutex_t g_replay_lock = PTHREAD_MUTEX_INITIALIZER;
 static replay_entry_t g_replay[REPLAY_MAX];
 static size_t g_replay_len;
-static atomic_uint g_queued;
-static atomic_int_fast64_t g_bypass_until_ms; /* after an overflow of the queue */
+static atomic_uint g_queued;                  /* g_replay_len, readable without the lock */
+static atomic_int_fast64_t g_bypass_until_ms; /* after an overflow of the queue: every user */
 
-static bool bypassing(void)
-{
-    if (atomic_load_explicit(&g_queued, memory_order_relaxed) != 0)
-        return true;
-    int_fast64_t until = atomic_load_explicit(&g_bypass_until_ms, memory_order_relaxed);
-    return until != 0 && clock_mono_ms() < until;
-}
+#define REPLAY_RETRY_MS 200 /* a replay that failed waits this long before the next */
 
-/* Remembers that `user_id` must still be invalidated up to `seq`. */
-static void replay_push(const char *user_id, int64_t seq)
+/* The entry of `user_id`, or g_replay_len. Under g_replay_lock. */
+static size_t replay_find(const char *user_id)
 {
-    pthread_mutex_lock(&g_replay_lock);
     size_t i;
     for (i = 0; i < g_replay_len; i++)
         if (strcmp(g_replay[i].user_id, user_id) == 0)
             break;
+    return i;
+}
+
+/* Whether `user_id`'s cache must be bypassed: its invalidation awaits replay (or the queue
+ * overflowed). Other users are not affected by one user's pending invalidation. */
+static bool bypassing(const char *user_id)
+{
+    int_fast64_t until = atomic_load_explicit(&g_bypass_until_ms, memory_order_relaxed);
+    if (until != 0 && clock_mono_ms() < until)
+        return true;
+    if (atomic_load_explicit(&g_queued, memory_order_relaxed) == 0)
+        return false;
+    pthread_mutex_lock(&g_replay_lock);
+    bool pending = replay_find(user_id) < g_replay_len;
+    pthread_mutex_unlock(&g_replay_lock);
+    return pending;
+}
+
+/* Remembers that `user_id` must still be invalidated up to `seq`; `sent` is true when this
+ * was a replay that failed (its entry is no longer in flight). */
+static void replay_push(const char *user_id, int64_t seq, bool sent)
+{
+    pthread_mutex_lock(&g_replay_lock);
+    size_t i = replay_find(user_id);
     if (i < g_replay_len) {
         if (seq > g_replay[i].seq)
             g_replay[i].seq = seq;
+        if (sent) {
+            g_replay[i].sending = false;
+            g_replay[i].next_try_ms = clock_mono_ms() + REPLAY_RETRY_MS;
+        }
     } else if (g_replay_len < REPLAY_MAX) {
-        g_replay[g_replay_len].user_id = xstrdup(user_id);
-        g_replay[g_replay_len].seq = seq;
+        g_replay[g_replay_len] = (replay_entry_t){.user_id = xstrdup(user_id), .seq = seq};
         g_replay_len++;
-        atomic_fetch_add(&g_queued, 1);
-        if (g_replay_len == 1)
-            log_warn("cache invalidation could not reach Redis; this process bypasses the "
+        if (atomic_fetch_add(&g_queued, 1) == 0)
+            log_warn("cache invalidation could not reach Redis; the users concerned bypass the "
                      "cache until it is replayed");
     } else {
         /* Too many to remember: every entry filled before now is gone after one TTL. */
         int64_t until = clock_mono_ms() + (int64_t)g_ttl * 1000;
         if (atomic_exchange(&g_bypass_until_ms, until) == 0)
             log_warn("cache invalidation replay queue full; bypassing the cache for %d s", g_ttl);
+    }
+    pthread_mutex_unlock(&g_replay_lock);
+}
+
+/* Redis confirmed `user_id`'s invalidation up to `seq`: its entry goes unless a newer write
+ * is still owed. */
+static void replay_done(const char *user_id, int64_t seq, bool sent)
+{
+    if (atomic_load_explicit(&g_queued, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&g_replay_lock);
+    size_t i = replay_find(user_id);
+    if (i < g_replay_len) {
+        if (g_replay[i].seq <= seq) {
+            free(g_replay[i].user_id);
+            g_replay[i] = g_replay[--g_replay_len];
+            if (atomic_fetch_sub(&g_queued, 1) == 1)
+                log_info("cache invalidations replayed; caching resumes for every user");
+        } else if (sent) {
+            g_replay[i].sending = false;
+        }
     }
     pthread_mutex_unlock(&g_replay_lock);
 }
@@ -128,17 +173,14 @@ static void on_inval_reply(const redisReply *r, void *p)
     bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     if (ok) {
         lc->stats.invalidations++;
+        replay_done(iv->user_id, iv->seq, iv->replay);
     } else {
         lc->stats.errors++;
         lc->stats.invalidation_failures++;
+        /* an error reply was logged (once per kind) and counted by the redis client */
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
-            log_warn("cache invalidate script error: %s", r->str);
-        replay_push(iv->user_id, iv->seq);
-    }
-    if (iv->replay) {
-        unsigned left = atomic_fetch_sub(&g_queued, 1) - 1;
-        if (ok && left == 0)
-            log_info("cache invalidations replayed; caching resumes");
+            log_debug("cache invalidate script error: %s", r->str);
+        replay_push(iv->user_id, iv->seq, iv->replay);
     }
     if (iv->cb != NULL)
         iv->cb(ok, iv->ud);
@@ -162,18 +204,38 @@ static void send_invalidate(listcache_t *lc, const char *user_id, int64_t seq, b
     redis_client_eval(lc->redis, &g_inval_script, 3, 5, argv, NULL, on_inval_reply, iv);
 }
 
-/* Sends queued invalidations once Redis is back (whichever thread gets here first). */
+/* Whether a command about `user_id` would be sent now: in cluster mode, the master of the
+ * user's slot is up (others may be down). */
+static bool up_for(listcache_t *lc, const char *user_id)
+{
+    if (!redis_client_is_cluster(lc->redis))
+        return redis_client_is_up(lc->redis);
+    char kv[CACHE_KEY_MAX];
+    cache_key_version(kv, user_id);
+    return redis_client_is_up_for(lc->redis, kv);
+}
+
+/* Sends queued invalidations whose Redis node is back (whichever thread gets here first). */
 static void drain(listcache_t *lc)
 {
-    if (atomic_load_explicit(&g_queued, memory_order_relaxed) == 0 ||
-        !redis_client_is_up(lc->redis))
+    if (atomic_load_explicit(&g_queued, memory_order_relaxed) == 0)
         return;
-    replay_entry_t batch[64];
-    size_t n;
+    struct {
+        char *user_id;
+        int64_t seq;
+    } batch[64];
+    size_t n = 0;
+    int64_t now = clock_mono_ms();
     pthread_mutex_lock(&g_replay_lock);
-    n = g_replay_len < 64 ? g_replay_len : 64;
-    g_replay_len -= n;
-    memcpy(batch, g_replay + g_replay_len, n * sizeof(*batch));
+    for (size_t i = 0; i < g_replay_len && n < 64; i++) {
+        replay_entry_t *e = &g_replay[i];
+        if (e->sending || e->next_try_ms > now || !up_for(lc, e->user_id))
+            continue;
+        e->sending = true;
+        batch[n].user_id = xstrdup(e->user_id);
+        batch[n].seq = e->seq;
+        n++;
+    }
     pthread_mutex_unlock(&g_replay_lock);
     for (size_t i = 0; i < n; i++) {
         send_invalidate(lc, batch[i].user_id, batch[i].seq, true, NULL, NULL);
@@ -399,26 +461,41 @@ static void on_probes_reply(const redisReply *r, void *p)
     free(call);
 }
 
-/* Flush hook: the iteration's probes, as MGETs of the users' version keys. */
+/* Flush hook: the iteration's probes, as MGETs of the users' version keys; in cluster mode one
+ * MGET per slot (an MGET never spans two slots), all pipelined. */
 static void send_probes(void *data)
 {
     listcache_t *lc = data;
     while (lc->probes != NULL) {
         size_t n = lc->nprobes < MAX_PROBES_PER_CALL ? lc->nprobes : MAX_PROBES_PER_CALL;
-        probe_call_t *call = xmalloc(sizeof(*call) + n * sizeof(call->gets[0]));
-        const char *argv[1 + MAX_PROBES_PER_CALL];
+        get_t *gets[MAX_PROBES_PER_CALL];
         char keys[MAX_PROBES_PER_CALL][CACHE_KEY_MAX];
-        call->n = n;
-        argv[0] = "MGET";
+        uint16_t slots[MAX_PROBES_PER_CALL];
+        size_t order[MAX_PROBES_PER_CALL];
         for (size_t i = n; i-- > 0;) { /* oldest first */
             get_t *g = lc->probes;
             lc->probes = g->next;
-            call->gets[i] = g;
-            cache_key_version(keys[i], g->user_id);
-            argv[1 + i] = keys[i];
+            gets[i] = g;
         }
         lc->nprobes -= n;
-        redis_client_command(lc->redis, on_probes_reply, call, (int)(n + 1), argv, NULL);
+        for (size_t i = 0; i < n; i++) {
+            cache_key_version(keys[i], gets[i]->user_id);
+            slots[i] = (uint16_t)redis_client_key_slot(lc->redis, keys[i]);
+        }
+        redis_cluster_group_by_slot(slots, n, order);
+        for (size_t i = 0, end; i < n; i = end) {
+            for (end = i + 1; end < n && slots[order[end]] == slots[order[i]]; end++)
+                ;
+            probe_call_t *call = xmalloc(sizeof(*call) + (end - i) * sizeof(call->gets[0]));
+            const char *argv[1 + MAX_PROBES_PER_CALL];
+            argv[0] = "MGET";
+            call->n = end - i;
+            for (size_t k = i; k < end; k++) {
+                call->gets[k - i] = gets[order[k]];
+                argv[1 + k - i] = keys[order[k]];
+            }
+            redis_client_command(lc->redis, on_probes_reply, call, (int)(end - i + 1), argv, NULL);
+        }
     }
 }
 
@@ -426,12 +503,12 @@ listcache_status_t listcache_get(listcache_t *lc, const char *user_id, cache_lis
                                  const char *field, listcache_get_cb_t cb, void *ud)
 {
     drain(lc);
-    if (bypassing()) {
+    if (bypassing(user_id)) {
         lc->stats.bypassed++;
         lc->stats.misses++;
         return LISTCACHE_DONE;
     }
-    if (!redis_client_is_up(lc->redis)) {
+    if (!up_for(lc, user_id)) {
         lc->stats.errors++;
         lc->stats.misses++;
         return LISTCACHE_DONE;
@@ -471,19 +548,20 @@ static void on_fill_reply(const redisReply *r, void *p)
         log_debug("stale cache fill refused");
     } else {
         lc->stats.errors++;
+        /* an error reply was logged (once per kind) and counted by the redis client */
         if (r != NULL && r->type == REDIS_REPLY_ERROR)
-            log_warn("cache fill script error: %s", r->str);
+            log_debug("cache fill script error: %s", r->str);
     }
 }
 
 static void do_fill(listcache_t *lc, const char *user_id, cache_list_t list, const char *field,
                     const char *value, size_t len, int64_t version)
 {
-    if (bypassing()) {
+    if (bypassing(user_id)) {
         lc->stats.bypassed++;
         return;
     }
-    if (!redis_client_is_up(lc->redis)) {
+    if (!up_for(lc, user_id)) {
         lc->stats.errors++;
         return;
     }
@@ -544,10 +622,10 @@ listcache_status_t listcache_invalidate(listcache_t *lc, const char *user_id, in
                                         listcache_done_cb_t cb, void *ud)
 {
     drain(lc);
-    if (!redis_client_is_up(lc->redis)) {
+    if (!up_for(lc, user_id)) {
         lc->stats.errors++;
         lc->stats.invalidation_failures++;
-        replay_push(user_id, seq);
+        replay_push(user_id, seq, false);
         return LISTCACHE_DONE;
     }
     send_invalidate(lc, user_id, seq, false, cb, ud);

@@ -17,8 +17,9 @@
  * runs: pass a refcounted or detachable `ud` (api/data/redis_client.h).
  *
  * Failures never reach the client: Redis down, slow or erroring turns gets into misses and
- * fills into no-ops. An invalidation that could not be delivered is kept (process-wide) and
- * replayed when Redis is back; until then this process neither reads nor fills the cache.
+ * fills into no-ops. An invalidation that could not be delivered is kept (process-wide, per
+ * user) and replayed when Redis (in cluster mode: the user's master) is back; until then this
+ * process neither reads nor fills the cache of that user — other users are not affected.
  */
 #ifndef PROFILE_API_DATA_LISTCACHE_H
 #define PROFILE_API_DATA_LISTCACHE_H
@@ -49,7 +50,8 @@ typedef struct st_listcache_stats_t {
     uint64_t errors;                /* Redis errors/timeouts/unavailable on get, fill, invalidate */
     uint64_t invalidations;         /* confirmed by Redis */
     uint64_t invalidation_failures; /* queued for replay */
-    uint64_t bypassed;              /* gets/fills skipped while invalidations await replay */
+    uint64_t bypassed;              /* gets/fills skipped while the user's invalidation awaits
+                                       replay */
 } listcache_stats_t;
 
 typedef struct st_listcache_t listcache_t;
@@ -110,7 +112,7 @@ listcache_status_t listcache_invalidate(listcache_t *lc, const char *user_id, in
 /** The thread's counters (valid until listcache_destroy()). */
 const listcache_stats_t *listcache_stats(const listcache_t *lc);
 
-/** Invalidations of this process waiting for Redis (gauge; any thread). */
+/** Users of this process whose invalidation waits for Redis (gauge; any thread). */
 unsigned listcache_pending_invalidations(void);
 
 #endif

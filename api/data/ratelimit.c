@@ -16,6 +16,7 @@
 #include "common/alloc.h"
 #include "common/cache.h"
 #include "common/log.h"
+#include "common/redis_cluster.h"
 
 #define LOG_MODULE "ratelimit"
 
@@ -179,6 +180,7 @@ bool ratelimit_enabled(void)
 
 static void on_flush(void *data);
 static void deliver(flight_t *f, size_t i, const redisReply *r);
+static void flight_key(const flight_t *f, char *key);
 
 ratelimit_t *ratelimit_create(redis_client_t *redis)
 {
@@ -262,10 +264,7 @@ static void send_call(ratelimit_t *rl, call_t *call)
     for (unsigned i = 0; i < call->n; i++) {
         flight_t *f = call->flights[i];
         char *key = buf[i * PER_KEY], *lim = buf[i * PER_KEY + 1], *cnt = buf[i * PER_KEY + 2];
-        if (f->auth)
-            cache_key_auth_failure(key, f->name);
-        else
-            cache_key_ratelimit(key, f->name);
+        flight_key(f, key);
         snprintf(lim, CACHE_KEY_MAX, "%d",
                  f->auth ? g_cfg.auth_failure_limit_per_minute : g_cfg.limit_per_minute);
         snprintf(cnt, CACHE_KEY_MAX, "%u", f->n);
@@ -281,22 +280,53 @@ static void send_call(ratelimit_t *rl, call_t *call)
     free(buf);
 }
 
+static void flight_key(const flight_t *f, char *key)
+{
+    if (f->auth)
+        cache_key_auth_failure(key, f->name);
+    else
+        cache_key_ratelimit(key, f->name);
+}
+
 /* End of the loop iteration (the client's flush hook): the callers seen in it are decided by
- * one script call, sent in the same write as the iteration's other commands. */
+ * one script call, sent in the same write as the iteration's other commands. In cluster mode a
+ * call carries the callers of one slot only (one call per slot, pipelined). */
 static void on_flush(void *data)
 {
     ratelimit_t *rl = data;
     flight_t *f = rl->collecting;
+    size_t n = 0;
     rl->collecting = NULL;
-    while (f != NULL) {
-        call_t *call = xmalloc(sizeof(*call) + MAX_KEYS_PER_CALL * sizeof(call->flights[0]));
-        call->n = 0;
-        for (; f != NULL && call->n < MAX_KEYS_PER_CALL; f = f->anext) {
-            rl->buckets[f->hash % FLIGHT_BUCKETS] = NULL; /* every batch of the bucket goes now */
-            call->flights[call->n++] = f;
+    for (flight_t *g = f; g != NULL; g = g->anext)
+        n++;
+    if (n == 0)
+        return;
+    flight_t **all = xmalloc(n * sizeof(*all));
+    uint16_t *slots = xmalloc(n * sizeof(*slots));
+    size_t *order = xmalloc(n * sizeof(*order));
+    bool cluster = redis_client_is_cluster(rl->redis);
+    for (size_t i = 0; f != NULL; f = f->anext, i++) {
+        char key[CACHE_KEY_MAX];
+        rl->buckets[f->hash % FLIGHT_BUCKETS] = NULL; /* every batch of the bucket goes now */
+        all[i] = f;
+        slots[i] = 0;
+        if (cluster) {
+            flight_key(f, key);
+            slots[i] = (uint16_t)redis_client_key_slot(rl->redis, key);
         }
+    }
+    redis_cluster_group_by_slot(slots, n, order);
+    for (size_t i = 0; i < n;) {
+        call_t *call = xmalloc(sizeof(*call) + MAX_KEYS_PER_CALL * sizeof(call->flights[0]));
+        uint16_t slot = slots[order[i]];
+        call->n = 0;
+        for (; i < n && call->n < MAX_KEYS_PER_CALL && slots[order[i]] == slot; i++)
+            call->flights[call->n++] = all[order[i]];
         send_call(rl, call);
     }
+    free(order);
+    free(slots);
+    free(all);
 }
 
 /* Decides every check of batch `f` from key `i` of the script's reply (Redis when it parses,
@@ -339,6 +369,20 @@ static void deliver(flight_t *f, size_t i, const redisReply *r)
     free(f);
 }
 
+/* Whether a script call for this caller would be sent now (cluster mode: its slot's master is
+ * up; a master being down sends only its own callers to the local stand-in). */
+static bool up_for(ratelimit_t *rl, const char *name, bool auth)
+{
+    if (!redis_client_is_cluster(rl->redis))
+        return redis_client_is_up(rl->redis);
+    char key[CACHE_KEY_MAX];
+    if (auth)
+        cache_key_auth_failure(key, name);
+    else
+        cache_key_ratelimit(key, name);
+    return redis_client_is_up_for(rl->redis, key);
+}
+
 static ratelimit_status_t check(ratelimit_t *rl, const char *name, bool auth, int limit,
                                 ratelimit_result_t *out, ratelimit_cb_t cb, void *ud)
 {
@@ -346,7 +390,7 @@ static ratelimit_status_t check(ratelimit_t *rl, const char *name, bool auth, in
         *out = (ratelimit_result_t){.allowed = true};
         return RATELIMIT_DONE;
     }
-    if (!redis_client_is_up(rl->redis)) {
+    if (!up_for(rl, name, auth)) {
         decide_locally(rl, name, auth, limit, out);
         count_decision(rl, auth, out);
         return RATELIMIT_DONE;

@@ -1,10 +1,12 @@
 /*
- * hiredis async context on an h2o evloop: socket adapter (hiredis reads and writes the fd
- * itself, h2o only reports readiness), connect/command timeouts, reconnect with backoff.
+ * hiredis async contexts on an h2o evloop: socket adapter (hiredis reads and writes the fd
+ * itself, h2o only reports readiness), connect/command timeouts, reconnect with backoff, and in
+ * cluster mode one connection per node, the slot map and MOVED/ASK redirections.
  */
 #include "api/data/redis_client.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,47 +17,70 @@
 #include "common/clock.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/redis_cluster.h"
 
 #define LOG_MODULE "redis"
 
 #define BACKOFF_LEVELS 12
+#define MAX_NODES 64         /* distinct node addresses one client remembers */
+#define MAX_REDIRECTS 5      /* MOVED/ASK hops of one command before it fails */
+#define MAX_RANGES 1024      /* slot ranges of a CLUSTER SLOTS reply */
+#define REFRESH_DELAY_MS 100 /* slot map re-read: after MOVED, or while a master is down */
+#define ERROR_KINDS 16       /* error reply kinds remembered for logging once per outage */
+#define ERROR_RELOG_MS 60000 /* a kind seen again outside any outage is logged again after */
 
 typedef enum {
-    STATE_DOWN = 0,   /* no context; a reconnect is scheduled */
+    STATE_DOWN = 0,   /* no context; a reconnect is scheduled (unless retired) */
     STATE_CONNECTING, /* context exists, handshake not finished */
     STATE_UP,         /* handshake finished */
 } state_t;
 
-struct st_redis_client_t {
-    h2o_loop_t *loop;
-    /* address */
+/* One Redis server: the only one in standalone mode, one master (or seed) in cluster mode. */
+typedef struct st_node_t {
+    redis_client_t *client;
     char *host; /* NULL for unix sockets */
     int port;
     char *unix_path; /* NULL for TCP */
-    char *user;      /* ACL user, NULL for none */
-    char *password;  /* NULL for none */
-    int db;
-    char masked_url[256];
-    /* settings */
-    unsigned max_pending;
-    /* connection */
+    char masked_url[REDIS_CLUSTER_HOST_MAX + 64];
     redisAsyncContext *ac;
     state_t state;
     bool healthy;      /* false from any error until a handshake completes */
-    bool counted_down; /* this client counts in the process-wide outage */
-    bool destroying;
-    unsigned pending; /* commands waiting for their reply */
-    int64_t down_since_ms;
+    bool counted_down; /* this node counts in the process-wide outage */
+    bool in_map;       /* cluster: serves slots of the current map (or a MOVED named it) */
+    bool retired;      /* cluster: left the map while down; no reconnects */
+    unsigned pending;  /* commands waiting for their reply */
+    uint64_t down_since_ms;
     char last_error[128];
     unsigned backoff_level;
-    unsigned nlevels;
+    h2o_timeout_entry_t connect_entry;
+    h2o_timeout_entry_t reconnect_entry;
+} node_t;
+
+struct st_redis_client_t {
+    h2o_loop_t *loop;
+    bool cluster;
+    /* credentials and database, the same for every node */
+    char *user;     /* ACL user, NULL for none */
+    char *password; /* NULL for none */
+    int db;
+    /* settings */
+    unsigned max_pending;
+    /* nodes: standalone uses nodes[0] only; in cluster mode the first nseeds are the seeds */
+    node_t *nodes[MAX_NODES];
+    unsigned nnodes;
+    unsigned nseeds;
+    int8_t *slot_node; /* cluster: node index per slot, -1 = unknown */
+    bool map_known;
+    bool refreshing; /* a CLUSTER SLOTS is in flight */
+    h2o_timeout_t refresh_timeout;
+    h2o_timeout_entry_t refresh_entry;
+    bool destroying;
     /* timers */
     h2o_timeout_t connect_timeout;
-    h2o_timeout_entry_t connect_entry;
     h2o_timeout_t command_timeout;
     h2o_timeout_t fail_timeout; /* 0 ms: delivers fail-fast callbacks on the next iteration */
     h2o_timeout_t backoff[BACKOFF_LEVELS];
-    h2o_timeout_entry_t reconnect_entry;
+    unsigned nlevels;
     h2o_timeout_t flush_timeout; /* 0 ms: the end of the current loop iteration */
     h2o_timeout_entry_t flush_entry;
     bool in_flush_hook; /* the write follows: commands need nothing more */
@@ -68,18 +93,23 @@ struct st_redis_client_t {
     redis_client_stats_t stats;
 };
 
-/* One command in flight (or waiting for its fail-fast callback). */
+/* One command in flight (or waiting for its fail-fast callback). Owns a copy of its arguments,
+ * so that a redirection, or NOSCRIPT, can send it again. */
 typedef struct st_cmd_t {
     redis_client_t *client;
+    node_t *node; /* where it was sent */
+    node_t *ask;  /* the next send goes to this node, behind ASKING */
+    node_t *only; /* sent to this node and nowhere else (CLUSTER SLOTS) */
     redis_client_cb_t cb;
     void *ud;
-    h2o_timeout_entry_t entry; /* command timeout, or the fail-fast deferral */
-    /* EVALSHA only: what is needed to resend as EVAL */
-    const redis_script_t *script;
-    int argc; /* including the 3 leading EVAL/sha/numkeys */
+    h2o_timeout_entry_t entry;    /* command timeout, or the fail-fast deferral */
+    const redis_script_t *script; /* EVALSHA: resent as EVAL on NOSCRIPT */
+    int slot;                     /* -1: no key */
+    unsigned redirects;
+    bool retried;
+    int argc;
     const char **argv;
     size_t *argvlen;
-    bool retried;
 } cmd_t;
 
 /* Per-context adapter state, freed by the hiredis cleanup hook. */
@@ -88,90 +118,175 @@ typedef struct st_adapter_t {
     h2o_socket_t *sock;
 } adapter_t;
 
-static atomic_uint g_clients_down;
+static atomic_uint g_nodes_down;
 static atomic_uint_fast64_t g_outages;
 
-static void start_connect(redis_client_t *c);
+/* Error replies by kind, process-wide: each kind is logged once per outage (see note_error). */
+static pthread_mutex_t g_kinds_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char kind[24];
+    uint64_t outage;   /* g_outages when last logged */
+    uint64_t at_ms;    /* when last logged */
+    uint64_t unlogged; /* seen since */
+} g_kinds[ERROR_KINDS];
+static unsigned g_nkinds;
+
+static void start_connect(node_t *n);
+static void request_refresh(redis_client_t *c);
+static bool map_has_down_node(const redis_client_t *c);
+static void uncount_down(node_t *n, const char *how);
+static int submit(redis_client_t *c, cmd_t *cmd);
 
 /* ---------- helpers ---------- */
 
-static void set_error(redis_client_t *c, const char *why, const redisAsyncContext *ac)
+static uint64_t now_ms(redis_client_t *c)
 {
-    if (ac != NULL && ac->errstr != NULL && ac->errstr[0] != '\0')
-        snprintf(c->last_error, sizeof(c->last_error), "%s: %s", why, ac->errstr);
-    else
-        snprintf(c->last_error, sizeof(c->last_error), "%s", why);
+    return h2o_now(c->loop);
 }
 
-/* Records that this client is down; the first client down in the process logs the outage. */
-static void mark_down(redis_client_t *c)
+static void set_error(node_t *n, const char *why, const redisAsyncContext *ac)
 {
-    c->healthy = false;
-    if (c->counted_down)
+    if (ac != NULL && ac->errstr != NULL && ac->errstr[0] != '\0')
+        snprintf(n->last_error, sizeof(n->last_error), "%s: %s", why, ac->errstr);
+    else
+        snprintf(n->last_error, sizeof(n->last_error), "%s", why);
+}
+
+/* Counts an error reply (or a refused command) of kind `text`'s first word and logs it once
+ * per kind and outage (again after ERROR_RELOG_MS when no outage intervenes). */
+static void note_error(redis_client_t *c, const node_t *n, const char *text, size_t len)
+{
+    char kind[24];
+    uint64_t outage = atomic_load(&g_outages), now = now_ms(c), unlogged = 0;
+    bool log = false;
+    c->stats.err_replies++;
+    redis_cluster_error_kind(text, len, kind, sizeof(kind));
+    pthread_mutex_lock(&g_kinds_lock);
+    unsigned i;
+    for (i = 0; i < g_nkinds; i++)
+        if (strcmp(g_kinds[i].kind, kind) == 0)
+            break;
+    if (i == g_nkinds && g_nkinds < ERROR_KINDS) {
+        memcpy(g_kinds[i].kind, kind, sizeof(kind));
+        g_kinds[i].at_ms = 0;
+        g_kinds[i].outage = outage;
+        g_nkinds++;
+        log = true;
+    } else if (i < g_nkinds) {
+        log = g_kinds[i].outage != outage || now - g_kinds[i].at_ms >= ERROR_RELOG_MS;
+    }
+    if (i < g_nkinds) {
+        if (log) {
+            unlogged = g_kinds[i].unlogged;
+            g_kinds[i].outage = outage;
+            g_kinds[i].at_ms = now;
+            g_kinds[i].unlogged = 0;
+        } else {
+            g_kinds[i].unlogged++;
+        }
+    }
+    pthread_mutex_unlock(&g_kinds_lock);
+    if (log)
+        log_warn("redis error from %s: %.*s (each kind logged once per outage; %llu more "
+                 "before this one)",
+                 n != NULL ? n->masked_url : "client", (int)(len < 200 ? len : 200), text,
+                 (unsigned long long)unlogged);
+}
+
+/* Records that this node is down; the first node down in the process logs the outage. */
+static void mark_down(node_t *n)
+{
+    redis_client_t *c = n->client;
+    n->healthy = false;
+    if (c->cluster) {
+        request_refresh(c); /* maybe a replica takes over its slots */
+        if (c->map_known && !n->in_map) {
+            n->retired = true; /* serves no slot: not worth reconnecting, nor an outage */
+            h2o_timeout_unlink(&n->reconnect_entry);
+            uncount_down(n, "cluster healed: a node that left the slot map is gone");
+            return;
+        }
+    }
+    if (n->counted_down || n->retired)
         return;
-    c->counted_down = true;
-    c->down_since_ms = clock_mono_ms();
-    if (atomic_fetch_add(&g_clients_down, 1) == 0) {
+    n->counted_down = true;
+    n->down_since_ms = now_ms(c);
+    if (atomic_fetch_add(&g_nodes_down, 1) == 0) {
         atomic_fetch_add(&g_outages, 1);
-        log_warn("redis unreachable at %s (%s); caching off, rate limiter failing open until it "
-                 "is back",
-                 c->masked_url, c->last_error);
+        if (c->cluster)
+            log_warn("redis node %s unreachable (%s); caching off and rate limiter failing open "
+                     "for the users of its slots until it or its replica is back",
+                     n->masked_url, n->last_error);
+        else
+            log_warn("redis unreachable at %s (%s); caching off, rate limiter failing open "
+                     "until it is back",
+                     n->masked_url, n->last_error);
     } else {
-        log_debug("redis client down at %s (%s)", c->masked_url, c->last_error);
+        log_debug("redis client down at %s (%s)", n->masked_url, n->last_error);
     }
 }
 
-static void mark_up(redis_client_t *c)
+/* This node no longer counts as down (it is back, or left the cluster's map). */
+static void uncount_down(node_t *n, const char *how)
 {
-    c->healthy = true;
-    c->state = STATE_UP;
-    c->backoff_level = 0;
-    c->stats.connects++;
-    if (!c->counted_down)
+    if (!n->counted_down)
         return;
-    c->counted_down = false;
-    if (atomic_fetch_sub(&g_clients_down, 1) == 1)
-        log_info("redis reachable again at %s after %lld ms", c->masked_url,
-                 (long long)(clock_mono_ms() - c->down_since_ms));
+    n->counted_down = false;
+    if (atomic_fetch_sub(&g_nodes_down, 1) == 1)
+        log_info("redis %s at %s after %llu ms", how, n->masked_url,
+                 (unsigned long long)(now_ms(n->client) - n->down_since_ms));
 }
 
-static void schedule_reconnect(redis_client_t *c)
+static void mark_up(node_t *n)
 {
-    if (c->destroying || h2o_timeout_is_linked(&c->reconnect_entry))
+    redis_client_t *c = n->client;
+    n->healthy = true;
+    n->state = STATE_UP;
+    n->backoff_level = 0;
+    c->stats.connects++;
+    uncount_down(n, "reachable again");
+    if (c->cluster && (!c->map_known || map_has_down_node(c)))
+        request_refresh(c);
+}
+
+static void schedule_reconnect(node_t *n)
+{
+    redis_client_t *c = n->client;
+    if (c->destroying || n->retired || h2o_timeout_is_linked(&n->reconnect_entry))
         return;
-    h2o_timeout_link(c->loop, &c->backoff[c->backoff_level], &c->reconnect_entry);
-    if (c->backoff_level + 1 < c->nlevels)
-        c->backoff_level++;
+    h2o_timeout_link(c->loop, &c->backoff[n->backoff_level], &n->reconnect_entry);
+    if (n->backoff_level + 1 < c->nlevels)
+        n->backoff_level++;
 }
 
 /*
- * Forgets the current context: it is being freed (by hiredis after an error, or by us right
- * after). Its pending callbacks still run, with NULL replies, and find state DOWN.
+ * Forgets the node's current context: it is being freed (by hiredis after an error, or by us
+ * right after). Its pending callbacks still run, with NULL replies, and find state DOWN.
  */
-static void detach(redis_client_t *c)
+static void detach(node_t *n)
 {
-    redisAsyncContext *ac = c->ac;
+    redisAsyncContext *ac = n->ac;
     if (ac == NULL)
         return;
     ac->data = NULL;
-    c->ac = NULL;
-    c->state = STATE_DOWN;
-    c->stats.disconnects++;
-    h2o_timeout_unlink(&c->connect_entry);
-    if (c->destroying)
+    n->ac = NULL;
+    n->state = STATE_DOWN;
+    n->client->stats.disconnects++;
+    h2o_timeout_unlink(&n->connect_entry);
+    if (n->client->destroying)
         return;
-    mark_down(c);
-    schedule_reconnect(c);
+    mark_down(n);
+    schedule_reconnect(n);
 }
 
 /* Drops the connection on purpose (timeout, failed handshake). A context is never reused. */
-static void teardown(redis_client_t *c, const char *why)
+static void teardown(node_t *n, const char *why)
 {
-    redisAsyncContext *ac = c->ac;
+    redisAsyncContext *ac = n->ac;
     if (ac == NULL)
         return;
-    set_error(c, why, NULL);
-    detach(c);
+    set_error(n, why, NULL);
+    detach(n);
     redisAsyncFree(ac); /* runs pending callbacks with NULL now, or after the current one */
 }
 
@@ -206,7 +321,8 @@ static void ev_del_read(void *p)
 static void ev_add_write(void *p)
 {
     adapter_t *a = p;
-    redis_client_t *c = a->ac->data;
+    node_t *n = a->ac->data;
+    redis_client_t *c = n != NULL ? n->client : NULL;
     /* Connected: the commands of this loop iteration are written at its end in one write, with
      * no wait for a writability event (the socket nearly always takes them). */
     if (c != NULL && (a->ac->c.flags & REDIS_CONNECTED) != 0) {
@@ -231,8 +347,11 @@ static void on_flush(h2o_timeout_entry_t *entry)
         c->flush_hooks[i].cb(c->flush_hooks[i].data); /* last commands for this write */
     c->in_flush_hook = false;
     c->flushing = true;
-    if (c->ac != NULL && (c->ac->c.flags & REDIS_CONNECTED) != 0)
-        redisAsyncHandleWrite(c->ac); /* may free the context (then detach() clears c->ac) */
+    for (unsigned i = 0; i < c->nnodes; i++) {
+        node_t *n = c->nodes[i];
+        if (n->ac != NULL && (n->ac->c.flags & REDIS_CONNECTED) != 0)
+            redisAsyncHandleWrite(n->ac); /* may free the context (detach() clears n->ac) */
+    }
     c->flushing = false;
 }
 
@@ -264,11 +383,11 @@ static void ev_cleanup(void *p)
     free(a);
 }
 
-static void attach(redis_client_t *c, redisAsyncContext *ac)
+static void attach(node_t *n, redisAsyncContext *ac)
 {
     adapter_t *a = xmalloc(sizeof(*a));
     a->ac = ac;
-    a->sock = h2o_evloop_socket_create(c->loop, ac->c.fd, H2O_SOCKET_FLAG_DONT_READ);
+    a->sock = h2o_evloop_socket_create(n->client->loop, ac->c.fd, H2O_SOCKET_FLAG_DONT_READ);
     a->sock->data = a;
     ac->ev.data = a;
     ac->ev.addRead = ev_add_read;
@@ -282,84 +401,85 @@ static void attach(redis_client_t *c, redisAsyncContext *ac)
 
 static void on_connected(const redisAsyncContext *ac, int status)
 {
-    redis_client_t *c = ac->data;
-    if (c == NULL || status == REDIS_OK)
+    node_t *n = ac->data;
+    if (n == NULL || status == REDIS_OK)
         return; /* success is declared by the handshake's PING reply */
     /* hiredis frees the context right after this callback */
-    set_error(c, "connect failed", ac);
-    detach(c);
+    set_error(n, "connect failed", ac);
+    detach(n);
 }
 
 static void on_disconnected(const redisAsyncContext *ac, int status)
 {
-    redis_client_t *c = ac->data;
-    if (c == NULL)
+    node_t *n = ac->data;
+    if (n == NULL)
         return;
-    set_error(c, "connection lost", ac);
-    detach(c);
+    set_error(n, "connection lost", ac);
+    detach(n);
 }
 
 static void on_handshake(redisAsyncContext *ac, void *r, void *privdata)
 {
-    redis_client_t *c = ac->data;
+    node_t *n = ac->data;
     redisReply *reply = r;
-    if (c == NULL || c->ac != ac)
+    if (n == NULL || n->ac != ac)
         return;
     if (reply == NULL) {
-        set_error(c, "connection lost during handshake", ac);
-        detach(c);
+        set_error(n, "connection lost during handshake", ac);
+        detach(n);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         char why[128];
         snprintf(why, sizeof(why), "handshake refused: %.100s", reply->str);
-        teardown(c, why);
+        teardown(n, why);
         return;
     }
     if (privdata != NULL) { /* the final PING */
-        h2o_timeout_unlink(&c->connect_entry);
-        mark_up(c);
-        log_debug("redis connected to %s", c->masked_url);
+        h2o_timeout_unlink(&n->connect_entry);
+        mark_up(n);
+        log_debug("redis connected to %s", n->masked_url);
     }
 }
 
 static void on_connect_timeout(h2o_timeout_entry_t *entry)
 {
-    redis_client_t *c = H2O_STRUCT_FROM_MEMBER(redis_client_t, connect_entry, entry);
-    teardown(c, "connect timeout");
+    node_t *n = H2O_STRUCT_FROM_MEMBER(node_t, connect_entry, entry);
+    teardown(n, "connect timeout");
 }
 
 static void on_reconnect_timer(h2o_timeout_entry_t *entry)
 {
-    redis_client_t *c = H2O_STRUCT_FROM_MEMBER(redis_client_t, reconnect_entry, entry);
-    start_connect(c);
+    node_t *n = H2O_STRUCT_FROM_MEMBER(node_t, reconnect_entry, entry);
+    start_connect(n);
 }
 
-static void start_connect(redis_client_t *c)
+static void start_connect(node_t *n)
 {
+    redis_client_t *c = n->client;
     redisAsyncContext *ac;
-    if (c->ac != NULL || c->destroying)
+    if (n->ac != NULL || c->destroying || n->retired)
         return;
-    ac = c->unix_path != NULL ? redisAsyncConnectUnix(c->unix_path)
-                              : redisAsyncConnect(c->host, c->port);
+    ac = n->unix_path != NULL ? redisAsyncConnectUnix(n->unix_path)
+                              : redisAsyncConnect(n->host, n->port);
     if (ac == NULL)
         PROFILE_FATAL("out of memory (redisAsyncConnect)");
     if (ac->err != 0) {
-        set_error(c, "connect failed", ac);
+        set_error(n, "connect failed", ac);
         redisAsyncFree(ac); /* no event hooks yet: hiredis closes its fd */
-        c->state = STATE_DOWN;
+        n->state = STATE_DOWN;
         c->stats.disconnects++;
-        mark_down(c);
-        schedule_reconnect(c);
+        mark_down(n);
+        schedule_reconnect(n);
         return;
     }
-    c->ac = ac;
-    c->state = STATE_CONNECTING;
-    ac->data = c;
-    attach(c, ac);
+    n->ac = ac;
+    n->state = STATE_CONNECTING;
+    ac->data = n;
+    attach(n, ac);
     redisAsyncSetConnectCallback(ac, on_connected);
     redisAsyncSetDisconnectCallback(ac, on_disconnected);
-    h2o_timeout_link(c->loop, &c->connect_timeout, &c->connect_entry);
+    h2o_timeout_link(c->loop, &c->connect_timeout, &n->connect_entry);
 
     /* handshake, pipelined ahead of anything callers queue meanwhile */
     if (c->password != NULL) {
@@ -370,14 +490,182 @@ static void start_connect(redis_client_t *c)
     }
     if (c->db != 0)
         redisAsyncCommand(ac, on_handshake, NULL, "SELECT %d", c->db);
-    redisAsyncCommand(ac, on_handshake, c, "PING");
+    redisAsyncCommand(ac, on_handshake, n, "PING");
+}
+
+/* ---------- nodes and the slot map ---------- */
+
+static node_t *new_node(redis_client_t *c, const char *host, int port, const char *unix_path)
+{
+    node_t *n = xcalloc(1, sizeof(*n));
+    n->client = c;
+    n->host = host != NULL ? xstrdup(host) : NULL;
+    n->port = port;
+    n->unix_path = unix_path != NULL ? xstrdup(unix_path) : NULL;
+    n->healthy = true;
+    n->connect_entry.cb = on_connect_timeout;
+    n->reconnect_entry.cb = on_reconnect_timer;
+    if (unix_path != NULL) {
+        snprintf(n->masked_url, sizeof(n->masked_url), "unix://%s", unix_path);
+    } else {
+        bool v6 = strchr(host, ':') != NULL;
+        snprintf(n->masked_url, sizeof(n->masked_url), "redis://%s%s%s%s:%d/%d",
+                 c->password != NULL ? "***@" : "", v6 ? "[" : "", host, v6 ? "]" : "", port,
+                 c->db);
+    }
+    return n;
+}
+
+static void free_node(node_t *n)
+{
+    if (n == NULL)
+        return;
+    free(n->host);
+    free(n->unix_path);
+    free(n);
+}
+
+/* The node at host:port (cluster mode), added and connecting when new; -1 when the table is
+ * full. A retired node comes back. */
+static int node_index(redis_client_t *c, const char *host, int port)
+{
+    unsigned i;
+    for (i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->port == port && c->nodes[i]->host != NULL &&
+            strcmp(c->nodes[i]->host, host) == 0)
+            break;
+    if (i == c->nnodes) {
+        if (c->nnodes == MAX_NODES)
+            return -1;
+        c->nodes[c->nnodes++] = new_node(c, host, port, NULL);
+    }
+    node_t *n = c->nodes[i];
+    n->in_map = true;
+    if (n->retired) {
+        n->retired = false;
+        n->healthy = true;
+        n->backoff_level = 0;
+    }
+    if (n->ac == NULL && !h2o_timeout_is_linked(&n->reconnect_entry))
+        start_connect(n);
+    return (int)i;
+}
+
+/* A node that left the map: no more reconnects while it is down, and out of the outage. */
+static void retire(node_t *n)
+{
+    n->in_map = false;
+    if (n->state != STATE_DOWN || n->retired)
+        return;
+    n->retired = true;
+    h2o_timeout_unlink(&n->reconnect_entry);
+    uncount_down(n, "cluster healed: a replica took over from the node lost");
+}
+
+static bool usable(const node_t *n)
+{
+    return n->state == STATE_UP && n->healthy && !n->retired;
+}
+
+/* Whether the map points at a node that is down (then it is read again, soon). */
+static bool map_has_down_node(const redis_client_t *c)
+{
+    for (unsigned i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->in_map && !usable(c->nodes[i]))
+            return true;
+    return false;
+}
+
+static void apply_map(redis_client_t *c, const redis_cluster_range_t *r, int nr)
+{
+    bool ref[MAX_NODES] = {false};
+    int8_t *map = xmalloc(REDIS_CLUSTER_SLOTS);
+    memset(map, -1, REDIS_CLUSTER_SLOTS);
+    for (int i = 0; i < nr; i++) {
+        int idx = node_index(c, r[i].host, r[i].port);
+        if (idx < 0) {
+            log_warn("redis cluster has more than %d nodes; slots %u-%u left unmapped", MAX_NODES,
+                     r[i].start, r[i].end);
+            continue;
+        }
+        ref[idx] = true;
+        memset(map + r[i].start, idx, r[i].end - r[i].start + 1);
+    }
+    bool changed = !c->map_known || memcmp(map, c->slot_node, REDIS_CLUSTER_SLOTS) != 0;
+    memcpy(c->slot_node, map, REDIS_CLUSTER_SLOTS);
+    free(map);
+    c->map_known = true;
+    for (unsigned i = 0; i < c->nnodes; i++)
+        if (!ref[i])
+            retire(c->nodes[i]);
+    if (changed) {
+        unsigned masters = 0;
+        for (unsigned i = 0; i < c->nnodes; i++)
+            masters += ref[i];
+        log_debug("redis cluster slot map: %d ranges on %u masters", nr, masters);
+    }
+}
+
+typedef struct st_refresh_t {
+    redis_client_t *c;
+    node_t *asked;
+} refresh_t;
+
+static void on_slots_reply(const redisReply *reply, void *ud)
+{
+    refresh_t *rf = ud;
+    redis_client_t *c = rf->c;
+    c->refreshing = false;
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR && !c->destroying) {
+        redis_cluster_range_t *ranges = xmalloc(sizeof(*ranges) * MAX_RANGES);
+        int nr = redis_cluster_parse_slots(reply, rf->asked->host, ranges, MAX_RANGES);
+        if (nr >= 0)
+            apply_map(c, ranges, nr);
+        else
+            note_error(c, rf->asked, "BADSLOTMAP CLUSTER SLOTS reply not understood", 45);
+        free(ranges);
+    }
+    free(rf);
+    if (!c->destroying && (!c->map_known || map_has_down_node(c)))
+        request_refresh(c);
+}
+
+static cmd_t *new_cmd(redis_client_t *c, redis_client_cb_t cb, void *ud,
+                      const redis_script_t *script, int nkeys, int argc, const char *const *argv,
+                      const size_t *argvlen);
+
+static void on_refresh_timer(h2o_timeout_entry_t *entry)
+{
+    redis_client_t *c = H2O_STRUCT_FROM_MEMBER(redis_client_t, refresh_entry, entry);
+    node_t *n = NULL;
+    /* any node that answers: the slot map is the same from each of them */
+    for (unsigned i = 0; i < c->nnodes && n == NULL; i++)
+        if (usable(c->nodes[i]))
+            n = c->nodes[i];
+    if (n == NULL)
+        return; /* the next handshake asks again */
+    refresh_t *rf = xmalloc(sizeof(*rf));
+    *rf = (refresh_t){c, n};
+    static const char *const argv[] = {"CLUSTER", "SLOTS"};
+    cmd_t *cmd = new_cmd(c, on_slots_reply, rf, NULL, 0, 2, argv, NULL);
+    cmd->only = n;
+    c->refreshing = true;
+    c->stats.refreshes++;
+    submit(c, cmd);
+}
+
+static void request_refresh(redis_client_t *c)
+{
+    if (!c->cluster || c->destroying || c->refreshing || h2o_timeout_is_linked(&c->refresh_entry))
+        return;
+    h2o_timeout_link(c->loop, &c->refresh_timeout, &c->refresh_entry);
 }
 
 /* ---------- commands ---------- */
 
 static void free_cmd(cmd_t *cmd)
 {
-    free(cmd); /* argv and argvlen live in the same allocation */
+    free(cmd); /* argv, argvlen and the argument bytes live in the same allocation */
 }
 
 static void deliver_fail(h2o_timeout_entry_t *entry)
@@ -402,88 +690,66 @@ static void on_command_timeout(h2o_timeout_entry_t *entry)
     redis_client_t *c = cmd->client;
     c->stats.timeouts++;
     /* replies come in order, so everything behind this one is late too: start afresh */
-    teardown(c, "command timeout");
+    teardown(cmd->node, "command timeout");
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
-
-static int send_cmd(redis_client_t *c, cmd_t *cmd, int argc, const char *const *argv,
-                    const size_t *argvlen)
+static bool name_is(const char *arg, size_t len, const char *name)
 {
-    if (redisAsyncCommandArgv(c->ac, on_reply, cmd, argc, (const char **)(uintptr_t)argv,
-                              argvlen) != REDIS_OK)
-        return -1;
-    cmd->entry.cb = on_command_timeout;
-    h2o_timeout_link(c->loop, &c->command_timeout, &cmd->entry);
-    c->pending++;
-    return 0;
+    return strlen(name) == len && strncasecmp(arg, name, len) == 0;
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+/* Which arguments of a command are keys: [*first, *end). */
+static void key_args(const cmd_t *cmd, int nkeys, int *first, int *end)
 {
-    cmd_t *cmd = privdata;
-    redis_client_t *c = cmd->client;
-    redisReply *reply = r;
-
-    h2o_timeout_unlink(&cmd->entry);
-    c->pending--;
-    if (reply == NULL) {
-        /* the context is going away; if it is still ours, this is the first news of it */
-        if (c->ac == ac) {
-            set_error(c, "connection lost", ac);
-            detach(c);
-        }
-        c->stats.failed++;
-    } else if (cmd->script != NULL && !cmd->retried && reply->type == REDIS_REPLY_ERROR &&
-               strncmp(reply->str, "NOSCRIPT", 8) == 0 && c->ac == ac) {
-        cmd->retried = true;
-        c->stats.noscript++;
-        cmd->argv[0] = "EVAL";
-        cmd->argvlen[0] = 4;
-        cmd->argv[1] = cmd->script->source;
-        cmd->argvlen[1] = strlen(cmd->script->source);
-        if (send_cmd(c, cmd, cmd->argc, cmd->argv, cmd->argvlen) == 0)
-            return;
-        reply = NULL;
-        c->stats.failed++;
+    const char *name = cmd->argv[0];
+    size_t len = cmd->argvlen[0];
+    static const char *const keyless[] = {"PING",   "CLUSTER",  "SCRIPT",  "INFO",    "ECHO",
+                                          "TIME",   "FLUSHALL", "FLUSHDB", "DBSIZE",  "CONFIG",
+                                          "CLIENT", "COMMAND",  "ASKING",  "READONLY"};
+    *first = 1;
+    *end = cmd->argc > 1 ? 2 : 1;
+    if (cmd->script != NULL) {
+        *first = 3;
+        *end = 3 + nkeys <= cmd->argc ? 3 + nkeys : cmd->argc;
+        return;
     }
-    if (cmd->cb != NULL)
-        cmd->cb(reply, cmd->ud);
-    free_cmd(cmd);
-}
-
-static bool accepting(const redis_client_t *c)
-{
-    return c->ac != NULL && c->healthy && c->pending < c->max_pending;
-}
-
-int redis_client_command(redis_client_t *c, redis_client_cb_t cb, void *ud, int argc,
-                         const char *const *argv, const size_t *argvlen)
-{
-    cmd_t *cmd = xcalloc(1, sizeof(*cmd));
-    cmd->client = c;
-    cmd->cb = cb;
-    cmd->ud = ud;
-    if (accepting(c) && send_cmd(c, cmd, argc, argv, argvlen) == 0) {
-        c->stats.commands++;
-        return 0;
+    if (name_is(name, len, "MGET") || name_is(name, len, "DEL") || name_is(name, len, "UNLINK") ||
+        name_is(name, len, "EXISTS") || name_is(name, len, "TOUCH")) {
+        *end = cmd->argc;
+        return;
     }
-    fail_later(c, cmd);
-    return -1;
+    for (size_t i = 0; i < sizeof(keyless) / sizeof(keyless[0]); i++)
+        if (name_is(name, len, keyless[i]))
+            *end = *first;
 }
 
-int redis_client_eval(redis_client_t *c, const redis_script_t *script, int nkeys, int argc,
-                      const char *const *argv, const size_t *argvlen, redis_client_cb_t cb,
-                      void *ud)
+/* The slot of the command's keys: -1 without keys, -2 when they span slots. */
+static int command_slot(const cmd_t *cmd, int nkeys)
 {
-    int total = argc + 3;
+    int first, end, slot = -1;
+    key_args(cmd, nkeys, &first, &end);
+    for (int i = first; i < end; i++) {
+        int s = (int)redis_cluster_key_slot(cmd->argv[i], cmd->argvlen[i]);
+        if (slot >= 0 && s != slot)
+            return -2;
+        slot = s;
+    }
+    return slot;
+}
+
+/* One allocation: cmd, argv[], argvlen[], numkeys text, argument bytes. A script call is sent
+ * as EVALSHA sha numkeys, followed by `argv`. */
+static cmd_t *new_cmd(redis_client_t *c, redis_client_cb_t cb, void *ud,
+                      const redis_script_t *script, int nkeys, int argc, const char *const *argv,
+                      const size_t *argvlen)
+{
+    int head = script != NULL ? 3 : 0, total = head + argc;
     size_t bytes = sizeof(cmd_t) + (size_t)total * (sizeof(char *) + sizeof(size_t)) + 16;
     size_t lens[argc > 0 ? argc : 1];
     for (int i = 0; i < argc; i++) {
         lens[i] = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
         bytes += lens[i] + 1;
     }
-    /* one allocation: cmd, argv[], argvlen[], numkeys text, argument bytes */
     cmd_t *cmd = xcalloc(1, bytes);
     char *p = (char *)(cmd + 1);
     cmd->argv = (const char **)p;
@@ -495,36 +761,181 @@ int redis_client_eval(redis_client_t *c, const redis_script_t *script, int nkeys
     cmd->ud = ud;
     cmd->script = script;
     cmd->argc = total;
-    if (!accepting(c)) {
-        fail_later(c, cmd);
-        return -1;
+    if (script != NULL) {
+        cmd->argv[0] = "EVALSHA";
+        cmd->argvlen[0] = 7;
+        cmd->argv[1] = script->sha1;
+        cmd->argvlen[1] = 40;
+        cmd->argvlen[2] = (size_t)snprintf(p, 16, "%d", nkeys);
+        cmd->argv[2] = p;
     }
-    cmd->argv[0] = "EVALSHA";
-    cmd->argvlen[0] = 7;
-    cmd->argv[1] = script->sha1;
-    cmd->argvlen[1] = 40;
-    cmd->argvlen[2] = (size_t)snprintf(p, 16, "%d", nkeys);
-    cmd->argv[2] = p;
     p += 16;
     for (int i = 0; i < argc; i++) {
         memcpy(p, argv[i], lens[i]);
         p[lens[i]] = '\0';
-        cmd->argv[3 + i] = p;
-        cmd->argvlen[3 + i] = lens[i];
+        cmd->argv[head + i] = p;
+        cmd->argvlen[head + i] = lens[i];
         p += lens[i] + 1;
     }
-    if (send_cmd(c, cmd, total, cmd->argv, cmd->argvlen) != 0) {
-        fail_later(c, cmd);
-        return -1;
+    cmd->slot = c->cluster && argc > 0 ? command_slot(cmd, nkeys) : -1;
+    return cmd;
+}
+
+/* The node serving the command's slot; in cluster mode without a map entry, any node that is
+ * up (a MOVED then teaches the way). NULL when there is none. */
+static node_t *route(redis_client_t *c, const cmd_t *cmd)
+{
+    if (cmd->only != NULL)
+        return cmd->only;
+    if (!c->cluster)
+        return c->nodes[0];
+    if (cmd->slot >= 0 && c->slot_node[cmd->slot] >= 0)
+        return c->nodes[c->slot_node[cmd->slot]];
+    node_t *connecting = NULL;
+    for (unsigned i = 0; i < c->nnodes; i++) {
+        node_t *n = c->nodes[i];
+        if (usable(n))
+            return n;
+        if (connecting == NULL && n->ac != NULL && n->healthy && !n->retired)
+            connecting = n; /* queued behind its handshake, as the very first commands are */
     }
-    c->stats.commands++;
+    return connecting;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Sends `cmd` to its node (or its ASK target). 0 when sent; -1 leaves it to the caller. */
+static int dispatch(redis_client_t *c, cmd_t *cmd)
+{
+    node_t *n = cmd->ask != NULL ? cmd->ask : route(c, cmd);
+    if (n == NULL || c->destroying || n->ac == NULL || !n->healthy || n->pending >= c->max_pending)
+        return -1;
+    if (cmd->ask != NULL) {
+        if (redisAsyncCommand(n->ac, NULL, NULL, "ASKING") != REDIS_OK)
+            return -1;
+        cmd->ask = NULL;
+    }
+    if (redisAsyncCommandArgv(n->ac, on_reply, cmd, cmd->argc, (const char **)(uintptr_t)cmd->argv,
+                              cmd->argvlen) != REDIS_OK)
+        return -1;
+    cmd->node = n;
+    cmd->entry.cb = on_command_timeout;
+    h2o_timeout_link(c->loop, &c->command_timeout, &cmd->entry);
+    n->pending++;
     return 0;
+}
+
+static int submit(redis_client_t *c, cmd_t *cmd)
+{
+    if (cmd->slot == -2) {
+        static const char msg[] = "CROSSSLOT keys of one command in different slots (not sent)";
+        note_error(c, NULL, msg, sizeof(msg) - 1);
+    } else if (dispatch(c, cmd) == 0) {
+        c->stats.commands++;
+        return 0;
+    }
+    fail_later(c, cmd);
+    return -1;
+}
+
+/*
+ * A reply that asks for the command again: MOVED (the map is out of date: learn the slot's new
+ * master now, re-read the whole map soon), ASK (one command to the importing node) or NOSCRIPT
+ * (resent as EVAL, which also loads the script). 1 when resent, 0 when the reply stands, -1
+ * when the resend failed.
+ */
+static int resend(redis_client_t *c, cmd_t *cmd, const redisReply *reply)
+{
+    redis_cluster_redirect_t rd;
+    if (c->cluster &&
+        redis_cluster_parse_redirect(reply->str, reply->len, &rd) != REDIS_CLUSTER_NO_REDIRECT) {
+        if (cmd->redirects >= MAX_REDIRECTS || cmd->only != NULL)
+            return 0;
+        int idx = node_index(c, rd.host, rd.port);
+        if (idx < 0)
+            return 0;
+        cmd->redirects++;
+        if (rd.kind == REDIS_CLUSTER_MOVED) {
+            c->stats.moved++;
+            c->slot_node[rd.slot] = (int8_t)idx;
+            request_refresh(c);
+        } else {
+            c->stats.ask++;
+            cmd->ask = c->nodes[idx];
+        }
+        return dispatch(c, cmd) == 0 ? 1 : -1;
+    }
+    if (cmd->script != NULL && !cmd->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        cmd->retried = true;
+        c->stats.noscript++;
+        cmd->argv[0] = "EVAL";
+        cmd->argvlen[0] = 4;
+        cmd->argv[1] = cmd->script->source;
+        cmd->argvlen[1] = strlen(cmd->script->source);
+        return dispatch(c, cmd) == 0 ? 1 : -1;
+    }
+    return 0;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    cmd_t *cmd = privdata;
+    node_t *n = cmd->node;
+    redis_client_t *c = cmd->client;
+    redisReply *reply = r;
+
+    h2o_timeout_unlink(&cmd->entry);
+    n->pending--;
+    if (reply == NULL) {
+        /* the context is going away; if it is still ours, this is the first news of it */
+        if (n->ac == ac) {
+            set_error(n, "connection lost", ac);
+            detach(n);
+        }
+        c->stats.failed++;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        int resent = resend(c, cmd, reply);
+        if (resent > 0)
+            return;
+        if (resent < 0) {
+            reply = NULL;
+            c->stats.failed++;
+        } else {
+            note_error(c, n, reply->str, reply->len);
+        }
+    }
+    if (cmd->cb != NULL)
+        cmd->cb(reply, cmd->ud);
+    free_cmd(cmd);
+}
+
+int redis_client_command(redis_client_t *c, redis_client_cb_t cb, void *ud, int argc,
+                         const char *const *argv, const size_t *argvlen)
+{
+    return submit(c, new_cmd(c, cb, ud, NULL, 0, argc, argv, argvlen));
+}
+
+int redis_client_eval(redis_client_t *c, const redis_script_t *script, int nkeys, int argc,
+                      const char *const *argv, const size_t *argvlen, redis_client_cb_t cb,
+                      void *ud)
+{
+    return submit(c, new_cmd(c, cb, ud, script, nkeys, argc, argv, argvlen));
 }
 
 /* ---------- URL ---------- */
 
-/* Long (83 lines): the two URL forms (unix://, redis://) and their options read in one place. */
-static int parse_url(const char *url, redis_client_t *c, char *errbuf, size_t errlen)
+/* One parsed URL. */
+typedef struct st_url_t {
+    char *host; /* NULL for unix sockets */
+    int port;
+    char *unix_path; /* NULL for TCP */
+    char *user;      /* ACL user, NULL for none */
+    char *password;  /* NULL for none */
+    int db;
+    char masked_url[256];
+} url_t;
+
+static int parse_url(const char *url, url_t *c, char *errbuf, size_t errlen)
 {
     const char *p;
     if (strncmp(url, "unix://", 7) == 0) {
@@ -611,7 +1022,7 @@ static int parse_url(const char *url, redis_client_t *c, char *errbuf, size_t er
     return 0;
 }
 
-static void free_addr(redis_client_t *c)
+static void free_addr(url_t *c)
 {
     free(c->host);
     free(c->unix_path);
@@ -621,11 +1032,58 @@ static void free_addr(redis_client_t *c)
 
 int redis_client_check_url(const char *url, char *errbuf, size_t errlen)
 {
-    redis_client_t tmp;
+    url_t tmp;
     memset(&tmp, 0, sizeof(tmp));
     int ret = parse_url(url != NULL ? url : "", &tmp, errbuf, errlen);
     free_addr(&tmp);
     return ret;
+}
+
+/* Parses a comma list of seed URLs (cluster mode) into `seeds` (at most MAX_NODES); returns
+ * how many, or -1 with a reason. Cluster nodes have database 0 only and speak TCP. */
+static int parse_seeds(const char *list, url_t *seeds, char *errbuf, size_t errlen)
+{
+    int n = 0;
+    const char *p = list;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, ",");
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (n == MAX_NODES) {
+            snprintf(errbuf, errlen, "more than %d seed nodes", MAX_NODES);
+            return -1;
+        }
+        char *one = xstrndup(p, len);
+        char why[200];
+        int ret = parse_url(one, &seeds[n], why, sizeof(why));
+        free(one);
+        n++;
+        if (ret != 0) {
+            snprintf(errbuf, errlen, "seed %d: %s", n, why);
+            return -1;
+        }
+        if (seeds[n - 1].unix_path != NULL || seeds[n - 1].db != 0) {
+            snprintf(errbuf, errlen,
+                     "seed %d: cluster mode takes redis://host:port seeds with database 0", n);
+            return -1;
+        }
+        p += strcspn(p, ",");
+        if (*p == '\0')
+            return n;
+        p++;
+    }
+}
+
+int redis_client_check_cluster_url(const char *list, char *errbuf, size_t errlen)
+{
+    url_t seeds[MAX_NODES];
+    memset(seeds, 0, sizeof(seeds));
+    int n = parse_seeds(list != NULL ? list : "", seeds, errbuf, errlen);
+    for (int i = 0; i < MAX_NODES; i++)
+        free_addr(&seeds[i]);
+    return n > 0 ? 0 : -1;
 }
 
 /* ---------- life cycle ---------- */
@@ -634,11 +1092,27 @@ redis_client_t *redis_client_create(h2o_loop_t *loop, const redis_client_config_
                                     char *errbuf, size_t errlen)
 {
     redis_client_t *c = xcalloc(1, sizeof(*c));
-    if (parse_url(cfg->url != NULL ? cfg->url : "", c, errbuf, errlen) != 0) {
-        free_addr(c);
+    url_t urls[MAX_NODES];
+    int nurls;
+    memset(urls, 0, sizeof(urls));
+    c->cluster = cfg->cluster;
+    if (c->cluster)
+        nurls = parse_seeds(cfg->url != NULL ? cfg->url : "", urls, errbuf, errlen);
+    else
+        nurls = parse_url(cfg->url != NULL ? cfg->url : "", &urls[0], errbuf, errlen) == 0 ? 1 : -1;
+    if (nurls < 0) {
+        for (int i = 0; i < MAX_NODES; i++)
+            free_addr(&urls[i]);
         free(c);
         return NULL;
     }
+    for (int i = 0; i < nurls && c->password == NULL; i++) {
+        if (urls[i].password != NULL) { /* every node takes the same credentials */
+            c->password = xstrdup(urls[i].password);
+            c->user = urls[i].user != NULL ? xstrdup(urls[i].user) : NULL;
+        }
+    }
+    c->db = urls[0].db;
     unsigned connect_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 1000;
     unsigned command_ms = cfg->command_timeout_ms ? cfg->command_timeout_ms : 500;
     unsigned bmin = cfg->backoff_min_ms ? cfg->backoff_min_ms : 50;
@@ -647,12 +1121,13 @@ redis_client_t *redis_client_create(h2o_loop_t *loop, const redis_client_config_
         bmax = bmin;
     c->loop = loop;
     c->max_pending = cfg->max_pending ? cfg->max_pending : 10000;
-    c->healthy = true;
     h2o_timeout_init(loop, &c->connect_timeout, connect_ms);
     h2o_timeout_init(loop, &c->command_timeout, command_ms);
     h2o_timeout_init(loop, &c->fail_timeout, 0);
     h2o_timeout_init(loop, &c->flush_timeout, 0);
+    h2o_timeout_init(loop, &c->refresh_timeout, REFRESH_DELAY_MS);
     c->flush_entry.cb = on_flush;
+    c->refresh_entry.cb = on_refresh_timer;
     /* fixed backoff levels: an h2o_timeout_t has one duration and must not be re-initialised
      * while the loop may be walking its timeout list */
     uint64_t ms = bmin;
@@ -662,9 +1137,17 @@ redis_client_t *redis_client_create(h2o_loop_t *loop, const redis_client_config_
             break;
         ms = ms * 2 < bmax ? ms * 2 : bmax;
     }
-    c->connect_entry.cb = on_connect_timeout;
-    c->reconnect_entry.cb = on_reconnect_timer;
-    start_connect(c);
+    if (c->cluster) {
+        c->slot_node = xmalloc(REDIS_CLUSTER_SLOTS);
+        memset(c->slot_node, -1, REDIS_CLUSTER_SLOTS);
+    }
+    for (int i = 0; i < nurls; i++)
+        c->nodes[c->nnodes++] = new_node(c, urls[i].host, urls[i].port, urls[i].unix_path);
+    c->nseeds = c->nnodes;
+    for (int i = 0; i < MAX_NODES; i++)
+        free_addr(&urls[i]);
+    for (unsigned i = 0; i < c->nnodes; i++)
+        start_connect(c->nodes[i]);
     return c;
 }
 
@@ -673,33 +1156,66 @@ void redis_client_destroy(redis_client_t *c)
     if (c == NULL)
         return;
     c->destroying = true;
-    teardown(c, "client destroyed");
-    h2o_timeout_unlink(&c->reconnect_entry);
-    h2o_timeout_unlink(&c->connect_entry);
+    for (unsigned i = 0; i < c->nnodes; i++) {
+        teardown(c->nodes[i], "client destroyed");
+        h2o_timeout_unlink(&c->nodes[i]->reconnect_entry);
+        h2o_timeout_unlink(&c->nodes[i]->connect_entry);
+    }
     h2o_timeout_unlink(&c->flush_entry);
+    h2o_timeout_unlink(&c->refresh_entry);
     while (!h2o_linklist_is_empty(&c->fail_timeout._entries)) {
         h2o_timeout_entry_t *e =
             H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, c->fail_timeout._entries.next);
         h2o_timeout_unlink(e);
         deliver_fail(e);
     }
-    if (c->counted_down) {
-        c->counted_down = false;
-        atomic_fetch_sub(&g_clients_down, 1);
+    for (unsigned i = 0; i < c->nnodes; i++) {
+        if (c->nodes[i]->counted_down) {
+            c->nodes[i]->counted_down = false;
+            atomic_fetch_sub(&g_nodes_down, 1);
+        }
+        free_node(c->nodes[i]);
     }
     h2o_timeout_dispose(c->loop, &c->connect_timeout);
     h2o_timeout_dispose(c->loop, &c->command_timeout);
     h2o_timeout_dispose(c->loop, &c->fail_timeout);
     h2o_timeout_dispose(c->loop, &c->flush_timeout);
+    h2o_timeout_dispose(c->loop, &c->refresh_timeout);
     for (unsigned i = 0; i < c->nlevels; i++)
         h2o_timeout_dispose(c->loop, &c->backoff[i]);
-    free_addr(c);
+    free(c->slot_node);
+    free(c->user);
+    free(c->password);
     free(c);
 }
 
 bool redis_client_is_up(const redis_client_t *c)
 {
-    return c != NULL && c->state == STATE_UP && c->healthy;
+    if (c == NULL)
+        return false;
+    if (!c->cluster)
+        return usable(c->nodes[0]);
+    return c->map_known && !map_has_down_node(c);
+}
+
+bool redis_client_is_up_for(const redis_client_t *c, const char *key)
+{
+    if (c == NULL || !c->cluster)
+        return redis_client_is_up(c);
+    if (!c->map_known)
+        return false;
+    int idx = c->slot_node[redis_cluster_key_slot(key, strlen(key))];
+    return idx >= 0 && usable(c->nodes[idx]);
+}
+
+bool redis_client_is_cluster(const redis_client_t *c)
+{
+    return c->cluster;
+}
+
+int redis_client_key_slot(const redis_client_t *c, const char *key)
+{
+    return c->cluster ? (int)redis_cluster_key_slot(key, strlen(key)) : 0;
 }
 
 h2o_loop_t *redis_client_loop(const redis_client_t *c)

@@ -15,6 +15,10 @@
  * (h2o_mem_alloc_shared + addref/release) or a small heap object that the request detaches
  * itself from when it is disposed.
  *
+ * Cluster mode (config `cluster`): the same contract per node; a command is refused (NULL
+ * reply, counted as an error reply) when its keys span two slots; while a master is down the
+ * commands of its slots fail fast and other slots carry on (redis_client_is_up_for()).
+ *
  * Pipelining: commands issued in one loop iteration leave in one write at the end of the
  * iteration (no wait for a writability event); replies come back in order. While Redis is known to
  * be down (after any error, until a reconnect has completed its handshake) commands fail fast: the
@@ -46,7 +50,15 @@ typedef struct st_redis_client_config_t {
     unsigned command_timeout_ms; /* per command, from issue to reply; 0 = 500 */
     unsigned backoff_min_ms;     /* first reconnect delay; 0 = 50 */
     unsigned backoff_max_ms;     /* delay doubles up to this; 0 = 5000 */
-    unsigned max_pending;        /* commands in flight before new ones fail fast; 0 = 10000 */
+    unsigned max_pending;        /* commands in flight per node before new ones fail fast; 0 =
+                                    10000 */
+    /*
+     * REDIS_MODE=cluster: `url` is a comma list of seed nodes ("redis://h1:7000,redis://h2:7001",
+     * database 0). The client reads the slot map (CLUSTER SLOTS) from any seed, keeps one
+     * connection per master, sends each command to its slot's master, follows MOVED (and
+     * re-reads the map) and ASK, and refuses a command whose keys span two slots.
+     */
+    bool cluster;
 } redis_client_config_t;
 
 /** Counters of one client; written by its loop thread only (read them from that thread). */
@@ -58,6 +70,10 @@ typedef struct st_redis_client_stats_t {
     uint64_t connects;    /* successful handshakes */
     uint64_t disconnects; /* connections lost or dropped, failed connects included */
     uint64_t noscript;    /* EVALSHA answered NOSCRIPT and were resent as EVAL */
+    uint64_t moved;       /* cluster: MOVED redirections followed */
+    uint64_t ask;         /* cluster: ASK redirections followed */
+    uint64_t refreshes;   /* cluster: slot map reads (CLUSTER SLOTS) */
+    uint64_t err_replies; /* error replies passed to callers; commands refused as CROSSSLOT */
 } redis_client_stats_t;
 
 /** A Lua script and its SHA1, for redis_client_eval(). */
@@ -71,6 +87,9 @@ typedef struct st_redis_script_t {
  * reason in `errbuf` (which never contains the password).
  */
 PROFILE_MUSTCHECK int redis_client_check_url(const char *url, char *errbuf, size_t errlen);
+
+/** Checks a cluster-mode REDIS_URL: a comma list of redis:// seeds with database 0. */
+PROFILE_MUSTCHECK int redis_client_check_cluster_url(const char *list, char *errbuf, size_t errlen);
 
 /**
  * Creates a client on `loop` and starts connecting at once. Returns NULL with a reason in
@@ -122,8 +141,27 @@ void redis_client_add_flush_hook(redis_client_t *c, redis_client_hook_t cb, void
 /** Makes the flush hook run at the end of this loop iteration. */
 void redis_client_want_flush(redis_client_t *c);
 
-/** True when connected with a completed handshake: commands will be sent, not refused. */
+/**
+ * True when connected with a completed handshake: commands will be sent, not refused. In
+ * cluster mode: the slot map is known and every master in it is connected.
+ */
 bool redis_client_is_up(const redis_client_t *c);
+
+/**
+ * True when a command on `key` would be sent now: in cluster mode, the master of the key's
+ * slot is connected (other masters may be down); in standalone mode redis_client_is_up().
+ */
+bool redis_client_is_up_for(const redis_client_t *c, const char *key);
+
+/** True in cluster mode. */
+bool redis_client_is_cluster(const redis_client_t *c);
+
+/**
+ * The slot of `key` in cluster mode (0..16383), 0 in standalone mode: keys of one multi-key
+ * command (MGET, a script's KEYS) must share it. Split batches with
+ * redis_cluster_group_by_slot() (common/redis_cluster.h).
+ */
+int redis_client_key_slot(const redis_client_t *c, const char *key);
 
 /** The event loop the client runs on. */
 h2o_loop_t *redis_client_loop(const redis_client_t *c);

@@ -84,6 +84,9 @@ void api_publish_redis_stats(api_thread_t *thr)
         m.redis_timeouts = st.timeouts;
         m.redis_connects = st.connects;
         m.redis_disconnects = st.disconnects;
+        m.redis_error_replies = st.err_replies;
+        m.redis_redirects = st.moved + st.ask;
+        m.redis_slot_map_reads = st.refreshes;
         m.redis_up = redis_client_is_up(thr->redis) ? 1 : 0;
     }
     metrics_set_redis(thr->index, &m);

@@ -396,6 +396,14 @@ static void render_cache_redis(strbuf_t *out)
             R(redis_connects));
     counter(out, "profile_api_redis_disconnects_total",
             "Redis connections lost or failed to establish.", R(redis_disconnects));
+    counter(out, "profile_api_redis_error_replies_total",
+            "Redis error replies (CROSSSLOT, CLUSTERDOWN, WRONGTYPE...; each kind also logged "
+            "once per outage).",
+            R(redis_error_replies));
+    counter(out, "profile_api_redis_redirects_total",
+            "Redis Cluster MOVED and ASK redirections followed.", R(redis_redirects));
+    counter(out, "profile_api_redis_slot_map_reads_total",
+            "Redis Cluster slot map reads (CLUSTER SLOTS).", R(redis_slot_map_reads));
 #undef R
     {
         uint64_t up = nthreads > 0 ? 1 : 0;

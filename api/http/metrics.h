@@ -26,6 +26,7 @@ typedef struct st_metrics_redis_t {
     uint64_t rl_checks, rl_denied, rl_degraded, rl_local_denied, rl_errors;
     uint64_t auth_failures, auth_failures_denied;
     uint64_t redis_commands, redis_failed, redis_timeouts, redis_connects, redis_disconnects;
+    uint64_t redis_error_replies, redis_redirects, redis_slot_map_reads;
     uint64_t redis_up; /* 1 when the thread's client is connected */
 } metrics_redis_t;
 

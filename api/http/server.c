@@ -474,6 +474,7 @@ static void redis_open(api_thread_t *thr)
     memset(&rc, 0, sizeof(rc));
     rc.url = server.cfg->redis_url;
     rc.command_timeout_ms = REDIS_COMMAND_TIMEOUT_MS;
+    rc.cluster = server.cfg->redis_cluster;
     /* the URL was checked at start-up, so this does not fail; without Redis we still serve */
     if ((thr->redis = redis_client_create(thr->ctx.loop, &rc, err, sizeof(err))) == NULL) {
         log_error("thread %d runs without Redis: %s", thr->index, err);

@@ -96,6 +96,7 @@ def api_env(stack, port, **extra):
     env = {
         **api_database_env(stack),
         "REDIS_URL": stack.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "REDIS_MODE": stack.get("REDIS_MODE", "standalone"),
         "HTTP_PORT": port,
         "HTTP_THREADS": 2,
         "PG_POOL_MAX": 8,

@@ -52,7 +52,8 @@ def stack(request):
         return
 
     stack_dir = support.REPO / ".local" / f"pytest-stack-{os.getpid()}"
-    env = dict(os.environ, KAFKA_MOCK_BIN=support.bin_path("kafka-mock"))
+    env = dict(os.environ, KAFKA_MOCK_BIN=support.bin_path("kafka-mock"),
+               STACK_REDIS_CLUSTER=os.environ.get("STACK_REDIS_CLUSTER", "1"))
     r = subprocess.run([str(STACK_SH), "start", str(stack_dir), "--pgbouncer"], env=env,
                        capture_output=True,
                        text=True, timeout=180)

@@ -308,3 +308,35 @@ def kafka_control(stack, command, timeout=5):
                 raise RuntimeError(f"kafka-mock rejected {command!r}: {msg}")
         time.sleep(0.02)
     raise TimeoutError(f"kafka-mock did not confirm {command!r} within {timeout}s")
+
+
+# ---------------------------------------------------------------- Redis modes
+
+REDIS_MODES = ("standalone", "cluster")
+
+
+def stack_for_redis_mode(stack, mode):
+    """The stack's values for one Redis mode: in "cluster" mode REDIS_URL is the stack's Redis
+    Cluster (a comma list of seed nodes, started by tools/stack.sh with STACK_REDIS_CLUSTER=1)
+    and REDIS_MODE is "cluster". Skips the test when the stack has no cluster."""
+    import pytest
+    values = dict(stack)
+    if mode == "cluster":
+        if not stack.get("REDIS_CLUSTER_URL"):
+            pytest.skip("the stack has no Redis Cluster (start it with STACK_REDIS_CLUSTER=1)")
+        values["REDIS_URL"] = stack["REDIS_CLUSTER_URL"]
+        values["REDIS_MODE"] = "cluster"
+    else:
+        values["REDIS_MODE"] = "standalone"
+    return values
+
+
+def redis_client(stack, **kw):
+    """A redis-py client for the stack's Redis in its mode (RedisCluster in cluster mode)."""
+    import redis
+    from urllib.parse import urlparse
+    from redis.cluster import ClusterNode, RedisCluster
+    if stack.get("REDIS_MODE") == "cluster":
+        seeds = [urlparse(u) for u in stack["REDIS_URL"].split(",")]  # any of them may be down
+        return RedisCluster(startup_nodes=[ClusterNode(u.hostname, u.port) for u in seeds], **kw)
+    return redis.Redis.from_url(stack["REDIS_URL"], **kw)

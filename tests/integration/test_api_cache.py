@@ -24,8 +24,36 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 # ---------------------------------------------------------------- helpers
 
+@pytest.fixture(scope="module", params=support.REDIS_MODES)
+def stack(request, stack):
+    """Every test of this module runs against a standalone Redis and against a Redis Cluster
+    (REDIS_MODE=cluster, REDIS_URL the cluster's seed nodes)."""
+    return support.stack_for_redis_mode(stack, request.param)
+
+
 def rds(stack):
-    return redis.Redis.from_url(stack["REDIS_URL"], socket_timeout=5)
+    return support.redis_client(stack, socket_timeout=5)
+
+
+def pause_redis(stack, ms):
+    """CLIENT PAUSE on the Redis (every master in cluster mode)."""
+    for r in _every_node(stack):
+        r.execute_command("CLIENT", "PAUSE", str(ms), "ALL")
+
+
+def unpause_redis(stack):
+    for r in _every_node(stack):
+        try:
+            r.execute_command("CLIENT", "UNPAUSE")
+        except redis.RedisError:
+            pass
+
+
+def _every_node(stack):
+    if stack.get("REDIS_MODE") != "cluster":
+        return [redis.Redis.from_url(stack["REDIS_URL"], socket_timeout=5)]
+    return [redis.Redis(host="127.0.0.1", port=int(p), socket_timeout=5)
+            for p in stack["REDIS_CLUSTER_PORTS"].split(",")]
 
 
 def wl_key(user):
@@ -446,6 +474,8 @@ def redis_ctl(stack, cmd):
 
 
 def test_redis_killed_and_restarted_under_load(stack, uncached):
+    if stack["REDIS_MODE"] == "cluster":
+        pytest.skip("cluster mode: test_api_redis_cluster.py kills a master instead")
     a = start_api(stack, RATE_LIMIT_PER_MINUTE=100000)
     users = [new_user("rk") for _ in range(3)]
     stop = threading.Event()
@@ -546,7 +576,7 @@ def test_redis_paused_invalidations_are_replayed(stack, uncached):
         add_watch(a, user, "old")
         path = f"/profiles/{user}/watchlist"
         warm(a, stack, user, path, wl_key(user), field())
-        r.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        pause_redis(stack, 1500)
         t0 = time.monotonic()
         resp = a.post(path, user, {"videoId": "new"})
         assert resp.status_code == 201
@@ -565,10 +595,7 @@ def test_redis_paused_invalidations_are_replayed(stack, uncached):
         assert cached is None or b'"new"' in cached
         assert _check_cache_matches(stack, [user], uncached) >= 0
     finally:
-        try:
-            rds(stack).execute_command("CLIENT", "UNPAUSE")
-        except redis.RedisError:
-            pass
+        unpause_redis(stack)
         assert a.stop() == 0
 
 
@@ -583,7 +610,7 @@ def test_client_gone_while_a_redis_step_is_pending(stack):
         add_watch(a, user, "v1")
         tok = token(user)
         r = rds(stack)
-        r.execute_command("CLIENT", "PAUSE", "600", "ALL")
+        pause_redis(stack, 600)
         socks = []
         for i in range(20):
             s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
@@ -605,8 +632,5 @@ def test_client_gone_while_a_redis_step_is_pending(stack):
         assert resp.status_code == 200
         assert a.proc.proc.poll() is None
     finally:
-        try:
-            rds(stack).execute_command("CLIENT", "UNPAUSE")
-        except redis.RedisError:
-            pass
+        unpause_redis(stack)
         assert a.stop() == 0, a.proc.output()[-3000:]

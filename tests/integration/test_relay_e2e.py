@@ -541,6 +541,37 @@ def test_relay_redis_outage_then_invalidations_catch_up(stack, topic, cleanup):
     assert relay.stop() == 0
 
 
+@pytest.mark.parametrize("seeds", ["all", "one replica"])
+def test_relay_invalidates_across_a_redis_cluster(stack, topic, cleanup, seeds):
+    """REDIS_MODE=cluster: the relay learns the slot map (from every seed, or from one replica
+    alone) and raises the version key of users spread over all three masters; no invalidation
+    is refused, none is left queued."""
+    cstack = support.stack_for_redis_mode(stack, "cluster")
+    r = support.redis_client(cstack)
+    if seeds == "all":
+        redis_url = cstack["REDIS_URL"]
+    else:
+        redis_url = f"redis://127.0.0.1:{r.get_replicas()[0].port}"
+    url = fresh_db(stack, "rcluster")
+    col = Collector(stack, topic)
+    cleanup.append(col)
+    relay = Relay(stack, url, topic, redis_url=redis_url, REDIS_MODE="cluster")
+    cleanup.append(relay)
+    users = [uid("rc") for _ in range(24)]
+    emit_many(url, users, 2)
+    col.wait_users({u: 2 for u in users}, timeout=30)
+    wait_for(lambda: all(r.get(f"pc:{{{u}}}:ver") == b"2" for u in users), 10,
+             "version keys on every master")
+    slots = {r.keyslot(f"pc:{{{u}}}:ver") for u in users}
+    owners = {r.get_node_from_key(f"pc:{{{u}}}:ver").port for u in users}
+    assert len(slots) > 10 and len(owners) == 3, (len(slots), owners)
+    assert relay.metric("profile_relay_redis_errors_total") == 0
+    assert relay.metric("profile_relay_redis_up") == 1
+    assert relay.stop() == 0
+    out = relay.proc.output()
+    assert "error on invalidation" not in out and "CROSSSLOT" not in out, out[-2000:]
+
+
 def test_relay_retention_deletes_published_rows(stack, topic, cleanup):
     url = fresh_db(stack, "ret")
     col = Collector(stack, topic)
@@ -643,7 +674,7 @@ def test_relay_sigterm_flushes_in_flight(stack, topic, cleanup):
         mock.control(f"rtt {b} 0")
     relay2 = Relay(stack, url, topic, bootstrap=mock.bootstrap)
     cleanup.append(relay2)
-    wait_for(lambda: relay2.metric("relay_partitions_held") == 64, 15, "partitions")
+    wait_for(lambda: relay2.metric("profile_relay_partitions_held") == 64, 15, "partitions")
     for b in (1, 2, 3):
         mock.control(f"down {b}")
     emit_many(url, users, 2)

@@ -50,8 +50,8 @@ def test_relay_health_ready_needs_schema_version(stack):
                       ready_url=f"http://127.0.0.1:{port}/health/live", ready_timeout=30)
     try:
         # connected and producing, yet not ready: the schema is too old
-        wait_for(lambda: metric(port, "relay_pg_up") == 1 and
-                 metric(port, "relay_producer_up") == 1, 20, "relay did not connect")
+        wait_for(lambda: metric(port, "profile_relay_pg_up") == 1 and
+                 metric(port, "profile_relay_producer_up") == 1, 20, "relay did not connect")
         status, body = ready(port)
         assert status == 503, body
         assert body["postgres"] == "up" and body["schema"] == "too-old", body

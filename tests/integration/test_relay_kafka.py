@@ -59,8 +59,8 @@ def test_relay_not_ready_and_leases_nothing_until_a_broker_answers(stack, topic,
     time.sleep(4)  # several lease ticks
     assert ready_code(relay.port) == 503
     assert held_partitions(url) == 0
-    assert relay.metric("relay_partitions_held") == 0
-    assert relay.metric("relay_producer_up") == 0
+    assert relay.metric("profile_relay_partitions_held") == 0
+    assert relay.metric("profile_relay_producer_up") == 0
 
     for b in (1, 2, 3):
         mock.control(f"up {b}")

@@ -23,6 +23,7 @@ static const char *const all_vars[] = {
     "DATABASE_URL",
     "PG_POOL_MAX",
     "REDIS_URL",
+    "REDIS_MODE",
     "CACHE_TTL_SECONDS",
     "RATE_LIMIT_PER_MINUTE",
     "JWT_HS256_SECRET",
@@ -266,6 +267,9 @@ static void test_int_bounds(void **state)
         {"REDIS_URL", "unix:///run/redis.sock", 1},
         {"REDIS_URL", "rediss://h:6379", 0},
         {"REDIS_URL", "http://h", 0},
+        {"REDIS_MODE", "cluster", 1},
+        {"REDIS_MODE", "standalone", 1},
+        {"REDIS_MODE", "sentinel", 0},
     };
     size_t i;
 
@@ -600,6 +604,8 @@ static void test_mask_dsn(void **state)
         {"postgres://u:p%40ss@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"},
         {"redis://:secret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"},
         {"unix:///run/redis.sock", "unix:///run/redis.sock"},
+        {"redis://:a@h1:7000,redis://h2:7001,redis://u:b@h3:7002",
+         "redis://:***@h1:7000,redis://h2:7001,redis://u:***@h3:7002"},
         {"host=h password=secret dbname=d", "host=h password=*** dbname=d"},
         {"host=h dbname=d password=secret", "host=h dbname=d password=***"},
         {"password='a b\\'c' host=h", "password=*** host=h"},

@@ -182,6 +182,10 @@ inval_t *inval_create(const char *url, int version_ttl_s, char *errbuf, size_t e
 {
     return (inval_t *)&dummy;
 }
+int inval_set_cluster(inval_t *iv, bool cluster, char *errbuf, size_t errlen)
+{
+    return 0;
+}
 void inval_destroy(inval_t *iv)
 {
 }

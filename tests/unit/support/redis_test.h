@@ -28,6 +28,7 @@ typedef struct st_rt_server_t {
     char dir[128];
     char sock_path[160];
     char password[64]; /* empty = none */
+    int cluster;       /* 1: --cluster-enabled yes (slots and MEET are up to the test) */
 } rt_server_t;
 
 RT_UNUSED static int rt_port_is_free(int port)
@@ -104,6 +105,12 @@ RT_UNUSED static int rt_server_start(rt_server_t *srv)
             if (srv->password[0] != '\0') {
                 argv[n++] = "--requirepass";
                 argv[n++] = srv->password;
+            }
+            if (srv->cluster) {
+                argv[n++] = "--cluster-enabled";
+                argv[n++] = "yes";
+                argv[n++] = "--cluster-config-file";
+                argv[n++] = "nodes.conf";
             }
             argv[n] = NULL;
             char *args[32];

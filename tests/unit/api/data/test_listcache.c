@@ -226,6 +226,43 @@ static void test_invalidation_replayed_after_outage(void **state)
 }
 
 /*
+ * One user's invalidation that Redis refuses (its version key made a hash: WRONGTYPE in the
+ * script) is queued for that user only: another user's pages are still served from the cache,
+ * while the first user's are bypassed until the replay succeeds.
+ */
+static void test_pending_invalidation_is_per_user(void **state)
+{
+    listcache_fill(lc, "u5", CACHE_LIST_WATCHLIST, "f", "[a1]", 4, 1);
+    listcache_fill(lc, "u6", CACHE_LIST_WATCHLIST, "f", "[b1]", 4, 1);
+    settle();
+    assert_true(get("u5", "f").hit);
+    redis_do("DEL", "pc:{u5}:ver", NULL, NULL);
+    redis_do("HSET", "pc:{u5}:ver", "x", "y");
+    assert_int_equal(listcache_invalidate(lc, "u5", 2, NULL, NULL), LISTCACHE_PENDING);
+    settle();
+    assert_int_equal(listcache_pending_invalidations(), 1);
+    uint64_t bypassed = listcache_stats(lc)->bypassed;
+    got_t other = get("u6", "f");
+    assert_true(other.hit); /* not bypassed: u5's trouble is u5's */
+    assert_string_equal(other.value, "[b1]");
+    assert_false(get("u5", "f").hit); /* bypassed, although "[a1]" is still in Redis */
+    assert_int_equal(listcache_stats(lc)->bypassed, bypassed + 1);
+    redis_do("DEL", "pc:{u5}:ver", NULL, NULL);
+    uint64_t end = h2o_now(loop) + 3000; /* the replay is retried, and now succeeds */
+    while (listcache_pending_invalidations() != 0 && h2o_now(loop) < end) {
+        (void)get("u6", "f"); /* any call replays */
+        run_for(50);
+    }
+    assert_int_equal(listcache_pending_invalidations(), 0);
+    assert_false(get("u5", "f").hit); /* dropped by the replay, not served stale */
+    listcache_fill(lc, "u5", CACHE_LIST_WATCHLIST, "f", "[a2]", 4, 2);
+    settle();
+    got_t g = get("u5", "f");
+    assert_true(g.hit);
+    assert_string_equal(g.value, "[a2]");
+}
+
+/*
  * A page held locally is served only after Redis confirms its version: a newer version filled
  * by another process replaces it, and with the version gone (Redis restarted empty) it is not
  * served at all.
@@ -272,6 +309,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_miss_fill_hit_invalidate, each_setup, each_teardown),
         cmocka_unit_test_setup_teardown(test_race_with_fill_delay_hook, each_setup, each_teardown),
         cmocka_unit_test_setup_teardown(test_invalidation_replayed_after_outage, each_setup,
+                                        each_teardown),
+        cmocka_unit_test_setup_teardown(test_pending_invalidation_is_per_user, each_setup,
                                         each_teardown),
         cmocka_unit_test_setup_teardown(test_local_copy_follows_redis_version, each_setup,
                                         each_teardown),

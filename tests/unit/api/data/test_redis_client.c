@@ -1,6 +1,9 @@
 /*
  * Tests api/data/redis_client.c against a real redis-server started on a free port: commands,
- * EVALSHA/NOSCRIPT, pipelining, timeouts under SIGSTOP, reconnect after a kill, fail fast.
+ * EVALSHA/NOSCRIPT, pipelining, timeouts under SIGSTOP, reconnect after a kill, fail fast;
+ * and cluster mode against two cluster-enabled redis-servers sharing the slots: routing by
+ * slot from one seed, CROSSSLOT refused, MOVED after a slot moved, ASK during a migration, one
+ * master down affecting its slots only.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +13,7 @@
 
 #include "api/data/redis_client.h"
 #include "common/cache.h"
+#include "common/redis_cluster.h"
 #include "tests/unit/support/redis_test.h"
 
 static rt_server_t srv;
@@ -96,9 +100,11 @@ static char url[128];
 
 static int setup(void **state)
 {
-    loop = h2o_evloop_create();
     if (rt_server_start(&srv) != 0)
         return -1;
+    /* after the server: the loop's clock starts with the tests (a slow start on a loaded
+     * machine would otherwise count against the first connect timeout) */
+    loop = h2o_evloop_create();
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", srv.port);
     return 0;
 }
@@ -382,6 +388,279 @@ static void test_destroy_with_pending(void **state)
     assert_true(r.null);
 }
 
+/* ---------- cluster mode ---------- */
+
+static rt_server_t cn[2];
+static char node_id[2][64];
+
+static rt_reply_t *node_cmd(int i, int argc, const char **argv)
+{
+    rt_conn_t c;
+    if (rt_conn_open(&c, cn[i].port) != 0)
+        return NULL;
+    rt_reply_t *r = rt_cmd(&c, argc, argv);
+    rt_conn_close(&c);
+    return r;
+}
+
+#define NODE(i, ...)                                                                               \
+    node_cmd((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),             \
+             (const char *[]){__VA_ARGS__})
+
+static void node_do(int i, int argc, const char **argv)
+{
+    rt_reply_t *r = node_cmd(i, argc, argv);
+    assert_non_null(r);
+    if (r->type == '-')
+        fail_msg("%s: %s", argv[0], r->str);
+    rt_reply_free(r);
+}
+
+#define NODE_DO(i, ...)                                                                            \
+    node_do((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),              \
+            (const char *[]){__VA_ARGS__})
+
+static bool both_ok(void)
+{
+    for (int i = 0; i < 2; i++) {
+        rt_reply_t *r = NODE(i, "CLUSTER", "INFO");
+        bool ok = r != NULL && r->str != NULL && strstr(r->str, "cluster_state:ok") != NULL &&
+                  strstr(r->str, "cluster_known_nodes:2") != NULL;
+        rt_reply_free(r);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int cluster_setup(void **state)
+{
+    char port[16];
+    for (int i = 0; i < 2; i++) {
+        cn[i].cluster = 1;
+        if (rt_server_start(&cn[i]) != 0)
+            return -1;
+        rt_reply_t *r = NODE(i, "CLUSTER", "MYID");
+        if (r == NULL || r->str == NULL)
+            return -1;
+        snprintf(node_id[i], sizeof(node_id[i]), "%s", r->str);
+        rt_reply_free(r);
+    }
+    rt_reply_free(NODE(0, "CLUSTER", "ADDSLOTSRANGE", "0", "8191"));
+    rt_reply_free(NODE(1, "CLUSTER", "ADDSLOTSRANGE", "8192", "16383"));
+    snprintf(port, sizeof(port), "%d", cn[1].port);
+    rt_reply_free(NODE(0, "CLUSTER", "MEET", "127.0.0.1", port));
+    for (int i = 0; i < 200 && !both_ok(); i++)
+        rt_sleep_ms(50);
+    loop = h2o_evloop_create(); /* now: its clock starts with the tests */
+    return both_ok() ? 0 : -1;
+}
+
+static int cluster_teardown(void **state)
+{
+    rt_server_destroy(&cn[0]);
+    rt_server_destroy(&cn[1]);
+    h2o_evloop_destroy(loop);
+    return 0;
+}
+
+/* A key "k{<prefix>n}" whose slot lies in [lo, hi] (distinct prefixes: distinct slots). */
+static void key_in(char *out, size_t outlen, const char *prefix, unsigned lo, unsigned hi)
+{
+    for (int n = 0;; n++) {
+        snprintf(out, outlen, "k{%s%d}", prefix, n);
+        unsigned s = redis_cluster_key_slot(out, strlen(out));
+        if (s >= lo && s <= hi)
+            return;
+    }
+}
+
+static redis_client_t *make_cluster_client(const char *seeds)
+{
+    char err[200];
+    redis_client_config_t cfg = {.url = seeds,
+                                 .cluster = true,
+                                 .connect_timeout_ms = 300,
+                                 .command_timeout_ms = 500,
+                                 .backoff_min_ms = 20,
+                                 .backoff_max_ms = 200};
+    redis_client_t *c = redis_client_create(loop, &cfg, err, sizeof(err));
+    if (c == NULL)
+        fail_msg("create: %s", err);
+    return c;
+}
+
+static void seed_of(int i, char *out, size_t len)
+{
+    snprintf(out, len, "redis://127.0.0.1:%d", cn[i].port);
+}
+
+static void test_cluster_url_checks(void **state)
+{
+    char err[200];
+    assert_int_equal(redis_client_check_cluster_url("redis://a:1,redis://b:2", err, sizeof(err)),
+                     0);
+    assert_int_equal(redis_client_check_cluster_url("redis://a:1", err, sizeof(err)), 0);
+    assert_int_equal(redis_client_check_cluster_url("redis://a:1,unix:///x", err, sizeof(err)), -1);
+    assert_int_equal(redis_client_check_cluster_url("redis://a:1/3", err, sizeof(err)), -1);
+    assert_int_equal(redis_client_check_cluster_url("redis://a:1,", err, sizeof(err)), -1);
+}
+
+static void test_cluster_routes_by_slot(void **state)
+{
+    char seed[64], ka[64], kb[64];
+    seed_of(0, seed, sizeof(seed)); /* one seed: the other master is learnt from the map */
+    redis_client_t *c = make_cluster_client(seed);
+    key_in(ka, sizeof(ka), "ra", 0, 8191);
+    key_in(kb, sizeof(kb), "rb", 8192, 16383);
+    result_t s1 = {0}, s2 = {0}, g1 = {0}, g2 = {0};
+    assert_int_equal(CMD(c, &s1, "SET", ka, "va"), 0); /* queued behind the first handshake */
+    assert_int_equal(CMD(c, &s2, "SET", kb, "vb"), 0);
+    assert_true(run_until(&s2.done, 1, 3000));
+    assert_false(s1.null || s2.null);
+    assert_int_equal(s2.type, REDIS_REPLY_STATUS);
+    for (int i = 0; i < 100 && !redis_client_is_up(c); i++)
+        run_for(20);
+    assert_true(redis_client_is_up(c));
+    redis_client_stats_t before, after;
+    redis_client_get_stats(c, &before);
+    assert_int_equal(CMD(c, &g1, "GET", ka), 0);
+    assert_int_equal(CMD(c, &g2, "GET", kb), 0);
+    assert_true(run_until(&g2.done, 1, 2000));
+    assert_string_equal(g1.str, "va");
+    assert_string_equal(g2.str, "vb");
+    redis_client_get_stats(c, &after);
+    assert_int_equal(after.moved, before.moved); /* the map was right: sent to the owner */
+    rt_reply_t *r = NODE(1, "GET", kb);          /* stored on the second master */
+    assert_non_null(r);
+    assert_string_equal(r->str, "vb");
+    rt_reply_free(r);
+    assert_true(redis_client_is_up_for(c, ka));
+    assert_true(redis_client_is_up_for(c, kb));
+    redis_client_destroy(c);
+}
+
+static void test_cluster_crossslot_refused(void **state)
+{
+    char seed[64], ka[64], kb[64];
+    seed_of(0, seed, sizeof(seed));
+    redis_client_t *c = make_cluster_client(seed);
+    key_in(ka, sizeof(ka), "xa", 0, 8191);
+    key_in(kb, sizeof(kb), "xb", 8192, 16383);
+    result_t m1 = {0}, m2 = {0};
+    redis_client_stats_t st;
+    assert_int_equal(CMD(c, &m1, "MGET", ka, kb), -1); /* never sent */
+    assert_true(run_until(&m1.done, 1, 1000));
+    assert_true(m1.null);
+    redis_client_get_stats(c, &st);
+    assert_int_equal(st.err_replies, 1);
+    assert_int_equal(CMD(c, &m2, "MGET", "{u1}a", "{u1}b"), 0); /* one slot: fine */
+    assert_true(run_until(&m2.done, 1, 2000));
+    assert_false(m2.null);
+    assert_int_equal(m2.type, REDIS_REPLY_ARRAY);
+    redis_client_destroy(c);
+}
+
+static void test_cluster_moved_after_a_slot_moved(void **state)
+{
+    char seed[64], k[64], slot[16];
+    seed_of(0, seed, sizeof(seed));
+    redis_client_t *c = make_cluster_client(seed);
+    key_in(k, sizeof(k), "mv", 0, 8191);
+    snprintf(slot, sizeof(slot), "%u", redis_cluster_key_slot(k, strlen(k)));
+    result_t s = {0}, g = {0}, g2 = {0};
+    assert_int_equal(CMD(c, &s, "SET", k, "moved-value"), 0);
+    assert_true(run_until(&s.done, 1, 3000));
+    for (int i = 0; i < 100 && !redis_client_is_up(c); i++)
+        run_for(20);
+    /* the slot moves from the first master to the second, key included */
+    char port[16];
+    snprintf(port, sizeof(port), "%d", cn[1].port);
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id[0]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", node_id[1]);
+    NODE_DO(0, "MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS", k);
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
+    redis_client_stats_t before, after;
+    redis_client_get_stats(c, &before);
+    assert_int_equal(CMD(c, &g, "GET", k), 0); /* MOVED, followed */
+    assert_true(run_until(&g.done, 1, 2000));
+    assert_false(g.null);
+    assert_string_equal(g.str, "moved-value");
+    redis_client_get_stats(c, &after);
+    assert_int_equal(after.moved, before.moved + 1);
+    run_for(300); /* the map is read again */
+    assert_int_equal(CMD(c, &g2, "GET", k), 0);
+    assert_true(run_until(&g2.done, 1, 2000));
+    assert_string_equal(g2.str, "moved-value");
+    redis_client_get_stats(c, &before);
+    assert_int_equal(before.moved, after.moved);     /* learnt: no second redirection */
+    assert_true(before.refreshes > after.refreshes); /* re-read after the MOVED */
+    redis_client_destroy(c);
+}
+
+static void test_cluster_ask_during_migration(void **state)
+{
+    char seed[64], k[64], slot[16];
+    seed_of(0, seed, sizeof(seed));
+    redis_client_t *c = make_cluster_client(seed);
+    key_in(k, sizeof(k), "ask", 0, 8191);
+    snprintf(slot, sizeof(slot), "%u", redis_cluster_key_slot(k, strlen(k)));
+    for (int i = 0; i < 100 && !redis_client_is_up(c); i++)
+        run_for(20);
+    assert_true(redis_client_is_up(c));
+    /* being migrated: the first master answers ASK for keys it does not have */
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id[0]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", node_id[1]);
+    result_t s = {0};
+    assert_int_equal(CMD(c, &s, "SET", k, "asked"), 0);
+    assert_true(run_until(&s.done, 1, 2000));
+    assert_false(s.null);
+    assert_int_equal(s.type, REDIS_REPLY_STATUS);
+    redis_client_stats_t st;
+    redis_client_get_stats(c, &st);
+    assert_int_equal(st.ask, 1);
+    assert_int_equal(st.moved, 0);
+    rt_conn_t conn; /* stored on the importing node */
+    assert_int_equal(rt_conn_open(&conn, cn[1].port), 0);
+    rt_reply_free(RT_CMD(&conn, "ASKING"));
+    rt_reply_t *r = RT_CMD(&conn, "GET", k);
+    assert_non_null(r);
+    assert_string_equal(r->str, "asked");
+    rt_reply_free(r);
+    rt_conn_close(&conn);
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
+    redis_client_destroy(c);
+}
+
+/* Last: kills the second master. */
+static void test_cluster_one_master_down(void **state)
+{
+    char seeds[128], ka[64], kb[64];
+    snprintf(seeds, sizeof(seeds), "redis://127.0.0.1:%d,redis://127.0.0.1:%d", cn[0].port,
+             cn[1].port);
+    redis_client_t *c = make_cluster_client(seeds);
+    key_in(ka, sizeof(ka), "da", 0, 8191);
+    key_in(kb, sizeof(kb), "db", 8192, 16383);
+    for (int i = 0; i < 100 && !redis_client_is_up(c); i++)
+        run_for(20);
+    assert_true(redis_client_is_up(c));
+    rt_server_stop(&cn[1], SIGKILL);
+    result_t a = {0}, b = {0};
+    CMD(c, &b, "GET", kb);
+    assert_true(run_until(&b.done, 1, 2000));
+    assert_true(b.null); /* its master is gone */
+    run_for(100);
+    assert_false(redis_client_is_up_for(c, kb));
+    assert_true(redis_client_is_up_for(c, ka)); /* the other master's users carry on */
+    assert_false(redis_client_is_up(c));
+    assert_int_equal(CMD(c, &a, "GET", ka), 0);
+    assert_true(run_until(&a.done, 1, 2000));
+    assert_false(a.null);
+    redis_client_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +674,16 @@ int main(void)
         cmocka_unit_test(test_reconnect_after_kill),
         cmocka_unit_test(test_down_at_start_then_up),
     };
+    const struct CMUnitTest cluster_tests[] = {
+        cmocka_unit_test(test_cluster_url_checks),
+        cmocka_unit_test(test_cluster_routes_by_slot),
+        cmocka_unit_test(test_cluster_crossslot_refused),
+        cmocka_unit_test(test_cluster_moved_after_a_slot_moved),
+        cmocka_unit_test(test_cluster_ask_during_migration),
+        cmocka_unit_test(test_cluster_one_master_down),
+    };
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests_name("redis_client", tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("redis_client", tests, setup, teardown);
+    return failed + cmocka_run_group_tests_name("redis_client_cluster", cluster_tests,
+                                                cluster_setup, cluster_teardown);
 }

@@ -161,7 +161,8 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
     int relays, share;
 
     snprintf(cls, sizeof(cls), "%d", OUTBOX_LEASE_CLASS);
-    if (l->conn != NULL && PQstatus(l->conn) != CONNECTION_OK)
+    /* outbox_conn_ok(): also false on a server that became read-only (failover) */
+    if (l->conn != NULL && !outbox_conn_ok(l->conn))
         drop(l);
     if (l->conn == NULL && connect_lease(l) != 0)
         return -1;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common/buf.h"
+#include "common/db.h"
 #include "common/log.h"
 #include "relay/outbox.h"
 
@@ -67,7 +68,10 @@ PGconn *outbox_connect(const char *dsn, const char *application_name, char *errb
 
 bool outbox_conn_ok(PGconn *conn)
 {
-    return conn != NULL && PQstatus(conn) == CONNECTION_OK;
+    /* A server that reports itself read-only (a standby, a recovering or fenced primary) is no
+     * use to the relay, which writes: the caller drops the connection and connects again, and
+     * a multi-host DATABASE_URL with target_session_attrs=read-write finds the new primary. */
+    return conn != NULL && PQstatus(conn) == CONNECTION_OK && !db_conn_read_only(conn);
 }
 
 int outbox_session_init(PGconn *conn, bool listen)

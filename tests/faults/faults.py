@@ -128,14 +128,14 @@ class Proc:
 class Services:
     """Two API processes and two relays against one stack (stack.env values in `stack`)."""
 
-    def __init__(self, stack, bin_dir, run_dir, apis=2, relays=2):
+    def __init__(self, stack, bin_dir, run_dir, apis=2, relays=2, database_url=None):
         os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
         os.makedirs(os.path.join(run_dir, "pids"), exist_ok=True)
         base = {k: v for k, v in os.environ.items()
                 if k in ("PATH", "HOME", "LANG", "TZ", "ASAN_OPTIONS", "UBSAN_OPTIONS",
                          "LSAN_OPTIONS")}
         base.update({
-            "DATABASE_URL": stack["DATABASE_URL"],
+            "DATABASE_URL": database_url or stack["DATABASE_URL"],
             "REDIS_URL": stack["REDIS_URL"],
             "LOG_LEVEL": os.environ.get("FAULTS_LOG_LEVEL", "info"),
         })

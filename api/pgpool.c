@@ -104,7 +104,7 @@ typedef struct st_conn_t {
     ino_t sock_ino;    /* its inode: libpq may reuse the fd number for the next host */
     int write_pending; /* h2o_socket_notify_write armed */
     int prep_failed;
-    int not_primary; /* a statement failed because the server is no writable primary */
+    int not_primary;      /* a statement failed because the server is no writable primary */
     uint64_t state_since; /* ms, for connect/prepare timeouts */
     uint64_t retry_at;    /* CONN_DOWN: when to reconnect */
     uint64_t backoff;

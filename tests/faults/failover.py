@@ -44,8 +44,8 @@ class FailoverInjector(threading.Thread):
         if self.stop_event.wait(max(0.0, self.t0 + self.at - time.time())):
             return
         try:
+            self._stack("pg-kill")  # returns right after the kill
             self.t_kill = time.time() - self.t0
-            self._stack("pg-kill")
             log("fault t=%5.1fs pg_failover      primary postmaster kill -9" % self.t_kill)
             time.sleep(PROMOTE_DELAY_S)
             self._stack("standby-promote")

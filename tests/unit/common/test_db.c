@@ -25,8 +25,8 @@ static void test_failover_sqlstates(void **state)
 static void test_reported_read_only(void **state)
 {
     assert_false(db_reported_read_only("off", "off"));
-    assert_true(db_reported_read_only("on", "off"));  /* a standby (or still recovering) */
-    assert_true(db_reported_read_only("off", "on"));  /* a primary fenced read-only */
+    assert_true(db_reported_read_only("on", "off")); /* a standby (or still recovering) */
+    assert_true(db_reported_read_only("off", "on")); /* a primary fenced read-only */
     assert_true(db_reported_read_only("on", "on"));
     assert_false(db_reported_read_only(NULL, NULL)); /* a server older than 14 reports neither */
     assert_true(db_reported_read_only(NULL, "on"));

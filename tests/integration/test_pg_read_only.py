@@ -72,10 +72,12 @@ def test_api_drops_connections_to_a_read_only_server(stack):
             if r.status_code == 503 and sessions_on(stack, db) == 0:
                 break
             time.sleep(0.1)
-        # Not one pooled connection stays on the read-only server, and nothing got a 500.
+        # Not one pooled connection stays on the read-only server, and nothing got a 500. A
+        # backend takes the reload when it reads its next statement, so a first write may still
+        # pass; from the first 503 on, every write gets 503.
         assert sessions_on(stack, db) == 0
-        assert statuses[-1] == 503
-        assert set(statuses) <= {503}, statuses
+        first = statuses.index(503)
+        assert set(statuses[:first]) <= {200} and set(statuses[first:]) == {503}, statuses
         assert a.get(f"/profiles/{u}", u).status_code == 503
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -88,7 +90,7 @@ def test_api_drops_connections_to_a_read_only_server(stack):
     assert a.get(f"/profiles/{u}", u).json()["displayName"] == "after"
     assert a.proc.proc.poll() is None  # the same process throughout
     assert "not a writable primary" in a.proc.output()
-    print(f"read-only server: {len(statuses)} writes, all 503")
+    print(f"read-only server: writes answered {statuses}")
     assert a.stop() == 0
 
 

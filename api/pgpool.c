@@ -395,21 +395,30 @@ static bool is_retryable(const PGresult *res)
 }
 
 /* The statement failed because its server is no writable primary (read-only, a standby, going
- * down): it did not commit, so it may run again on another connection. */
+ * down): the connection is of no further use. */
 static bool is_failover(const PGresult *res)
 {
     return PQresultStatus(res) == PGRES_FATAL_ERROR &&
            db_sqlstate_is_failover(PQresultErrorField(res, PG_DIAG_SQLSTATE));
 }
 
-/* A finished op: retry serialization failures, deadlocks and failover errors, else hand the
- * result over. A failover error that is out of retries is a connection error (503), not a
+/* Refused as read-only (25006) before it wrote anything, so it may run again on another
+ * connection. Not so a shutdown (57P01): its commit may have happened (a synchronous-commit wait
+ * cut short), and the retry is the client's, with its Idempotency-Key. */
+static bool is_read_only_refusal(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return PQresultStatus(res) == PGRES_FATAL_ERROR && state != NULL && strcmp(state, "25006") == 0;
+}
+
+/* A finished op: retry serialization failures, deadlocks and read-only refusals, else hand the
+ * result over. A failover error (once out of retries) is a connection error (503), not a
  * statement error. */
 static void finish_op(pgpool_t *pool, pgpool_op_t *op)
 {
     bool failover = op->res != NULL && is_failover(op->res);
-    if (op->res != NULL && (failover || is_retryable(op->res)) && op->retries < MAX_RETRIES &&
-        op->cb != NULL) {
+    if (op->res != NULL && (is_retryable(op->res) || is_read_only_refusal(op->res)) &&
+        op->retries < MAX_RETRIES && op->cb != NULL) {
         op->retries++;
         PQclear(op->res);
         op->res = NULL;

@@ -265,3 +265,34 @@ Exit:
     db_close(other);
     return ret;
 }
+
+bool db_sqlstate_is_failover(const char *sqlstate)
+{
+    static const char *const codes[] = {
+        "25006", /* read_only_sql_transaction: a standby or a read-only primary */
+        "57P01", /* admin_shutdown: the server is shutting down (or being demoted) */
+        "57P02", /* crash_shutdown: another backend crashed */
+        "57P03", /* cannot_connect_now: starting up or in recovery */
+    };
+    if (sqlstate == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); ++i)
+        if (strcmp(sqlstate, codes[i]) == 0)
+            return true;
+    return false;
+}
+
+bool db_reported_read_only(const char *in_hot_standby, const char *default_transaction_read_only)
+{
+    return (in_hot_standby != NULL && strcmp(in_hot_standby, "on") == 0) ||
+           (default_transaction_read_only != NULL &&
+            strcmp(default_transaction_read_only, "on") == 0);
+}
+
+bool db_conn_read_only(const PGconn *conn)
+{
+    if (conn == NULL)
+        return false;
+    return db_reported_read_only(PQparameterStatus(conn, "in_hot_standby"),
+                                 PQparameterStatus(conn, "default_transaction_read_only"));
+}

@@ -99,4 +99,25 @@ typedef enum {
  */
 db_session_t db_session_check(PGconn *conn, const char *dsn);
 
+/**
+ * True when a statement failed with `sqlstate` because the server is not a writable primary
+ * (any more): 25006 read_only_sql_transaction ("cannot execute ... in a read-only
+ * transaction"), or the 57P0x shutdown codes a server in crash, shutdown or recovery sends.
+ * Such a connection is no use to a writer: drop it and connect again, so that a multi-host
+ * connection string with target_session_attrs=read-write finds the current primary.
+ * NULL-safe (false).
+ */
+bool db_sqlstate_is_failover(const char *sqlstate);
+
+/**
+ * True when the server reports (ParameterStatus, PostgreSQL 14 and later) in_hot_standby=on or
+ * default_transaction_read_only=on: a standby, still in recovery, or a primary fenced
+ * read-only. Its errors, including recovery conflicts (40001/40P01 on a standby), are treated
+ * as connection-level. NULL-safe (false); false for servers that do not report these.
+ */
+bool db_conn_read_only(const PGconn *conn);
+
+/** db_conn_read_only() on the two reported values (each may be NULL): the testable core. */
+bool db_reported_read_only(const char *in_hot_standby, const char *default_transaction_read_only);
+
 #endif

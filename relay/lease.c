@@ -30,6 +30,7 @@ struct st_lease_t {
     int backoff_ms;
     long long next_attempt_ms;
     bool down_logged;
+    bool read_only; /* the last connection's server reported itself read-only (failover) */
 };
 
 int lease_fair_share(int relays)
@@ -92,6 +93,7 @@ static int connect_lease(lease_t *l)
     if (l->down_logged)
         log_info("lease connection restored");
     l->down_logged = false;
+    l->read_only = false;
     l->backoff_ms = BACKOFF_MIN_MS;
     l->pid = PQbackendPID(l->conn);
     return 0;
@@ -220,8 +222,15 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
     int relays, share;
 
     snprintf(cls, sizeof(cls), "%d", OUTBOX_LEASE_CLASS);
-    if (l->conn != NULL && PQstatus(l->conn) != CONNECTION_OK)
+    /* outbox_conn_ok(): also false on a server that became read-only (failover) */
+    if (l->conn != NULL && !outbox_conn_ok(l->conn)) {
+        if (PQstatus(l->conn) == CONNECTION_OK && db_conn_read_only(l->conn)) {
+            log_warn("the server became read-only (standby, demoted or fenced primary): "
+                     "dropping the lease connection");
+            l->read_only = true;
+        }
         drop(l);
+    }
     if (l->conn == NULL && connect_lease(l) != 0)
         return -1;
 
@@ -269,6 +278,11 @@ uint64_t lease_claimable_mask(const lease_t *l)
 int lease_held_count(const lease_t *l)
 {
     return l->nheld;
+}
+
+bool lease_server_read_only(const lease_t *l)
+{
+    return l->read_only;
 }
 
 int lease_backend_pid(const lease_t *l)

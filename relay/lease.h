@@ -40,6 +40,13 @@ uint64_t lease_claimable_mask(const lease_t *l);
 /** Number of partitions held (including ones being released). */
 int lease_held_count(const lease_t *l);
 
+/**
+ * True after the lease connection was dropped because its server reported itself read-only (a
+ * failover), until a new lease connection is up. The relay's other connections, idle ones
+ * included, are on the same server and must be dropped too: an idle session never hears of it.
+ */
+bool lease_server_read_only(const lease_t *l);
+
 /** Backend pid of the lease connection (0 when disconnected). */
 int lease_backend_pid(const lease_t *l);
 

@@ -29,7 +29,10 @@ PGconn *outbox_connect(const char *dsn, const char *application_name, char *errb
 
 bool outbox_conn_ok(PGconn *conn)
 {
-    return db_conn_ok(conn);
+    /* A server that reports itself read-only (a standby, a recovering or fenced primary) is no
+     * use to the relay, which writes: the caller drops the connection and connects again, and
+     * a multi-host DATABASE_URL with target_session_attrs=read-write finds the new primary. */
+    return db_conn_ok(conn) && !db_conn_read_only(conn);
 }
 
 int outbox_session_init(PGconn *conn, bool listen)

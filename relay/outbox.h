@@ -37,7 +37,12 @@ typedef struct st_outbox_stats_t {
  */
 PGconn *outbox_connect(const char *dsn, const char *application_name, char *errbuf, size_t errlen);
 
-/** db_conn_ok(): true when the connection is usable. NULL → false. */
+/**
+ * True when the connection is usable: not CONNECTION_BAD, and its server does not report
+ * itself read-only (in_hot_standby or default_transaction_read_only on: a standby, a recovering
+ * or fenced primary, see db_conn_read_only()). NULL → false. A caller that gets false drops
+ * the connection and connects again.
+ */
 bool outbox_conn_ok(PGconn *conn);
 
 /**

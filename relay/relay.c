@@ -849,6 +849,8 @@ int relay_run(relay_t *r)
             if (lease_tick(r->lease, r->part_inflight) == 0 && lease_held_count(r->lease) > before)
                 r->more = true;
             metrics_set(METRIC_PARTITIONS_HELD, lease_held_count(r->lease));
+            if (r->db != NULL && lease_server_read_only(r->lease))
+                db_lost(r); /* reconnects to the writable server (target_session_attrs) */
             r->next_lease_ms = now + LEASE_TICK_MS;
         }
 

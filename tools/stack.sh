@@ -8,6 +8,10 @@
 #   tools/stack.sh pg-restart DIR [fast|immediate] restart PostgreSQL on the same port
 #   tools/stack.sh redis-stop DIR | redis-start DIR
 #   tools/stack.sh redis-cluster-node-start DIR PORT   start a cluster node again (it rejoins)
+#   tools/stack.sh standby-start DIR               add a synchronous streaming standby
+#   tools/stack.sh standby-promote DIR             promote it (after the primary is gone)
+#   tools/stack.sh standby-stop DIR                stop and remove it (stop does it too)
+#   tools/stack.sh pg-kill DIR                     kill -9 the primary's postmaster
 #
 # STACK_REDIS_CLUSTER=1 also starts a Redis Cluster of six redis-server nodes (3 masters and 3
 # replicas, cluster-node-timeout 2000 ms) and writes REDIS_CLUSTER_URL (a comma list of the
@@ -31,6 +35,9 @@
 # postgres user must own it, so it lives under /tmp), postgres.log, redis.port, redis.pid,
 # redis.log, kafka-mock.pid, kafka-mock.out (first line = bootstrap), kafka-mock.log, kafka.ctl;
 # with PgBouncer: pgbouncer.log (its ini, auth file and pid file sit in the pg.tmpdir folder).
+# With a standby: standby.tmpdir (its mktemp dir) and standby.log; stack.env then also holds
+# PG_STANDBY_PORT, PG_STANDBY_DATA_DIR and DATABASE_URL_HA (both hosts, target_session_attrs=
+# read-write: the URL of a client that follows a failover).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +56,7 @@ usage() {
     echo "usage: $0 start DIR [--pgbouncer]" >&2
     echo "       $0 stop|status|redis-stop|redis-start DIR" >&2
     echo "       $0 pg-restart DIR [fast|immediate]" >&2
+    echo "       $0 standby-start|standby-promote|standby-stop|pg-kill DIR" >&2
     exit 2
 }
 
@@ -595,6 +603,7 @@ cmd_stop() {
         *) echo "stack: not removing unexpected PG dir '$tmp'" >&2 ;;
         esac
     fi
+    standby_stop
     rm -f "$DIR/pg.tmpdir" "$DIR/stack.env" "$DIR/redis.port"
     echo "stack: stopped $DIR"
 }
@@ -695,6 +704,184 @@ cmd_redis_cluster_node_start() {
     echo "stack: cluster node $port started"
 }
 
+# ---------------------------------------------------------------------------- standby
+# A streaming standby of the stack's primary (docs/operations.md, High availability): a
+# pg_basebackup copy in its own mktemp dir, on its own port, named by application_name in the
+# primary's synchronous_standby_names so that every commit waits for its WAL flush there.
+
+STANDBY_NAME=profile_standby
+
+standby_tmpdir() {
+    [ -f "$DIR/standby.tmpdir" ] && cat "$DIR/standby.tmpdir"
+    return 0
+}
+
+# Replaces (or adds) KEY=VALUE in DIR/stack.env; an empty value removes the key.
+env_put() {
+    local key=$1 val=$2 f=$DIR/stack.env.tmp
+    [ -f "$DIR/stack.env" ] || die "no stack.env in $DIR"
+    [[ $val =~ ^[A-Za-z0-9_./:@,+=?-]*$ ]] || die "unsafe characters in $key='$val'"
+    grep -v "^$key=" "$DIR/stack.env" >"$f" || true
+    [ -z "$val" ] || echo "$key=$val" >>"$f"
+    mv "$f" "$DIR/stack.env"
+}
+
+# Runs one SQL statement as postgres on the primary's socket; prints the rows unaligned.
+primary_sql() {
+    as_pg "$PG_BIN/psql" -X -q -At -h "$(pg_tmpdir)/sock" -p "$(env_get PGPORT)" -U postgres \
+        -d postgres -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# Waits up to $2 tenths of a second for the standby's row in pg_stat_replication to show $1
+# in column $3 (state or sync_state).
+standby_wait() {
+    local want=$1 tries=$2 col=$3 i got=""
+    for ((i = 0; i < tries; i++)); do
+        got=$(primary_sql "SELECT $col FROM pg_stat_replication
+            WHERE application_name = '$STANDBY_NAME'" 2>/dev/null || true)
+        [ "$got" = "$want" ] && return 0
+        sleep 0.1
+    done
+    echo "stack: standby $col is '$got', not '$want'" >&2
+    return 1
+}
+
+cmd_standby_start() {
+    local ptmp stmp port pport log attempt
+    ptmp=$(pg_tmpdir)
+    { [ -n "$ptmp" ] && [ -d "$ptmp/data" ]; } || die "no PostgreSQL in $DIR (start the stack first)"
+    [ -z "$(standby_tmpdir)" ] || die "$DIR already has a standby: run '$0 standby-stop $DIR' first"
+    pport=$(env_get PGPORT)
+    # Replication connections from loopback (the 'all' database entry does not cover them).
+    if ! grep -q '^host *replication' "$ptmp/data/pg_hba.conf"; then
+        echo "host    replication all 127.0.0.1/32 trust" |
+            as_pg tee -a "$ptmp/data/pg_hba.conf" >/dev/null
+        primary_sql "SELECT pg_reload_conf()" >/dev/null || die "primary reload failed"
+    fi
+    stmp=$(mktemp -d /tmp/profile-pg.XXXXXX)
+    echo "$stmp" >"$DIR/standby.tmpdir"
+    mkdir -p "$stmp/sock"
+    chmod 700 "$stmp"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown -R postgres:postgres "$stmp"
+    fi
+    log=$DIR/standby.log
+    : >"$log"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$log"
+        if ! runuser -u postgres -- test -w "$log" 2>/dev/null; then
+            log=$stmp/standby.log
+            : >"$log"
+            chown postgres "$log"
+        fi
+    fi
+    # Copied before synchronous_standby_names is set on the primary: a promoted standby must
+    # not wait for a standby of its own.
+    if ! as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$pport" -U postgres -D "$stmp/data" \
+        -R -X stream -c fast --no-sync >"$DIR/basebackup.log" 2>&1; then
+        show_log "$DIR/basebackup.log"
+        die "pg_basebackup failed"
+    fi
+    # After -R's own lines, so that these win (application_name names it in
+    # synchronous_standby_names).
+    as_pg tee -a "$stmp/data/postgresql.auto.conf" >/dev/null <<EOF
+# --- standby of the profile local stack (tools/stack.sh standby-start) ---
+primary_conninfo = 'host=127.0.0.1 port=$pport user=postgres application_name=$STANDBY_NAME'
+unix_socket_directories = '$stmp/sock'
+hot_standby = on
+EOF
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        echo "port = $port" | as_pg tee "$stmp/data/stack_port.conf" >/dev/null
+        if as_pg "$PG_BIN/pg_ctl" -D "$stmp/data" -l "$log" -w -t 60 -s start >/dev/null; then
+            break
+        fi
+        if [ "$attempt" -eq 3 ] || ! grep -q 'could not bind\|Address already in use' "$log"; then
+            show_log "$log"
+            die "the standby did not start"
+        fi
+        echo "stack: port $port was taken, retrying" >&2
+    done
+    standby_wait streaming 300 state || { show_log "$log"; die "the standby is not streaming"; }
+    primary_sql "ALTER SYSTEM SET synchronous_standby_names = '$STANDBY_NAME'" >/dev/null ||
+        die "could not set synchronous_standby_names"
+    primary_sql "ALTER SYSTEM SET synchronous_commit = on" >/dev/null ||
+        die "could not set synchronous_commit"
+    primary_sql "SELECT pg_reload_conf()" >/dev/null || die "primary reload failed"
+    standby_wait sync 100 sync_state || die "the standby did not become synchronous"
+    env_put PG_STANDBY_PORT "$port"
+    env_put PG_STANDBY_DATA_DIR "$stmp/data"
+    env_put DATABASE_URL_HA \
+        "postgresql://profile@127.0.0.1:$pport,127.0.0.1:$port/profile?target_session_attrs=read-write"
+    echo "stack: synchronous standby $STANDBY_NAME on port $port (data $stmp/data, log $log)"
+    echo "  DATABASE_URL_HA=$(env_get DATABASE_URL_HA)"
+}
+
+cmd_standby_promote() {
+    local stmp
+    stmp=$(standby_tmpdir)
+    { [ -n "$stmp" ] && [ -d "$stmp/data" ]; } || die "no standby in $DIR"
+    as_pg "$PG_BIN/pg_ctl" -D "$stmp/data" -w -t 60 -s promote >/dev/null ||
+        die "promotion failed"
+    echo "stack: standby on port $(env_get PG_STANDBY_PORT) promoted"
+}
+
+# Stops and removes the standby (idempotent). A running primary loses its
+# synchronous_standby_names with it: without a standby its commits would wait forever.
+standby_stop() {
+    local stmp pid
+    stmp=$(standby_tmpdir)
+    [ -n "$stmp" ] || return 0
+    if [ -f "$stmp/data/postmaster.pid" ]; then
+        as_pg "$PG_BIN/pg_ctl" -D "$stmp/data" -m fast -w -t 30 -s stop >/dev/null 2>&1 ||
+            as_pg "$PG_BIN/pg_ctl" -D "$stmp/data" -m immediate -w -t 10 -s stop >/dev/null 2>&1 ||
+            true
+        pid=$(head -n 1 "$stmp/data/postmaster.pid" 2>/dev/null || true)
+        if pid_is "$pid" postgres; then
+            echo "stack: standby (pid $pid) did not stop, sending SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.5
+        fi
+    fi
+    if [ -f "$DIR/stack.env" ] && primary_sql "SELECT 1" >/dev/null 2>&1; then
+        primary_sql "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null 2>&1 || true
+        primary_sql "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+    fi
+    case $stmp in
+    /tmp/profile-pg.*)
+        if [ -f "$stmp/standby.log" ]; then
+            cp "$stmp/standby.log" "$DIR/standby.log" 2>/dev/null || true
+        fi
+        rm -rf "$stmp"
+        ;;
+    *) echo "stack: not removing unexpected standby dir '$stmp'" >&2 ;;
+    esac
+    rm -f "$DIR/standby.tmpdir"
+    if [ -f "$DIR/stack.env" ]; then
+        env_put PG_STANDBY_PORT ""
+        env_put PG_STANDBY_DATA_DIR ""
+        env_put DATABASE_URL_HA ""
+    fi
+}
+
+cmd_standby_stop() {
+    standby_stop
+    echo "stack: standby stopped"
+}
+
+# kill -9 of the primary's postmaster: the pid comes from its own postmaster.pid and must be a
+# postgres process, so no other cluster on the machine is touched. Its backends notice the
+# postmaster's death and exit by themselves.
+cmd_pg_kill() {
+    local tmp pid
+    tmp=$(pg_tmpdir)
+    { [ -n "$tmp" ] && [ -f "$tmp/data/postmaster.pid" ]; } || die "no running PostgreSQL in $DIR"
+    pid=$(head -n 1 "$tmp/data/postmaster.pid")
+    pid_is "$pid" postgres || die "pid '$pid' of $tmp/data/postmaster.pid is not a running postgres"
+    kill -KILL "$pid"
+    echo "stack: PostgreSQL postmaster (pid $pid) killed with SIGKILL"
+}
+
 [ $# -ge 2 ] || usage
 CMD=$1
 mkdir -p "$2"
@@ -717,5 +904,9 @@ pg-restart) [ $# -le 1 ] || usage; cmd_pg_restart "${1:-fast}" ;;
 redis-stop) [ $# -eq 0 ] || usage; cmd_redis_stop ;;
 redis-start) [ $# -eq 0 ] || usage; cmd_redis_start ;;
 redis-cluster-node-start) [ $# -eq 1 ] || usage; cmd_redis_cluster_node_start "$1" ;;
+standby-start) [ $# -eq 0 ] || usage; cmd_standby_start ;;
+standby-promote) [ $# -eq 0 ] || usage; cmd_standby_promote ;;
+standby-stop) [ $# -eq 0 ] || usage; cmd_standby_stop ;;
+pg-kill) [ $# -eq 0 ] || usage; cmd_pg_kill ;;
 *) usage ;;
 esac

@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <h2o.h>
 #include "api/data/pgpool.h"
 #include "api/http/metrics.h"
 #include "api/data/pgpool_internal.h"
 #include "common/clock.h"
+#include "common/db.h"
 #include "common/log.h"
 
 #define LOG_MODULE "pgpool"
@@ -105,8 +107,10 @@ typedef struct st_conn_t {
     PGconn *pg;
     h2o_socket_t *sock;
     int sock_fd;       /* PQsocket() the h2o socket wraps a dup of */
+    ino_t sock_ino;    /* its inode: libpq may reuse the fd number for the next host */
     int write_pending; /* h2o_socket_notify_write armed */
     int prep_failed;
+    int not_primary;      /* a statement failed because the server is no writable primary */
     uint64_t state_since; /* ms, for connect/prepare timeouts */
     uint64_t retry_at;    /* CONN_DOWN: when to reconnect */
     uint64_t backoff;
@@ -179,16 +183,26 @@ static void close_sock(conn_t *c)
         c->sock = NULL;
     }
     c->sock_fd = -1;
+    c->sock_ino = 0;
     c->write_pending = 0;
 }
 
-/* (Re)wraps PQsocket() in an h2o socket; libpq may switch sockets while connecting. */
+static ino_t socket_inode(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+/* (Re)wraps PQsocket() in an h2o socket; libpq may switch sockets while connecting (with
+ * several hosts in the connection string, the next host's socket may get the same number). */
 static int watch_socket(conn_t *c)
 {
     int fd = PQsocket(c->pg), dupfd;
+    ino_t ino;
     if (fd < 0)
         return -1;
-    if (c->sock != NULL && c->sock_fd == fd)
+    ino = socket_inode(fd);
+    if (c->sock != NULL && c->sock_fd == fd && c->sock_ino == ino)
         return 0;
     close_sock(c);
     if ((dupfd = dup(fd)) < 0)
@@ -196,6 +210,7 @@ static int watch_socket(conn_t *c)
     c->sock = h2o_evloop_socket_create(c->pool->loop, dupfd, H2O_SOCKET_FLAG_DONT_READ);
     c->sock->data = c;
     c->sock_fd = fd;
+    c->sock_ino = ino;
     return 0;
 }
 
@@ -448,6 +463,7 @@ static void conn_start(conn_t *c)
 {
     c->state = CONN_CONNECTING;
     c->state_since = h2o_now(c->pool->loop);
+    c->not_primary = 0;
     c->pg = PQconnectStart(c->pool->conninfo);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         conn_fail(c, "connect failed");
@@ -465,11 +481,32 @@ static bool is_retryable(const PGresult *res)
     return state != NULL && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
 }
 
-/* A finished op: retry serialization failures and deadlocks, else hand the result over. */
+/* The statement failed because its server is no writable primary (read-only, a standby, going
+ * down): the connection is of no further use. */
+static bool is_failover(const PGresult *res)
+{
+    return PQresultStatus(res) == PGRES_FATAL_ERROR &&
+           db_sqlstate_is_failover(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+}
+
+/* Refused as read-only (25006) before it wrote anything, so it may run again on another
+ * connection. Not so a shutdown (57P01): its commit may have happened (a synchronous-commit wait
+ * cut short), and the retry is the client's, with its Idempotency-Key. */
+static bool is_read_only_refusal(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return PQresultStatus(res) == PGRES_FATAL_ERROR && state != NULL && strcmp(state, "25006") == 0;
+}
+
+/* A finished op: retry serialization failures, deadlocks and read-only refusals, else hand the
+ * result over. A failover error (once out of retries) is a connection error (503), not a
+ * statement error. */
 static void finish_op(pgpool_t *pool, pgpool_op_t *op)
 {
     note_statement_failure(op->res);
-    if (op->res != NULL && is_retryable(op->res) && op->retries < MAX_RETRIES && op->cb != NULL) {
+    bool failover = op->res != NULL && is_failover(op->res);
+    if (op->res != NULL && (is_retryable(op->res) || is_read_only_refusal(op->res)) &&
+        op->retries < MAX_RETRIES && op->cb != NULL) {
         op->retries++;
         PQclear(op->res);
         op->res = NULL;
@@ -479,7 +516,7 @@ static void finish_op(pgpool_t *pool, pgpool_op_t *op)
         pool->queued++;
         return;
     }
-    op_complete(op, PGPOOL_OK);
+    op_complete(op, failover ? PGPOOL_ERR_CONN : PGPOOL_OK);
 }
 
 static void read_results(conn_t *c)
@@ -542,6 +579,8 @@ static void read_results(conn_t *c)
             }
             op->res = res;
             op->phase = 1;
+            if (is_failover(res))
+                c->not_primary = 1;
             break;
         case 1:
             if (res != NULL) {
@@ -574,6 +613,13 @@ static void on_read(h2o_socket_t *sock, const char *err)
         return;
     }
     read_results(c);
+    /* A demoted or recovering server must not keep a pooled connection: drop it, and the
+     * reconnect (target_session_attrs=read-write) finds the current primary. */
+    if (c->state == CONN_READY && (c->not_primary || db_conn_read_only(c->pg))) {
+        conn_fail(c, "the server is not a writable primary (read-only, standby or recovering)");
+        pump(c->pool);
+        return;
+    }
     if (c->state == CONN_READY || c->state == CONN_PREPARING) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_fail(c, "server closed the connection");

@@ -10,6 +10,7 @@ PostgreSQL restarted with fast and immediate shutdown (tools/stack.sh).
 
 import errno
 import os
+import re
 import random
 import signal
 import subprocess
@@ -125,10 +126,17 @@ class Proc:
             return self.proc.returncode
 
 
+def as_login(url, role_url):
+    """url (postgresql://user@hosts/db?...) with the login user of role_url: the multi-host
+    failover URL used by each program under its own role."""
+    user = re.match(r"postgresql://([^@:/]+)", role_url).group(1)
+    return re.sub(r"^postgresql://[^@/]*@", "postgresql://%s@" % user, url)
+
+
 class Services:
     """Two API processes and two relays against one stack (stack.env values in `stack`)."""
 
-    def __init__(self, stack, bin_dir, run_dir, apis=2, relays=2):
+    def __init__(self, stack, bin_dir, run_dir, apis=2, relays=2, database_url=None):
         os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
         os.makedirs(os.path.join(run_dir, "pids"), exist_ok=True)
         base = {k: v for k, v in os.environ.items()
@@ -142,7 +150,8 @@ class Services:
         for i in range(apis):
             env = dict(base)
             env.update({
-                "DATABASE_URL": stack["API_DATABASE_URL"],
+                "DATABASE_URL": (as_login(database_url, stack["API_DATABASE_URL"])
+                                 if database_url else stack["API_DATABASE_URL"]),
                 "HTTP_PORT": str(free_port()),
                 "HTTP_THREADS": "2",
                 "PG_POOL_MAX": "12",
@@ -161,7 +170,8 @@ class Services:
         for i in range(relays):
             env = dict(base)
             env.update({
-                "DATABASE_URL": stack["RELAY_DATABASE_URL"],
+                "DATABASE_URL": (as_login(database_url, stack["RELAY_DATABASE_URL"])
+                                 if database_url else stack["RELAY_DATABASE_URL"]),
                 "KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "KAFKA_TOPIC": stack.get("KAFKA_TOPIC", "profile.events"),
                 "RELAY_METRICS_PORT": str(free_port()),

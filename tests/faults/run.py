@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Orchestrates one fault-injection run (tools/test-faults.sh calls it; docs/faults.md):
 services up, consumer, workload + faults for --duration seconds, recovery, drain, checker,
-then the planted fault, which the checker must catch.
+then the planted fault, which the checker must catch. With --kind pg-failover: the services
+on the stack's multi-host DATABASE_URL_HA, one failover of PostgreSQL to its synchronous standby
+(tests/faults/failover.py) instead of the mixed schedule, no process restarted by the harness,
+and the failover's figures (5xx window, waits for events); no planted fault.
 
 Exit status: 0 when the main run has no violation AND the checker fails the planted fault as
 expected; 1 otherwise; 2 on a set-up error.
@@ -19,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checker  # noqa: E402
 from common import load_env_file, log, make_token, pg_query, write_json, write_jsonl  # noqa: E402
+from failover import FailoverInjector, measure, summary_line  # noqa: E402
 from faults import FaultInjector, Services  # noqa: E402
 from planted import plant  # noqa: E402
 from workload import READ_PATHS, EventConsumer, Workload  # noqa: E402
@@ -59,6 +63,29 @@ def progress(wl, consumer, t0, stop):
             s.get("writes_rejected", 0), s.get("retries", 0), len(consumer.events)))
 
 
+def run_planted(wl, services, consumer, dburl, run_id, ops, problems):
+    """The planted fault: an outbox row deleted behind the relays' back must fail the check."""
+    planted_ok = False
+    puser = "f%s-planted" % run_id
+    wl.tokens[puser] = make_token(puser)
+    try:
+        pops = plant(wl, services, dburl, puser)
+        pdrained, psecs, _ = drain(dburl, consumer, 30)
+        pdb = checker.collect_db(dburl)
+        pevents = consumer.snapshot()
+        prep = checker.check(ops + pops, pevents, pdb, None)
+        planted_ok = (not prep.ok()) and prep.c["lost"] >= 1 and prep.c["gaps"] >= 1
+        print("faults: planted fault (outbox row of %s seq 2 deleted): checker %s: %s" % (
+            puser, "FAILED as expected" if planted_ok else "did NOT catch it",
+            prep.summary()[len("faults: "):]))
+        for d in prep.details.get("lost", [])[:3] + prep.details.get("gaps", [])[:3]:
+            print("faults: planted: %s" % d)
+    except Exception as e:  # noqa: BLE001
+        print("faults: planted fault could not be run: %s" % e)
+    if not planted_ok:
+        problems.append("the planted fault was not caught")
+
+
 def main():
     # SIGTERM (tools/test-faults.sh interrupted, or its timeout): unwind so that the services
     # are stopped by the finally below.
@@ -73,20 +100,27 @@ def main():
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--drain-timeout", type=float, default=60)
+    ap.add_argument("--kind", choices=("mixed", "pg-failover"), default="mixed")
     args = ap.parse_args()
+    failover = args.kind == "pg-failover"
 
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     run_id = "%06x" % (seed % (1 << 24))
     stack = load_env_file(args.stack_env)
-    dburl = stack["DATABASE_URL"]
+    dburl = None  # each program's own URL from stack.env
+    if failover:
+        if not stack.get("DATABASE_URL_HA"):
+            log("--kind pg-failover needs a standby (tools/stack.sh standby-start)")
+            return 2
+        dburl = stack["DATABASE_URL_HA"]  # as each program's role (Services)
     for b in ("profile-api", "profile-relay"):
         if not os.access(os.path.join(args.bin_dir, b), os.X_OK):
             log("missing %s in %s" % (b, args.bin_dir))
             return 2
-    log("run %s: seed=%d duration=%.0fs users=%d threads=%d run dir %s" % (
-        run_id, seed, args.duration, args.users, args.threads, args.run_dir))
+    log("run %s (%s): seed=%d duration=%.0fs users=%d threads=%d run dir %s" % (
+        run_id, args.kind, seed, args.duration, args.users, args.threads, args.run_dir))
 
-    services = Services(stack, args.bin_dir, args.run_dir)
+    services = Services(stack, args.bin_dir, args.run_dir, database_url=dburl)
     consumer = None
     try:
         try:
@@ -101,7 +135,10 @@ def main():
         users = ["f%s-u%03d" % (run_id, i) for i in range(args.users)]
         t0 = time.time()
         wl = Workload(services.api_urls(), users, args.threads, seed, t0)
-        inj = FaultInjector(services, stack, args.stack_sh, args.duration, seed, t0)
+        if failover:
+            inj = FailoverInjector(stack, args.stack_sh, args.duration, t0)
+        else:
+            inj = FaultInjector(services, stack, args.stack_sh, args.duration, seed, t0)
         stop_progress = threading.Event()
         threading.Thread(target=progress, args=(wl, consumer, t0, stop_progress),
                          daemon=True).start()
@@ -112,6 +149,9 @@ def main():
         inj.join(60)
         finished = wl.stop()
         stop_progress.set()
+        # No process may exit on its own (the failover run restarts nothing).
+        exited = [p.name for p in services.apis + services.relays
+                  if failover and (not p.alive() or p.starts != 1)]
         if not finished:
             log("some clients did not finish their last write in time")
         # Recovery: writes started in the quiet window after the last fault must be acked.
@@ -153,30 +193,25 @@ def main():
             problems.append("faults that could not be injected: %s" % inj.errors)
         if not drained:
             problems.append("the drain did not finish in %.0fs" % args.drain_timeout)
+        if exited:
+            problems.append("processes exited on their own: %s" % exited)
+        if failover:
+            if inj.t_promoted is None:
+                problems.append("the failover did not happen")
+            else:
+                fig = measure(ops, events, list(wl.err_times), t0, inj.t_kill, inj.t_promoted)
+                write_json(os.path.join(args.run_dir, "failover.json"), fig)
+                print(summary_line(fig))
+                if fig["unmatched"]:
+                    problems.append("%d acknowledged writes without an event" % fig["unmatched"])
         if consumer.offset_jumps:
             problems.append("the consumer skipped offsets %d time(s): records expired before it "
                             "read them, so the check is incomplete" % consumer.offset_jumps)
 
         # ---------------------------------------------------------------- planted fault
-        planted_ok = False
-        puser = "f%s-planted" % run_id
-        wl.tokens[puser] = make_token(puser)
-        try:
-            pops = plant(wl, services, dburl, puser)
-            pdrained, psecs, _ = drain(dburl, consumer, 30)
-            pdb = checker.collect_db(dburl)
-            pevents = consumer.snapshot()
-            prep = checker.check(ops + pops, pevents, pdb, None)
-            planted_ok = (not prep.ok()) and prep.c["lost"] >= 1 and prep.c["gaps"] >= 1
-            print("faults: planted fault (outbox row of %s seq 2 deleted): checker %s: %s" % (
-                puser, "FAILED as expected" if planted_ok else "did NOT catch it",
-                prep.summary()[len("faults: "):]))
-            for d in prep.details.get("lost", [])[:3] + prep.details.get("gaps", [])[:3]:
-                print("faults: planted: %s" % d)
-        except Exception as e:  # noqa: BLE001
-            print("faults: planted fault could not be run: %s" % e)
-        if not planted_ok:
-            problems.append("the planted fault was not caught")
+        # The failover run plants nothing: the mixed run proves that the checker catches a loss.
+        if not failover:
+            run_planted(wl, services, consumer, dburl, run_id, ops, problems)
 
         # only processes still running get the SIGTERM; one the schedule killed keeps its -9
         running = {p.name for p in services.apis + services.relays if p.alive()}

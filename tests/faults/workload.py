@@ -93,6 +93,8 @@ class Client(threading.Thread):
                 retry = True
             else:
                 st = r.status_code
+                if st >= 500:
+                    self.wl.note_5xx(st)
                 try:
                     js = r.json() if r.content else None
                 except ValueError:
@@ -123,6 +125,8 @@ class Client(threading.Thread):
                                              headers={"Authorization": "Bearer " + self.wl.tokens[user]})
             if r.status_code != 200:
                 self.stats["read_errors"] += 1
+            if r.status_code >= 500:
+                self.wl.note_5xx(r.status_code)
         except requests.exceptions.ConnectionError:
             self.stats["read_errors"] += 1
             self.pref = (self.pref + 1) % len(self.wl.api_urls)
@@ -218,11 +222,16 @@ class Workload:
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.ops = []
+        self.err_times = []  # (seconds since t0, status) of every 5xx answer, reads included
         self.clients = [Client(self, i, self.users[i::threads]) for i in range(threads)]
 
     def record(self, rec):
         with self.lock:
             self.ops.append(rec)
+
+    def note_5xx(self, status):
+        with self.lock:
+            self.err_times.append((round(time.time() - self.t0, 3), status))
 
     def start(self):
         for c in self.clients:

@@ -177,6 +177,10 @@ int lease_backend_pid(const lease_t *l)
 {
     return 4242;
 }
+bool lease_server_read_only(const lease_t *l)
+{
+    return false;
+}
 
 inval_t *inval_create(const char *url, int version_ttl_s, char *errbuf, size_t errlen)
 {

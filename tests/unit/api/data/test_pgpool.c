@@ -76,6 +76,12 @@ PostgresPollingStatusType PQconnectPoll(PGconn *conn)
     return fake.poll;
 }
 
+/* a writable primary: reports neither in_hot_standby nor default_transaction_read_only */
+const char *PQparameterStatus(const PGconn *conn, const char *name)
+{
+    return NULL;
+}
+
 int PQsocket(const PGconn *conn)
 {
     return fake.sv[0];

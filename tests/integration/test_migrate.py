@@ -164,6 +164,34 @@ def test_changed_applied_file_is_refused(stack, fresh_db, mig_copy):
     assert re.search(r"^1\s+changed\s", s.stdout, re.M), s.stdout
 
 
+# Checksums earlier releases recorded for V001 and V002 before a comment-only edit (a reference
+# to a document outside the repository was replaced): common/migrate.c accepts exactly these.
+EARLIER_CHECKSUMS = {
+    1: "3b2fbd3e8205322c2ccda6749d68f46161ce44dbc9b335444e71e7b0dc1f1a2b",
+    2: "2198f23dc078ca8cf281989ce7771979dbc6b41237e1e67a5bcf5cb6fcc9a9c8",
+}
+
+
+def test_database_migrated_before_the_comment_edit_migrates_on(stack, fresh_db):
+    db, url = fresh_db
+    assert run_migrate(url, migrations_dir=REPO_MIGRATIONS).returncode == 0
+    for version, checksum in EARLIER_CHECKSUMS.items():
+        support.psql(stack, f"UPDATE schema_migrations SET checksum = '{checksum}' "
+                            f"WHERE version = {version}", db=db)
+    r = run_migrate(url, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 0, r.stderr
+    s = run_migrate(url, "status", migrations_dir=REPO_MIGRATIONS)
+    assert s.returncode == 0, s.stdout
+    assert re.search(r"^1\s+applied\s", s.stdout, re.M), s.stdout
+    assert re.search(r"^2\s+applied\s", s.stdout, re.M), s.stdout
+    # the old checksum of V001 recorded for V002 is not accepted: only the exact pair is
+    support.psql(stack, f"UPDATE schema_migrations SET checksum = '{EARLIER_CHECKSUMS[1]}' "
+                        "WHERE version = 2", db=db)
+    r = run_migrate(url, migrations_dir=REPO_MIGRATIONS)
+    assert r.returncode == 1
+    assert "changed after it was applied" in " ".join(errors(r))
+
+
 def test_missing_applied_file_is_refused(stack, fresh_db, mig_copy):
     db, url = fresh_db
     assert run_migrate(url, migrations_dir=mig_copy).returncode == 0

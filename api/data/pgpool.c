@@ -511,7 +511,7 @@ static void finish_op(pgpool_t *pool, pgpool_op_t *op)
         PQclear(op->res);
         op->res = NULL;
         op->phase = 0;
-        metrics_inc_db_retry(pool->thread);
+        metrics_count(pool->thread, METRICS_DB_RETRY);
         h2o_linklist_insert(pool->queue.next, &op->link); /* front of the queue */
         pool->queued++;
         return;
@@ -519,6 +519,7 @@ static void finish_op(pgpool_t *pool, pgpool_op_t *op)
     op_complete(op, failover ? PGPOOL_ERR_CONN : PGPOOL_OK);
 }
 
+/* Long (85 lines): one reader for both connection phases (prepare, then pipelined statements). */
 static void read_results(conn_t *c)
 {
     pgpool_t *pool = c->pool;
@@ -548,7 +549,7 @@ static void read_results(conn_t *c)
                 log_info("PostgreSQL connection restored");
                 pool->outage_logged = 0;
             }
-            metrics_inc_pool_reconnect(pool->thread);
+            metrics_count(pool->thread, METRICS_POOL_RECONNECT);
             break;
         case PGRES_COMMAND_OK:
             PQclear(res);
@@ -799,7 +800,7 @@ pgpool_err_t pgpool_submit(pgpool_t *pool, pgpool_stmt_t stmt, int nparams,
     if (live_count(pool) == 0)
         return PGPOOL_ERR_UNAVAILABLE;
     if (pool->queued >= pool->queue_max) {
-        metrics_inc_pool_rejected(pool->thread);
+        metrics_count(pool->thread, METRICS_POOL_REJECTED);
         return PGPOOL_ERR_BUSY;
     }
     assert(nparams <= PGPOOL_MAX_PARAMS);

@@ -935,6 +935,7 @@ typedef struct st_url_t {
     char masked_url[256];
 } url_t;
 
+/* Long (86 lines): the URL read left to right, each part with its own error message. */
 static int parse_url(const char *url, url_t *c, char *errbuf, size_t errlen)
 {
     const char *p;

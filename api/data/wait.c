@@ -54,40 +54,13 @@ void api_publish_redis_stats(api_thread_t *thr)
     if (thr->redis_closing)
         return; /* the client is being destroyed; the last published figures stay */
     memset(&m, 0, sizeof(m));
-    if (thr->lc != NULL) {
-        const listcache_stats_t *c = listcache_stats(thr->lc);
-        m.cache_hits = c->hits;
-        m.cache_misses = c->misses;
-        m.cache_fills = c->fills;
-        m.cache_fill_rejections = c->fill_rejections;
-        m.cache_errors = c->errors;
-        m.cache_invalidations = c->invalidations;
-        m.cache_invalidation_failures = c->invalidation_failures;
-        m.cache_bypassed = c->bypassed;
-        m.cache_local_hits = c->local_hits;
-    }
-    if (thr->rl != NULL) {
-        const ratelimit_stats_t *r = ratelimit_stats(thr->rl);
-        m.rl_checks = r->checks;
-        m.rl_denied = r->denied;
-        m.rl_degraded = r->degraded;
-        m.rl_local_denied = r->local_denied;
-        m.rl_errors = r->errors;
-        m.auth_failures = r->auth_failures;
-        m.auth_failures_denied = r->auth_failures_denied;
-    }
+    if (thr->lc != NULL)
+        m.cache = *listcache_stats(thr->lc);
+    if (thr->rl != NULL)
+        m.limiter = *ratelimit_stats(thr->rl);
     if (thr->redis != NULL) {
-        redis_client_stats_t st;
-        redis_client_get_stats(thr->redis, &st);
-        m.redis_commands = st.commands;
-        m.redis_failed = st.failed;
-        m.redis_timeouts = st.timeouts;
-        m.redis_connects = st.connects;
-        m.redis_disconnects = st.disconnects;
-        m.redis_error_replies = st.err_replies;
-        m.redis_redirects = st.moved + st.ask;
-        m.redis_slot_map_reads = st.refreshes;
-        m.redis_up = redis_client_is_up(thr->redis) ? 1 : 0;
+        redis_client_get_stats(thr->redis, &m.client);
+        m.up = redis_client_is_up(thr->redis) ? 1 : 0;
     }
     metrics_set_redis(thr->index, &m);
 }

@@ -951,7 +951,7 @@ static auth_status_t check_roles(json_object *claims, auth_principal_t *out, con
     return AUTH_OK;
 }
 
-/* Long (81 lines): the verification steps in their order, each a reason to refuse. */
+/* Long (98 lines): the verification steps in their order, each a reason to refuse. */
 auth_status_t auth_verify(const auth_verifier_t *v, const char *hdr, size_t hdr_len, time_t now,
                           auth_principal_t *out, const char **reason)
 {

@@ -43,11 +43,8 @@ typedef struct st_metrics_thread_t {
     uint64_t hist[ROUTE__COUNT][ROUTE_METHOD__COUNT][NBUCKETS + 1]; /* last = +Inf */
     uint64_t hist_sum_us[ROUTE__COUNT][ROUTE_METHOD__COUNT];
     metrics_pool_gauges_t pool;
-    uint64_t pool_rejected, pool_reconnects, db_retries;
+    uint64_t events[METRICS_EVENT__COUNT];
     metrics_redis_t redis;
-    uint64_t req_started, req_finished; /* in flight = started - finished */
-    uint64_t idem_replays;
-    uint64_t conns_refused;
     uint64_t db_hist[PGPOOL_STMT__COUNT][NCALL + 1]; /* last = +Inf */
     uint64_t db_sum_us[PGPOOL_STMT__COUNT];
     uint64_t redis_hist[METRICS_REDIS__COUNT][NCALL + 1];
@@ -95,28 +92,10 @@ const char *metrics_redis_op_name(metrics_redis_op_t op)
 
 #define THREAD_OK(i) (threads != NULL && (i) >= 0 && (i) < nthreads)
 
-void metrics_request_started(int thread)
+void metrics_count(int thread, metrics_event_t ev)
 {
-    if (THREAD_OK(thread))
-        ADD(threads[thread].req_started, 1);
-}
-
-void metrics_request_finished(int thread)
-{
-    if (THREAD_OK(thread))
-        ADD(threads[thread].req_finished, 1);
-}
-
-void metrics_connection_refused(int thread)
-{
-    if (THREAD_OK(thread))
-        ADD(threads[thread].conns_refused, 1);
-}
-
-void metrics_inc_idempotent_replay(int thread)
-{
-    if (THREAD_OK(thread))
-        ADD(threads[thread].idem_replays, 1);
+    if (THREAD_OK(thread) && (unsigned)ev < METRICS_EVENT__COUNT)
+        ADD(threads[thread].events[ev], 1);
 }
 
 static void observe_call(uint64_t *hist, uint64_t *sum_us, double duration_ms)
@@ -154,6 +133,9 @@ void metrics_set_pool(int thread, const metrics_pool_gauges_t *g)
     __atomic_store_n(&threads[thread].pool.queued, g->queued, __ATOMIC_RELAXED);
 }
 
+_Static_assert(sizeof(metrics_redis_t) % sizeof(uint64_t) == 0,
+               "metrics_set_redis() stores metrics_redis_t as uint64_t words");
+
 void metrics_set_redis(int thread, const metrics_redis_t *r)
 {
     if (threads == NULL || thread < 0 || thread >= nthreads)
@@ -164,31 +146,34 @@ void metrics_set_redis(int thread, const metrics_redis_t *r)
         __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
 }
 
-void metrics_inc_pool_rejected(int thread)
-{
-    if (threads != NULL && thread >= 0 && thread < nthreads)
-        ADD(threads[thread].pool_rejected, 1);
-}
+/* A counter without labels: the uint64_t at `off` in metrics_thread_t, summed on scrape. */
+typedef struct st_metrics_counter_def_t {
+    const char *name, *help;
+    size_t off; /* of a uint64_t in metrics_thread_t */
+} metrics_counter_def_t;
 
-void metrics_inc_pool_reconnect(int thread)
-{
-    if (threads != NULL && thread >= 0 && thread < nthreads)
-        ADD(threads[thread].pool_reconnects, 1);
-}
-
-void metrics_inc_db_retry(int thread)
-{
-    if (threads != NULL && thread >= 0 && thread < nthreads)
-        ADD(threads[thread].db_retries, 1);
-}
-
-static void counter(strbuf_t *out, const char *name, const char *help, size_t off)
+/* The uint64_t at byte offset `off` of metrics_thread_t, summed over the threads. */
+static uint64_t sum_u64(size_t off)
 {
     uint64_t sum = 0;
     for (int i = 0; i < nthreads; i++)
         sum += __atomic_load_n((uint64_t *)((char *)&threads[i] + off), __ATOMIC_RELAXED);
-    prom_counter(out, name, help, sum);
+    return sum;
 }
+
+#define EVENT(ev) (offsetof(metrics_thread_t, events) + sizeof(uint64_t) * (ev))
+
+static void counter(strbuf_t *out, const char *name, const char *help, size_t off)
+{
+    prom_counter(out, name, help, sum_u64(off));
+}
+
+static void counters(strbuf_t *out, const metrics_counter_def_t *defs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        counter(out, defs[i].name, defs[i].help, defs[i].off);
+}
+#define COUNTERS(out, defs) counters((out), (defs), sizeof(defs) / sizeof((defs)[0]))
 
 static void gauge(strbuf_t *out, const char *name, const char *help, size_t off)
 {
@@ -223,7 +208,9 @@ static void call_histogram(strbuf_t *out, const char *name, const char *label, c
 
 static void render_more(strbuf_t *out)
 {
-    uint64_t started = 0, finished = 0, exported, dropped, failed;
+    uint64_t started = sum_u64(EVENT(METRICS_REQUEST_STARTED));
+    uint64_t finished = sum_u64(EVENT(METRICS_REQUEST_FINISHED));
+    uint64_t exported, dropped, failed;
 
     char labels[256];
 
@@ -231,19 +218,15 @@ static void render_more(strbuf_t *out)
     snprintf(labels, sizeof(labels), "version=\"%s\",commit=\"%s\"", PROFILE_VERSION,
              PROFILE_GIT_COMMIT);
     prom_sample_u64(out, "profile_api_build_info", labels, 1);
-    for (int i = 0; i < nthreads; i++) {
-        finished += LOAD(threads[i].req_finished);
-        started += LOAD(threads[i].req_started);
-    }
     prom_family(out, "profile_api_requests_in_flight", PROM_GAUGE, "HTTP requests being served.");
     prom_sample_i64(out, "profile_api_requests_in_flight", NULL,
                     started >= finished ? (int64_t)(started - finished) : 0);
     counter(out, "profile_api_idempotent_replays_total",
             "Writes answered from their stored outcome (Idempotent-Replayed).",
-            offsetof(metrics_thread_t, idem_replays));
+            EVENT(METRICS_IDEMPOTENT_REPLAY));
     counter(out, "profile_api_connections_refused_total",
             "Connections closed at accept: the loop held MAX_CONNECTIONS_PER_THREAD.",
-            offsetof(metrics_thread_t, conns_refused));
+            EVENT(METRICS_CONNECTION_REFUSED));
     prom_family(out, "profile_api_db_duration_seconds", PROM_HISTOGRAM,
                 "PostgreSQL statement latency (submit to result, pool wait included) by "
                 "statement.");
@@ -324,41 +307,75 @@ static void render_pool(strbuf_t *out)
     gauge(out, "profile_api_db_pool_queued", "Requests waiting for a connection.",
           offsetof(metrics_thread_t, pool.queued));
     counter(out, "profile_api_db_pool_rejected_total", "Requests refused with 503 (queue full).",
-            offsetof(metrics_thread_t, pool_rejected));
+            EVENT(METRICS_POOL_REJECTED));
     counter(out, "profile_api_db_reconnects_total", "Connections re-established.",
-            offsetof(metrics_thread_t, pool_reconnects));
+            EVENT(METRICS_POOL_RECONNECT));
     counter(out, "profile_api_db_retries_total",
             "Statements retried after serialization "
             "failure or deadlock.",
-            offsetof(metrics_thread_t, db_retries));
+            EVENT(METRICS_DB_RETRY));
 }
 
-/* The list cache, the rate limiter and the Redis client under them. */
-static void render_cache_redis(strbuf_t *out)
-{
 #define R(f) offsetof(metrics_thread_t, redis.f)
-    counter(out, "profile_api_cache_hits_total", "List cache lookups answered from Redis.",
-            R(cache_hits));
-    counter(out, "profile_api_cache_local_hits_total",
-            "Cache hits served from this process's copy after Redis confirmed its version "
-            "(included in profile_api_cache_hits_total).",
-            R(cache_local_hits));
-    counter(out, "profile_api_cache_misses_total",
-            "List cache lookups not served (absent, Redis error or bypass).", R(cache_misses));
-    counter(out, "profile_api_cache_fills_total", "Pages stored in the list cache.",
-            R(cache_fills));
-    counter(out, "profile_api_cache_fill_rejections_total",
-            "Fills refused as stale by the version check (race prevented).",
-            R(cache_fill_rejections));
-    counter(out, "profile_api_cache_errors_total",
-            "Redis errors, timeouts or unavailability on cache operations.", R(cache_errors));
-    counter(out, "profile_api_cache_invalidations_total",
-            "Invalidations after writes confirmed by Redis.", R(cache_invalidations));
-    counter(out, "profile_api_cache_invalidation_failures_total",
-            "Invalidations that failed and were queued for replay.",
-            R(cache_invalidation_failures));
-    counter(out, "profile_api_cache_bypassed_total",
-            "Cache reads and fills skipped while invalidations await replay.", R(cache_bypassed));
+
+/* The list cache counters, in exposition order. */
+static const metrics_counter_def_t cache_counters[] = {
+    {"profile_api_cache_hits_total", "List cache lookups answered from Redis.", R(cache.hits)},
+    {"profile_api_cache_local_hits_total",
+     "Cache hits served from this process's copy after Redis confirmed its version "
+     "(included in profile_api_cache_hits_total).",
+     R(cache.local_hits)},
+    {"profile_api_cache_misses_total",
+     "List cache lookups not served (absent, Redis error or bypass).", R(cache.misses)},
+    {"profile_api_cache_fills_total", "Pages stored in the list cache.", R(cache.fills)},
+    {"profile_api_cache_fill_rejections_total",
+     "Fills refused as stale by the version check (race prevented).", R(cache.fill_rejections)},
+    {"profile_api_cache_errors_total",
+     "Redis errors, timeouts or unavailability on cache operations.", R(cache.errors)},
+    {"profile_api_cache_invalidations_total", "Invalidations after writes confirmed by Redis.",
+     R(cache.invalidations)},
+    {"profile_api_cache_invalidation_failures_total",
+     "Invalidations that failed and were queued for replay.", R(cache.invalidation_failures)},
+    {"profile_api_cache_bypassed_total",
+     "Cache reads and fills skipped while invalidations await replay.", R(cache.bypassed)},
+};
+
+/* The rate limiter (callers and failed authentications). */
+static const metrics_counter_def_t limiter_counters[] = {
+    {"profile_api_ratelimit_checks_total", "Requests checked by the rate limiter.",
+     R(limiter.checks)},
+    {"profile_api_rate_limited_total", "Requests answered 429 (over the limit).",
+     R(limiter.denied)},
+    {"profile_api_ratelimit_degraded_total",
+     "Limiter decisions made without Redis (fail open or local stand-in).", R(limiter.degraded)},
+    {"profile_api_ratelimit_local_denied_total",
+     "Requests denied by the local stand-in while Redis was down.", R(limiter.local_denied)},
+    {"profile_api_ratelimit_errors_total", "Limiter Redis errors and timeouts.", R(limiter.errors)},
+    {"profile_api_auth_failures_total", "Failed authentications counted.",
+     R(limiter.auth_failures)},
+    {"profile_api_auth_failures_limited_total",
+     "Failed authentications answered 429 (per-address limit).", R(limiter.auth_failures_denied)},
+};
+
+/* The Redis client, up to the redirections (a sum of two fields). */
+static const metrics_counter_def_t client_counters[] = {
+    {"profile_api_redis_commands_total", "Redis commands sent.", R(client.commands)},
+    {"profile_api_redis_errors_total",
+     "Redis commands that failed (down, timeout, broken connection).", R(client.failed)},
+    {"profile_api_redis_timeouts_total", "Redis command timeouts.", R(client.timeouts)},
+    {"profile_api_redis_connects_total", "Redis connections established.", R(client.connects)},
+    {"profile_api_redis_disconnects_total", "Redis connections lost or failed to establish.",
+     R(client.disconnects)},
+    {"profile_api_redis_error_replies_total",
+     "Redis error replies (CROSSSLOT, CLUSTERDOWN, WRONGTYPE...; each kind also logged "
+     "once per outage).",
+     R(client.err_replies)},
+};
+
+/* The list cache: Redis pages and this process's copies. */
+static void render_cache(strbuf_t *out)
+{
+    COUNTERS(out, cache_counters);
     prom_family(out, "profile_api_cache_pending_invalidations", PROM_GAUGE,
                 "Invalidations waiting for Redis.");
     prom_sample_u64(out, "profile_api_cache_pending_invalidations", NULL,
@@ -374,41 +391,21 @@ static void render_cache_redis(strbuf_t *out)
         prom_counter(out, "profile_api_cache_local_evictions_total",
                      "Local pages dropped for room.", ls.evictions);
     }
-    counter(out, "profile_api_ratelimit_checks_total", "Requests checked by the rate limiter.",
-            R(rl_checks));
-    counter(out, "profile_api_rate_limited_total", "Requests answered 429 (over the limit).",
-            R(rl_denied));
-    counter(out, "profile_api_ratelimit_degraded_total",
-            "Limiter decisions made without Redis (fail open or local stand-in).", R(rl_degraded));
-    counter(out, "profile_api_ratelimit_local_denied_total",
-            "Requests denied by the local stand-in while Redis was down.", R(rl_local_denied));
-    counter(out, "profile_api_ratelimit_errors_total", "Limiter Redis errors and timeouts.",
-            R(rl_errors));
-    counter(out, "profile_api_auth_failures_total", "Failed authentications counted.",
-            R(auth_failures));
-    counter(out, "profile_api_auth_failures_limited_total",
-            "Failed authentications answered 429 (per-address limit).", R(auth_failures_denied));
-    counter(out, "profile_api_redis_commands_total", "Redis commands sent.", R(redis_commands));
-    counter(out, "profile_api_redis_errors_total",
-            "Redis commands that failed (down, timeout, broken connection).", R(redis_failed));
-    counter(out, "profile_api_redis_timeouts_total", "Redis command timeouts.", R(redis_timeouts));
-    counter(out, "profile_api_redis_connects_total", "Redis connections established.",
-            R(redis_connects));
-    counter(out, "profile_api_redis_disconnects_total",
-            "Redis connections lost or failed to establish.", R(redis_disconnects));
-    counter(out, "profile_api_redis_error_replies_total",
-            "Redis error replies (CROSSSLOT, CLUSTERDOWN, WRONGTYPE...; each kind also logged "
-            "once per outage).",
-            R(redis_error_replies));
-    counter(out, "profile_api_redis_redirects_total",
-            "Redis Cluster MOVED and ASK redirections followed.", R(redis_redirects));
+}
+
+/* The Redis client under the cache and the limiter. */
+static void render_redis(strbuf_t *out)
+{
+    COUNTERS(out, client_counters);
+    prom_counter(out, "profile_api_redis_redirects_total",
+                 "Redis Cluster MOVED and ASK redirections followed.",
+                 sum_u64(R(client.moved)) + sum_u64(R(client.ask)));
     counter(out, "profile_api_redis_slot_map_reads_total",
-            "Redis Cluster slot map reads (CLUSTER SLOTS).", R(redis_slot_map_reads));
-#undef R
+            "Redis Cluster slot map reads (CLUSTER SLOTS).", R(client.refreshes));
     {
         uint64_t up = nthreads > 0 ? 1 : 0;
         for (int i = 0; i < nthreads; i++)
-            if (LOAD(threads[i].redis.redis_up) == 0)
+            if (LOAD(threads[i].redis.up) == 0)
                 up = 0;
         prom_family(out, "profile_api_redis_up", PROM_GAUGE,
                     "1 when every event-loop thread is connected to Redis.");
@@ -418,12 +415,16 @@ static void render_cache_redis(strbuf_t *out)
     }
 }
 
+#undef R
+
 void metrics_render(strbuf_t *out)
 {
     if (threads == NULL)
         return;
     render_http(out);
     render_pool(out);
-    render_cache_redis(out);
+    render_cache(out);
+    COUNTERS(out, limiter_counters);
+    render_redis(out);
     render_more(out);
 }

@@ -6,6 +6,9 @@
 #define PROFILE_API_METRICS_H
 
 #include <stdint.h>
+#include "api/data/listcache.h"
+#include "api/data/ratelimit.h"
+#include "api/data/redis_client.h"
 #include "api/http/routes.h"
 #include "common/buf.h"
 
@@ -19,15 +22,15 @@ typedef struct st_metrics_pool_gauges_t {
     int queued;      /* requests waiting for a connection */
 } metrics_pool_gauges_t;
 
-/** Redis, list cache and limiter counters of one thread (snapshots of the modules' stats). */
+/**
+ * Redis, list cache and limiter counters of one thread: snapshots of the modules' own stats.
+ * Every member is a uint64_t (metrics_set_redis() stores it word by word).
+ */
 typedef struct st_metrics_redis_t {
-    uint64_t cache_hits, cache_misses, cache_fills, cache_fill_rejections, cache_errors;
-    uint64_t cache_invalidations, cache_invalidation_failures, cache_bypassed, cache_local_hits;
-    uint64_t rl_checks, rl_denied, rl_degraded, rl_local_denied, rl_errors;
-    uint64_t auth_failures, auth_failures_denied;
-    uint64_t redis_commands, redis_failed, redis_timeouts, redis_connects, redis_disconnects;
-    uint64_t redis_error_replies, redis_redirects, redis_slot_map_reads;
-    uint64_t redis_up; /* 1 when the thread's client is connected */
+    listcache_stats_t cache;
+    ratelimit_stats_t limiter;
+    redis_client_stats_t client;
+    uint64_t up; /* 1 when the thread's client is connected */
 } metrics_redis_t;
 
 /** Allocates per-thread storage for `nthreads` threads. Call once before the loops start. */
@@ -43,12 +46,20 @@ void metrics_set_pool(int thread, const metrics_pool_gauges_t *g);
 /** Publishes thread `thread`'s Redis counters (that thread only). */
 void metrics_set_redis(int thread, const metrics_redis_t *r);
 
-/** Counts events without labels: pool rejections (queue full), reconnects, retries. */
-void metrics_inc_pool_rejected(int thread);
-void metrics_inc_pool_reconnect(int thread);
-void metrics_inc_db_retry(int thread);
-/** A connection closed at accept because the loop was at MAX_CONNECTIONS_PER_THREAD. */
-void metrics_connection_refused(int thread);
+/** Events counted without labels. */
+typedef enum {
+    METRICS_REQUEST_STARTED = 0, /* on_req; in flight = started - finished */
+    METRICS_REQUEST_FINISHED,    /* request disposed */
+    METRICS_CONNECTION_REFUSED,  /* closed at accept: the loop was at MAX_CONNECTIONS_PER_THREAD */
+    METRICS_IDEMPOTENT_REPLAY,   /* write answered from its stored outcome (Idempotent-Replayed) */
+    METRICS_POOL_REJECTED,       /* refused with 503: the pool queue was full */
+    METRICS_POOL_RECONNECT,      /* PostgreSQL connection re-established */
+    METRICS_DB_RETRY,            /* statement retried after serialization failure or deadlock */
+    METRICS_EVENT__COUNT
+} metrics_event_t;
+
+/** Counts one `ev` on thread `thread` (its own slot; no locking). Out-of-range ids are ignored. */
+void metrics_count(int thread, metrics_event_t ev);
 
 /** Redis calls a request makes, timed from the call to its callback. */
 typedef enum {
@@ -62,18 +73,11 @@ typedef enum {
 /** The operation's name (metric label and span name suffix), e.g. "cache.get". */
 const char *metrics_redis_op_name(metrics_redis_op_t op);
 
-/** In-flight requests of `thread`: one started (on_req), one disposed. */
-void metrics_request_started(int thread);
-void metrics_request_finished(int thread);
-
 /** Latency of one PostgreSQL statement (pgpool_stmt_t `stmt`), submit to result. */
 void metrics_observe_db(int thread, int stmt, double duration_ms);
 
 /** Latency of one Redis call. */
 void metrics_observe_redis(int thread, metrics_redis_op_t op, double duration_ms);
-
-/** A write answered from its stored idempotent outcome (Idempotent-Replayed: true). */
-void metrics_inc_idempotent_replay(int thread);
 
 /** Appends the whole registry in Prometheus text format. Any thread. */
 void metrics_render(strbuf_t *out);

@@ -130,7 +130,7 @@ static void on_req_dispose(void *p)
     }
     api_prefetch_detach(ar);
     ar->thr->active--;
-    metrics_request_finished(ar->thr->index);
+    metrics_count(ar->thr->index, METRICS_REQUEST_FINISHED);
 }
 
 static void respond_preflight(api_req_t *ar)
@@ -337,7 +337,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ar->req = req;
     ar->thr = thr;
     thr->active++;
-    metrics_request_started(thr->index);
+    metrics_count(thr->index, METRICS_REQUEST_STARTED);
     clock_mono_ts(&ar->started);
     setup_request_id(ar);
     setup_trace(ar);
@@ -450,7 +450,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if (at_connection_limit(thr, server.cfg->max_connections_per_thread)) {
         /* Over MAX_CONNECTIONS_PER_THREAD: close at once so one client holding many idle
          * connections cannot exhaust descriptors; the connections already open keep working. */
-        metrics_connection_refused(thr->index);
+        metrics_count(thr->index, METRICS_CONNECTION_REFUSED);
         h2o_socket_close(sock);
         return;
     }
@@ -560,13 +560,37 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* Until SIGTERM or SIGINT: SIGHUP reloads; then readiness answers 503 for the drain time. */
+static void wait_then_drain(const app_config_t *cfg, const sigset_t *sigs)
+{
+    int sig;
+    for (;;) {
+        /* SIGHUP re-reads LOG_LEVEL_FILE and JWT_JWKS_FILE; between signals the JWKS file's
+         * identity is compared every AUTH_JWKS_CHECK_MS (a stat), off the request threads. */
+        struct timespec tick = {AUTH_JWKS_CHECK_MS / 1000, (AUTH_JWKS_CHECK_MS % 1000) * 1000000L};
+        sig = sigtimedwait(sigs, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        if (sig == SIGHUP)
+            config_reload_log_level(cfg);
+        (void)auth_verifier_reload(server.verifier, sig == SIGHUP);
+    }
+    log_info("signal %d: draining for %d s (readiness 503)", sig, cfg->shutdown_drain_seconds);
+    server.draining = 1;
+    if (cfg->shutdown_drain_seconds > 0) {
+        struct timespec ts = {cfg->shutdown_drain_seconds, 0};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+}
+
 int server_run(const app_config_t *cfg, char *errbuf, size_t errlen)
 {
     h2o_hostconf_t *hostconf;
     h2o_pathconf_t *pathconf;
     h2o_handler_t *handler;
     sigset_t sigs;
-    int port = cfg->http_port, sig = 0, nthreads = cfg->http_threads;
+    int port = cfg->http_port, nthreads = cfg->http_threads;
 
     memset(&server, 0, sizeof(server));
     server.cfg = cfg;
@@ -624,24 +648,7 @@ int server_run(const app_config_t *cfg, char *errbuf, size_t errlen)
     log_info("listening on port %d with %d threads, %d PostgreSQL connections", port, nthreads,
              cfg->pg_pool_max);
 
-    for (;;) {
-        /* SIGHUP re-reads LOG_LEVEL_FILE and JWT_JWKS_FILE; between signals the JWKS file's
-         * identity is compared every AUTH_JWKS_CHECK_MS (a stat), off the request threads. */
-        struct timespec tick = {AUTH_JWKS_CHECK_MS / 1000, (AUTH_JWKS_CHECK_MS % 1000) * 1000000L};
-        sig = sigtimedwait(&sigs, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT)
-            break;
-        if (sig == SIGHUP)
-            config_reload_log_level(cfg);
-        (void)auth_verifier_reload(server.verifier, sig == SIGHUP);
-    }
-    log_info("signal %d: draining for %d s (readiness 503)", sig, cfg->shutdown_drain_seconds);
-    server.draining = 1;
-    if (cfg->shutdown_drain_seconds > 0) {
-        struct timespec ts = {cfg->shutdown_drain_seconds, 0};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
-    }
+    wait_then_drain(cfg, &sigs);
     log_info("closing listeners, finishing in-flight requests");
     server.stop_accepting = 1;
     for (int i = 0; i < nthreads; i++)

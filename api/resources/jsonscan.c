@@ -81,7 +81,7 @@ static int hex4(const unsigned char *p, uint32_t *out)
 }
 
 /* Scans a string at the opening quote. With `key` set, decodes it into the arena.
- * Long (88 lines): one pass over the bytes; escapes and UTF-8 share the cursor and arena. */
+ * Long (91 lines): one pass over the bytes; escapes and UTF-8 share the cursor and arena. */
 static int scan_string(scan_t *sc, keyref_t *key)
 {
     unsigned char *dst = NULL;

@@ -78,7 +78,7 @@ static void add_result_headers(api_req_t *ar, const PGresult *res)
         PQgetvalue(res, 0, SQL_WRITE_COL_REPLAYED)[0] == 't') {
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("idempotent-replayed"), 1,
                               NULL, H2O_STRLIT("true"));
-        metrics_inc_idempotent_replay(ar->thr->index);
+        metrics_count(ar->thr->index, METRICS_IDEMPOTENT_REPLAY);
     }
 }
 

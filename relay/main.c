@@ -1,11 +1,13 @@
 /*
  * profile-relay: configuration, signals, the metrics server and the relay loop; plus the
- * operator's dead-letter commands (`profile-relay dlq list|requeue ID|skip ID`).
+ * operator's dead-letter commands (`profile-relay dlq list|requeue ID|skip ID`) and snapshots
+ * (`profile-relay snapshot --all|--user ID [--rate N]`, relay/snapshot.c).
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "common/config.h"
 #include "common/log.h"
 #include "common/otel.h"
@@ -13,6 +15,7 @@
 #include "relay/metrics.h"
 #include "relay/outbox.h"
 #include "relay/relay.h"
+#include "relay/snapshot.h"
 
 #define LOG_MODULE "main"
 
@@ -22,11 +25,24 @@
 #define OTEL_SHUTDOWN_FLUSH_MS 2000
 
 static relay_t *the_relay;
+static volatile bool snapshot_stop;
 
 static void on_signal(int sig)
 {
     if (the_relay != NULL)
         relay_request_stop(the_relay);
+    snapshot_stop = true;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 static int usage(void)
@@ -36,7 +52,11 @@ static int usage(void)
             "       profile-relay dlq list   list dead letters\n"
             "       profile-relay dlq requeue ID   retry a dead letter\n"
             "       profile-relay dlq skip ID      mark it published without sending\n"
-            "ID is <userId>:<seq> or the event UUID.\n");
+            "ID is <userId>:<seq> or the event UUID.\n"
+            "       profile-relay snapshot --all|--user USER [--rate N]\n"
+            "                                write users' current state as events (N events/s,\n"
+            "                                default %d); --all resumes an unfinished one\n",
+            SNAPSHOT_DEFAULT_RATE);
     return 2;
 }
 
@@ -89,6 +109,34 @@ static int run_dlq(int argc, char **argv)
     return status;
 }
 
+/* snapshot --all|--user ID [--rate N]: needs only DATABASE_URL, as the dlq commands. */
+static int run_snapshot(int argc, char **argv)
+{
+    app_config_t cfg;
+    char errbuf[4096] = "", err[512];
+    snapshot_opts_t opts;
+
+    if (snapshot_parse_args(argc - 2, argv + 2, &opts, stderr) != 0)
+        return 2;
+    if (config_load_env(&cfg, CFG_PROG_MIGRATE, errbuf, sizeof(errbuf)) != 0) {
+        fputs(errbuf, stderr);
+        config_dispose(&cfg);
+        return 2;
+    }
+    log_init("profile-relay", cfg.log_level);
+    PGconn *conn = outbox_connect(cfg.database_url, "profile-relay-snapshot", err, sizeof(err));
+    if (conn == NULL) {
+        fprintf(stderr, "profile-relay: cannot connect to PostgreSQL: %s\n", err);
+        config_dispose(&cfg);
+        return 1;
+    }
+    install_signals();
+    int rc = snapshot_run(conn, &opts, stdout, isatty(STDOUT_FILENO), &snapshot_stop);
+    PQfinish(conn);
+    config_dispose(&cfg);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     app_config_t cfg;
@@ -97,6 +145,8 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "dlq") == 0)
         return run_dlq(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "snapshot") == 0)
+        return run_snapshot(argc, argv);
     if (argc != 1)
         return usage();
 
@@ -132,13 +182,7 @@ int main(int argc, char **argv)
     }
     log_info("metrics on port %d (/metrics, /health/live, /health/ready)", metrics_server_port());
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    install_signals();
 
     status = relay_run(the_relay);
     otel_exporter_stop(OTEL_SHUTDOWN_FLUSH_MS); /* after the last delivery report's span */

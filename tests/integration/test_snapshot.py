@@ -86,17 +86,21 @@ def db_state(url):
     return users
 
 
-def fold(events, snapshot_id=None):
-    """Per user: (state json, problems). With snapshot_id, a user's state restarts empty at its
-    first event of that snapshot (what a consumer that starts from the snapshot does)."""
+def fold(events, snapshot_id=None, since=None):
+    """Per user: (state json, problems). With snapshot_id, what a new consumer does
+    (docs/events.md, Snapshots): it reads only events from `since` (ce_time text) on, takes each
+    user's first event as the start of its sequence, and restarts the user's state empty at its
+    first event of the snapshot."""
     import json
     states, last, problems = {}, {}, []
     for ev in sorted(events, key=lambda e: (e["partition"], e["offset"])):
         u, h = ev["key"], ev["headers"]
         seq = int(h["ce_sequence"])
+        if since is not None and h["ce_time"] < since:
+            continue
         if seq <= last.get(u, 0):
             continue  # a re-send
-        if seq != last.get(u, 0) + 1:
+        if seq != last.get(u, 0) + 1 and (snapshot_id is None or u in last):
             problems.append(f"{u}: gap after {last.get(u, 0)}, got {seq}")
         last[u] = seq
         st = states.setdefault(u, UserState())
@@ -198,9 +202,13 @@ def test_snapshot_while_writing_folds_to_the_database(stack):
         assert len(per_user) >= 250, len(per_user)  # users with state when their turn came
 
         want = db_state(url)
-        # A consumer that starts from the snapshot (state reset at each user's first snapshot
-        # event, then live events) ...
-        got, problems = fold(events, sid)
+        # A consumer that starts from the snapshot: it reads from (a second before) the
+        # snapshot's start, resets each user at its first snapshot event, then folds live
+        # events ...
+        since = run_sql(url, "SELECT api_ts(started_at - interval '1 second') FROM snapshots "
+                             "WHERE snapshot_id = %s", [sid])[0][0]
+        assert any(e["headers"]["ce_time"] < since for e in events)  # the seed came before
+        got, problems = fold(events, sid, since)
         assert not problems, problems[:5]
         empty = {"profileVersion": None, "watchlist": [], "ratings": {}, "resumePoints": {}}
         diff = [u for u in want if got.get(u, empty) != want[u]]

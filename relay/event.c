@@ -131,8 +131,8 @@ void event_new_traceparent(char out[EVENT_TRACEPARENT_LEN + 1])
     memcpy(out + 52, "-01", 4); /* includes the NUL */
 }
 
-int event_build_headers(const relay_event_t *ev, const char *ce_source,
-                        event_header_buf_t *scratch, event_header_t out[EVENT_HEADER_MAX])
+int event_build_headers(const relay_event_t *ev, const char *ce_source, event_header_buf_t *scratch,
+                        event_header_t out[EVENT_HEADER_MAX])
 {
     const char *tp = ev->traceparent;
     const char *schema = event_dataschema(event_type_from_name(ev->event_type));

@@ -69,8 +69,8 @@ typedef struct st_event_header_buf_t {
  * (empty for a type the relay does not know). A missing or invalid stored traceparent is
  * replaced by a new random one. Thread-safe.
  */
-int event_build_headers(const relay_event_t *ev, const char *ce_source,
-                        event_header_buf_t *scratch, event_header_t out[EVENT_HEADER_MAX]);
+int event_build_headers(const relay_event_t *ev, const char *ce_source, event_header_buf_t *scratch,
+                        event_header_t out[EVENT_HEADER_MAX]);
 
 /** True when `s` is a W3C traceparent of version 00 with non-zero trace and span ids. */
 bool event_traceparent_valid(const char *s);

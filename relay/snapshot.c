@@ -49,9 +49,9 @@ int snapshot_parse_args(int argc, char **argv, snapshot_opts_t *out, FILE *err)
                    out->only_user == NULL) {
             out->only_user = argv[++i];
             size_t n = strlen(out->only_user);
-            bool ok = n >= 1 && n <= 64 && strspn(out->only_user,
-                                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
-                                                  "vwxyz0123456789._-") == n;
+            bool ok = n >= 1 && n <= 64 &&
+                      strspn(out->only_user, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+                                             "vwxyz0123456789._-") == n;
             if (!ok) {
                 fprintf(err, "profile-relay: bad user id %s\n", out->only_user);
                 return -1;
@@ -223,8 +223,8 @@ int snapshot_run(PGconn *conn, const snapshot_opts_t *opts, FILE *out, bool tty,
         }
         /* Pace before the next user; sleep in slices so a stop request is not held up. */
         double delay;
-        while (!*stop && (delay = snapshot_throttle_delay(p.events_run, opts->rate,
-                                                          clock_since_s(&t0))) > 0)
+        while (!*stop &&
+               (delay = snapshot_throttle_delay(p.events_run, opts->rate, clock_since_s(&t0))) > 0)
             sleep_s(delay < MAX_SLEEP_S ? delay : MAX_SLEEP_S);
     }
     if (status >= 0 && read_progress(conn, id, &p) != 0)
@@ -233,8 +233,7 @@ int snapshot_run(PGconn *conn, const snapshot_opts_t *opts, FILE *out, bool tty,
     if (status == 0) {
         fprintf(out, "snapshot %s finished: %lld users, %lld events\n", id, p.users_done,
                 p.events_total);
-        log_info("snapshot %s finished: %lld users, %lld events", id, p.users_done,
-                 p.events_total);
+        log_info("snapshot %s finished: %lld users, %lld events", id, p.users_done, p.events_total);
     } else if (status == 1) {
         fprintf(out, "snapshot %s stopped%s\n", id,
                 opts->only_user == NULL ? "; run the same command again to resume it" : "");

@@ -80,10 +80,13 @@ BEGIN
     END IF;
     IF s.only_user IS NOT NULL THEN
         v_user := CASE WHEN s.last_user_id IS NULL THEN s.only_user END;
+    ELSIF s.last_user_id IS NULL THEN
+        SELECT q.user_id INTO v_user FROM user_event_seq q ORDER BY q.user_id LIMIT 1;
     ELSE
+        -- Its own statement, so the plan is always an index range scan from the cursor (an
+        -- "IS NULL OR >" condition may get a generic plan that scans from the first user).
         SELECT q.user_id INTO v_user FROM user_event_seq q
-         WHERE s.last_user_id IS NULL OR q.user_id > s.last_user_id
-         ORDER BY q.user_id LIMIT 1;
+         WHERE q.user_id > s.last_user_id ORDER BY q.user_id LIMIT 1;
     END IF;
     IF v_user IS NULL THEN
         UPDATE snapshots x SET finished_at = now(), updated_at = now()

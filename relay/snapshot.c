@@ -184,7 +184,13 @@ int snapshot_run(PGconn *conn, const snapshot_opts_t *opts, FILE *out, bool tty,
     double shown_at = 0, every = tty ? TTY_PROGRESS_EVERY_S : PLAIN_PROGRESS_EVERY_S;
     int status = -1;
 
-    if (choose_snapshot(conn, opts, id, sizeof(id), &resumed) != 0 ||
+    /*
+     * A commit need not wait for its WAL flush: a server crash loses the last steps' events and
+     * their progress together (asynchronous commit loses a suffix of transactions, never half
+     * of one), and the snapshot resumes before them. Live writes keep their own setting.
+     */
+    if (db_exec(conn, "snapshot session settings", "SET synchronous_commit = off") != 0 ||
+        choose_snapshot(conn, opts, id, sizeof(id), &resumed) != 0 ||
         read_progress(conn, id, &p) != 0)
         return -1;
     fprintf(out, "snapshot %s %s: %lld of %lld users done, %lld events, rate %.0f events/s\n", id,

@@ -5,10 +5,12 @@ to live writes.
 Against a running stack (tools/stack.sh; STACK_ENV names its stack.env) it creates a database
 bench_snapshot, seeds USERS users with random state through the SQL write functions, starts a
 relay publishing to the stack's kafka-mock, then runs a paced write workload (WRITES per second
-over 2 connections, random users) twice for the same time:
+over 2 connections, random users) three times for the same time:
   1. alone;
-  2. while `profile-relay snapshot --all` runs at its default rate (or --snapshot-rate).
-It prints the write latency (p50, p99, max) of both runs, the snapshot's events and events/s,
+  2. while `profile-relay snapshot --all` runs at its default rate (or --snapshot-rate);
+  3. alone again, after the snapshot finished.
+It prints the write latency (p50, p99, max) of both runs (and of a third run alone, after the
+snapshot, since the load of a shared machine moves), the snapshot's events and events/s,
 and the relay's publishing backlog at the end. Latency is the write's database call (the SQL
 write function, one transaction with its event), which is what a snapshot competes with; the
 API adds its own constant on top.
@@ -130,8 +132,12 @@ def main():
                   f"{int(m.group(2)) / took:.0f} events/s", flush=True)
         print("".join(out[-3:]), end="")
         pend = support.run_sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        print(f"relay backlog when the snapshot finished: {pend[0][0]} events")
-        print(f"p99 ratio (during / alone): {pct(during, 99) / pct(base, 99):.2f}")
+        print(f"relay backlog when the snapshot finished: {pend[0][0]} events", flush=True)
+        # Alone once more: on a shared machine the load moves; two baselines bracket it.
+        after = workload(url, users, a.writes, a.seconds)
+        print(line("writes alone again", after, a.seconds), flush=True)
+        print(f"p99 ratio (during / alone, alone again): {pct(during, 99) / pct(base, 99):.2f}, "
+              f"{pct(during, 99) / pct(after, 99):.2f}")
     finally:
         relay.stop()
 

@@ -239,7 +239,7 @@ def test_snapshot_resumes_after_kill9_without_repeating_a_user(stack):
     url = seeded_db(stack, "kill", users, 6)
     sizes = state_sizes(url)
     n_events = sum(sizes.values())
-    args, env = snapshot_cmd(url, "--all", "--rate", str(max(100, n_events // 6)))
+    args, env = snapshot_cmd(url, "--all", "--rate", str(max(50, n_events // 20)))
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:

@@ -1,7 +1,7 @@
 """`profile-relay snapshot` end to end (docs/events.md, Snapshots): users' current state written
 as ordinary events through the outbox while writes go on, published by the real relay to
-kafka-mock, folded back per user and compared with the database; and a snapshot killed with
-kill -9 that resumes without emitting a finished user twice.
+kafka-mock, folded back per user and compared with the database; a snapshot killed with
+kill -9 that resumes without emitting a finished user twice; SIGTERM stops it resumably.
 
 Writes call the SQL write functions the API calls (migrations/V002, V003), from threads in
 autocommit, as the API's connection pool does; each is a whole write with its event.
@@ -274,3 +274,14 @@ def test_snapshot_resumes_after_kill9_without_repeating_a_user(stack):
     run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and " started: 0 of 400 users done" in run.stdout, run.stdout
     assert sid not in run.stdout
+
+    # SIGTERM stops it after the current user: exit 1, resumable, progress kept.
+    args, env = snapshot_cmd(url, "--all", "--rate", "50")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: run_sql(url, "SELECT users_done FROM snapshots WHERE finished_at IS NULL")
+             not in ([], [(0,)]), 30, "the third snapshot under way")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 1, out
+    assert out.splitlines()[-1].endswith("stopped; run the same command again to resume it"), out
+    assert run_sql(url, "SELECT count(*) FROM snapshots WHERE finished_at IS NULL") == [(1,)]

@@ -131,8 +131,8 @@ void event_new_traceparent(char out[EVENT_TRACEPARENT_LEN + 1])
     memcpy(out + 52, "-01", 4); /* includes the NUL */
 }
 
-void event_build_headers(const relay_event_t *ev, const char *ce_source,
-                         event_header_buf_t *scratch, event_header_t out[EVENT_HEADER_COUNT])
+int event_build_headers(const relay_event_t *ev, const char *ce_source, event_header_buf_t *scratch,
+                        event_header_t out[EVENT_HEADER_MAX])
 {
     const char *tp = ev->traceparent;
     const char *schema = event_dataschema(event_type_from_name(ev->event_type));
@@ -158,7 +158,11 @@ void event_build_headers(const relay_event_t *ev, const char *ce_source,
     SET(7, "ce_sequence", scratch->seq, (size_t)n);
     SET(8, "content-type", "application/json", 16);
     SET(9, "traceparent", tp, EVENT_TRACEPARENT_LEN);
+    if (ev->snapshot_id == NULL || ev->snapshot_id[0] == '\0')
+        return EVENT_HEADER_COUNT;
+    SET(10, "ce_snapshot", ev->snapshot_id, strlen(ev->snapshot_id));
 #undef SET
+    return EVENT_HEADER_MAX;
 }
 
 static bool valid_user_id(const char *s, size_t len)

@@ -16,6 +16,8 @@
 #define EVENT_UUID_LEN 36
 /** Headers every event carries. */
 #define EVENT_HEADER_COUNT 10
+/** Headers an event may carry: EVENT_HEADER_COUNT plus `ce_snapshot` on a snapshot's events. */
+#define EVENT_HEADER_MAX 11
 /**
  * Prefix of every `ce_dataschema` URI; the full URI is `<prefix><type>:<version>`, the `$id` of
  * the JSON Schema file schemas/events/<type>.v<version>.json.
@@ -43,6 +45,7 @@ typedef struct st_relay_event_t {
     const char *traceparent; /* NULL or "" when the row has none */
     const char *ce_time;     /* RFC 3339 UTC with milliseconds */
     int64_t created_us;      /* created_at as microseconds since the epoch */
+    const char *snapshot_id; /* UUID text of the snapshot that wrote it; NULL or "" for a write */
 } relay_event_t;
 
 typedef struct st_event_header_t {
@@ -58,14 +61,16 @@ typedef struct st_event_header_buf_t {
 } event_header_buf_t;
 
 /**
- * Fills `out` with the EVENT_HEADER_COUNT CloudEvents headers of `ev`, in a fixed order
- * (ce_specversion, ce_id, ce_source, ce_type, ce_dataschema, ce_subject, ce_time, ce_sequence,
- * content-type, traceparent). Values point into `ev`, `ce_source`, `scratch` or static storage.
- * `ce_dataschema` is event_dataschema() of the type (empty for a type the relay does not know).
- * A missing or invalid stored traceparent is replaced by a new random one. Thread-safe.
+ * Fills `out` with the CloudEvents headers of `ev`, in a fixed order (ce_specversion, ce_id,
+ * ce_source, ce_type, ce_dataschema, ce_subject, ce_time, ce_sequence, content-type,
+ * traceparent), then `ce_snapshot` when the event was written by a snapshot. Returns how many:
+ * EVENT_HEADER_COUNT, or EVENT_HEADER_MAX with `ce_snapshot`. Values point into `ev`,
+ * `ce_source`, `scratch` or static storage. `ce_dataschema` is event_dataschema() of the type
+ * (empty for a type the relay does not know). A missing or invalid stored traceparent is
+ * replaced by a new random one. Thread-safe.
  */
-void event_build_headers(const relay_event_t *ev, const char *ce_source,
-                         event_header_buf_t *scratch, event_header_t out[EVENT_HEADER_COUNT]);
+int event_build_headers(const relay_event_t *ev, const char *ce_source, event_header_buf_t *scratch,
+                        event_header_t out[EVENT_HEADER_MAX]);
 
 /** True when `s` is a W3C traceparent of version 00 with non-zero trace and span ids. */
 bool event_traceparent_valid(const char *s);

@@ -1,6 +1,7 @@
 /*
  * profile-relay: configuration, signals, the metrics server and the relay loop; plus the
- * operator's dead-letter commands (`profile-relay dlq list|requeue ID|skip ID`).
+ * operator's dead-letter commands (`profile-relay dlq list|requeue ID|skip ID`) and snapshots
+ * (`profile-relay snapshot --all|--user ID [--rate N]`, relay/snapshot.c).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "common/config.h"
 #include "common/db.h"
 #include "common/log.h"
@@ -16,6 +18,7 @@
 #include "relay/metrics.h"
 #include "relay/outbox.h"
 #include "relay/relay.h"
+#include "relay/snapshot.h"
 
 #define LOG_MODULE "main"
 
@@ -25,6 +28,7 @@
 #define OTEL_SHUTDOWN_FLUSH_MS 2000
 
 static relay_t *the_relay;
+static volatile bool snapshot_stop;
 
 /* SIGHUP is blocked in every thread and taken by this one (sigwait), so a re-read runs in
  * normal thread context, never inside a signal handler. */
@@ -53,6 +57,18 @@ static void on_signal(int sig)
 {
     if (the_relay != NULL)
         relay_request_stop(the_relay);
+    snapshot_stop = true;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 static void stop_hup_thread(void)
@@ -69,7 +85,11 @@ static int usage(void)
             "       profile-relay dlq list   list dead letters\n"
             "       profile-relay dlq requeue ID   retry a dead letter\n"
             "       profile-relay dlq skip ID      mark it published without sending\n"
-            "ID is <userId>:<seq> or the event UUID.\n");
+            "ID is <userId>:<seq> or the event UUID.\n"
+            "       profile-relay snapshot --all|--user USER [--rate N]\n"
+            "                                write users' current state as events (N events/s,\n"
+            "                                default %d); --all resumes an unfinished one\n",
+            SNAPSHOT_DEFAULT_RATE);
     return 2;
 }
 
@@ -144,6 +164,34 @@ static int refuse_transaction_pooler(const app_config_t *cfg)
     return -1;
 }
 
+/* snapshot --all|--user ID [--rate N]: needs only DATABASE_URL, as the dlq commands. */
+static int run_snapshot(int argc, char **argv)
+{
+    app_config_t cfg;
+    char errbuf[4096] = "", err[512];
+    snapshot_opts_t opts;
+
+    if (snapshot_parse_args(argc - 2, argv + 2, &opts, stderr) != 0)
+        return 2;
+    if (config_load_env(&cfg, CFG_PROG_MIGRATE, errbuf, sizeof(errbuf)) != 0) {
+        fputs(errbuf, stderr);
+        config_dispose(&cfg);
+        return 2;
+    }
+    log_init("profile-relay", cfg.log_level);
+    PGconn *conn = outbox_connect(cfg.database_url, "profile-relay-snapshot", err, sizeof(err));
+    if (conn == NULL) {
+        fprintf(stderr, "profile-relay: cannot connect to PostgreSQL: %s\n", err);
+        config_dispose(&cfg);
+        return 1;
+    }
+    install_signals();
+    int rc = snapshot_run(conn, &opts, stdout, isatty(STDOUT_FILENO), &snapshot_stop);
+    PQfinish(conn);
+    config_dispose(&cfg);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     app_config_t cfg;
@@ -152,6 +200,8 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "dlq") == 0)
         return run_dlq(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "snapshot") == 0)
+        return run_snapshot(argc, argv);
     if (argc != 1)
         return usage();
     {
@@ -201,13 +251,7 @@ int main(int argc, char **argv)
     if (pthread_create(&hup_thread, NULL, hup_main, &cfg) != 0)
         PROFILE_FATAL("cannot start the SIGHUP thread");
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    install_signals();
 
     status = relay_run(the_relay);
     otel_exporter_stop(OTEL_SHUTDOWN_FLUSH_MS); /* after the last delivery report's span */

@@ -106,7 +106,7 @@ static const char claim_sql[] =
     "SELECT o.user_id, o.seq, o.event_id::text, o.event_type, o.partition_no, o.payload::text,"
     " o.traceparent,"
     " to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-    " (extract(epoch FROM o.created_at) * 1000000)::bigint"
+    " (extract(epoch FROM o.created_at) * 1000000)::bigint, o.snapshot_id::text"
     " FROM unnest($1::smallint[]) WITH ORDINALITY AS p(no, ord)"
     " CROSS JOIN LATERAL ("
     "   SELECT * FROM outbox o"
@@ -153,6 +153,7 @@ void outbox_batch_row(const outbox_batch_t *b, int i, relay_event_t *ev)
     ev->traceparent = PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6);
     ev->ce_time = PQgetvalue(r, i, 7);
     ev->created_us = strtoll(PQgetvalue(r, i, 8), NULL, 10);
+    ev->snapshot_id = PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9);
 }
 
 void outbox_batch_dispose(outbox_batch_t *b)

@@ -279,8 +279,8 @@ producer_status_t producer_send(producer_t *p, const relay_event_t *ev, void *op
                                 size_t errlen)
 {
     event_header_buf_t scratch;
-    event_header_t h[EVENT_HEADER_COUNT];
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(EVENT_HEADER_COUNT);
+    event_header_t h[EVENT_HEADER_MAX];
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(EVENT_HEADER_MAX);
     rd_kafka_resp_err_t err;
 
     if (atomic_load(&p->fatal)) {
@@ -288,8 +288,8 @@ producer_status_t producer_send(producer_t *p, const relay_event_t *ev, void *op
         snprintf(errbuf, errlen, "producer in fatal state");
         return PRODUCER_ERROR;
     }
-    event_build_headers(ev, p->ce_source, &scratch, h);
-    for (int i = 0; i < EVENT_HEADER_COUNT; ++i)
+    int nh = event_build_headers(ev, p->ce_source, &scratch, h);
+    for (int i = 0; i < nh; ++i)
         rd_kafka_header_add(hdrs, h[i].name, -1, h[i].value, (ssize_t)h[i].len);
 
     /* F_COPY: librdkafka copies key and value, so dropping const is safe. */

@@ -3,7 +3,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 SELECT plan(179);
 
-SELECT tables_are('public', ARRAY['profiles', 'watchlist_items', 'history_entries', 'resume_points', 'ratings', 'user_event_seq', 'outbox', 'outbox_dead_letters', 'idempotency_keys', 'schema_migrations']::name[], 'exactly the V001 and V003 tables plus the migration history');
+SELECT tables_are('public', ARRAY['profiles', 'watchlist_items', 'history_entries', 'resume_points', 'ratings', 'user_event_seq', 'outbox', 'outbox_dead_letters', 'idempotency_keys', 'snapshots', 'schema_migrations']::name[], 'exactly the V001, V003 and V010 tables plus the migration history');
 
 -- profiles
 SELECT columns_are('profiles', ARRAY['user_id', 'display_name', 'avatar_url', 'preferences', 'version', 'created_at', 'updated_at']::name[]);
@@ -115,7 +115,7 @@ SELECT is(pg_get_indexdef('user_event_seq_pkey'::regclass), 'CREATE UNIQUE INDEX
 SELECT set_eq($$SELECT conname::text FROM pg_constraint WHERE conrelid = 'user_event_seq'::regclass$$, ARRAY['user_event_seq_pkey', 'user_event_seq_positive'], 'user_event_seq constraints');
 
 -- outbox
-SELECT columns_are('outbox', ARRAY['user_id', 'seq', 'event_id', 'event_type', 'partition_no', 'payload', 'traceparent', 'created_at', 'published_at']::name[]);
+SELECT columns_are('outbox', ARRAY['user_id', 'seq', 'event_id', 'event_type', 'partition_no', 'payload', 'traceparent', 'created_at', 'published_at', 'snapshot_id']::name[]);
 SELECT col_type_is('outbox', 'user_id', 'text');
 SELECT col_not_null('outbox', 'user_id');
 SELECT col_type_is('outbox', 'seq', 'bigint');

@@ -69,8 +69,9 @@ SELECT set_eq($$SELECT p.proname::text FROM pg_proc p
 SELECT set_eq($$SELECT p.proname::text FROM pg_proc p
                  WHERE p.proowner = 'profile_owner'::regrole
                    AND has_function_privilege('profile_relay', p.oid, 'EXECUTE')$$,
-              ARRAY['schema_version', 'history_retention_purge'],
-              'profile_relay executes the readiness check and history retention only');
+              ARRAY['schema_version', 'history_retention_purge', 'snapshot_start',
+                    'snapshot_step'],
+              'profile_relay executes the readiness check, history retention and snapshots only');
 SELECT set_eq($$SELECT c.relname::text || ' ' || a.privilege_type
                  FROM pg_class c, aclexplode(c.relacl) a
                  WHERE c.relnamespace = 'public'::regnamespace
@@ -83,8 +84,9 @@ SELECT set_eq($$SELECT c.relname::text || ' ' || a.privilege_type
                  WHERE c.relnamespace = 'public'::regnamespace
                    AND a.grantee = 'profile_relay'::regrole$$,
               ARRAY['outbox SELECT', 'outbox DELETE', 'outbox_dead_letters SELECT',
-                    'outbox_dead_letters INSERT', 'outbox_dead_letters DELETE'],
-              'profile_relay: table privileges on the outbox and dead letters only');
+                    'outbox_dead_letters INSERT', 'outbox_dead_letters DELETE',
+                    'snapshots SELECT'],
+              'profile_relay: table privileges on the outbox, dead letters and snapshot progress only');
 SELECT set_eq($$SELECT c.relname::text || '.' || at.attname || ' ' || a.privilege_type
                  FROM pg_attribute at JOIN pg_class c ON c.oid = at.attrelid,
                       aclexplode(at.attacl) a

@@ -29,8 +29,8 @@ static void test_headers_exact(void **state)
     const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     relay_event_t ev = sample(tp);
     event_header_buf_t scratch;
-    event_header_t h[EVENT_HEADER_COUNT];
-    event_build_headers(&ev, "/profile-service", &scratch, h);
+    event_header_t h[EVENT_HEADER_MAX];
+    assert_int_equal(event_build_headers(&ev, "/profile-service", &scratch, h), EVENT_HEADER_COUNT);
     const char *names[] = {"ce_specversion", "ce_id",      "ce_source", "ce_type",
                            "ce_dataschema",  "ce_subject", "ce_time",   "ce_sequence",
                            "content-type",   "traceparent"};
@@ -58,7 +58,7 @@ static void test_missing_traceparent_is_generated(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         relay_event_t ev = sample(bad[i]);
         event_header_buf_t scratch;
-        event_header_t h[EVENT_HEADER_COUNT];
+        event_header_t h[EVENT_HEADER_MAX];
         event_build_headers(&ev, "/s", &scratch, h);
         assert_string_equal(h[9].name, "traceparent");
         assert_int_equal(h[9].len, EVENT_TRACEPARENT_LEN);
@@ -85,7 +85,7 @@ static void test_dataschema_per_type(void **state)
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); ++i) {
         relay_event_t ev = sample(NULL);
         event_header_buf_t scratch;
-        event_header_t h[EVENT_HEADER_COUNT];
+        event_header_t h[EVENT_HEADER_MAX];
         ev.event_type = want[i].type;
         event_build_headers(&ev, "/s", &scratch, h);
         assert_string_equal(h[4].name, "ce_dataschema");
@@ -98,11 +98,28 @@ static void test_dataschema_per_type(void **state)
     /* A type the relay does not know names no schema (a consumer that validates rejects it). */
     relay_event_t ev = sample(NULL);
     event_header_buf_t scratch;
-    event_header_t h[EVENT_HEADER_COUNT];
+    event_header_t h[EVENT_HEADER_MAX];
     ev.event_type = "SomethingNew";
     event_build_headers(&ev, "/s", &scratch, h);
     assert_string_equal(h[4].name, "ce_dataschema");
     assert_int_equal(h[4].len, 0);
+}
+
+/* A snapshot's event carries ce_snapshot after the ten headers; "" counts as none. */
+static void test_snapshot_header(void **state)
+{
+    const char *snap = "5f0c6b1e-2a8d-4c47-9e1b-0d2f3a4b5c6d";
+    relay_event_t ev = sample(NULL);
+    event_header_buf_t scratch;
+    event_header_t h[EVENT_HEADER_MAX];
+    ev.snapshot_id = snap;
+    assert_int_equal(event_build_headers(&ev, "/s", &scratch, h), EVENT_HEADER_MAX);
+    assert_string_equal(h[EVENT_HEADER_COUNT].name, "ce_snapshot");
+    assert_int_equal(h[EVENT_HEADER_COUNT].len, strlen(snap));
+    assert_memory_equal(h[EVENT_HEADER_COUNT].value, snap, strlen(snap));
+    assert_string_equal(h[9].name, "traceparent");
+    ev.snapshot_id = "";
+    assert_int_equal(event_build_headers(&ev, "/s", &scratch, h), EVENT_HEADER_COUNT);
 }
 
 static void test_new_traceparents_differ(void **state)
@@ -173,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_headers_exact),
         cmocka_unit_test(test_missing_traceparent_is_generated),
         cmocka_unit_test(test_dataschema_per_type),
+        cmocka_unit_test(test_snapshot_header),
         cmocka_unit_test(test_new_traceparents_differ),
         cmocka_unit_test(test_traceparent_validation),
         cmocka_unit_test(test_types),

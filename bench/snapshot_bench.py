@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""Snapshot benchmark (docs/performance.md, Snapshots): the cost of `profile-relay snapshot --all`
+to live writes.
+
+Against a running stack (tools/stack.sh; STACK_ENV names its stack.env) it creates a database
+bench_snapshot, seeds USERS users with random state through the SQL write functions, starts a
+relay publishing to the stack's kafka-mock, then runs a paced write workload (WRITES per second
+over 2 connections, random users) three times for the same time:
+  1. alone;
+  2. while `profile-relay snapshot --all` runs at its default rate (or --snapshot-rate);
+  3. alone again, after the snapshot finished.
+It prints the write latency (p50, p99, max) of both runs (and of a third run alone, after the
+snapshot, since the load of a shared machine moves), the snapshot's events and events/s,
+and the relay's publishing backlog at the end. Latency is the write's database call (the SQL
+write function, one transaction with its event), which is what a snapshot competes with; the
+API adds its own constant on top.
+
+  STACK_ENV=.local/dev/stack.env PROFILE_BIN_DIR=build/bin \
+      bench/snapshot_bench.py [--users 10000] [--writes 200] [--seconds 60] [--snapshot-rate N]
+"""
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+import support  # noqa: E402
+from test_snapshot import OP_SQL  # noqa: E402
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
+
+
+def workload(url, users, rate, seconds, stop_early=None):
+    """Paced random writes; returns the latencies in ms."""
+    lat, lock = [], threading.Lock()
+    per_thread = rate / 2
+
+    def run(i):
+        rnd = random.Random(i * 7919 + int(time.time()))
+        conn = psycopg2.connect(url)
+        conn.set_session(autocommit=True)
+        cur = conn.cursor()
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < seconds and not (stop_early and stop_early.is_set()):
+            due = t0 + n / per_thread
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            s = time.perf_counter()
+            cur.execute("SELECT t_op(%s)", [rnd.choice(users)])
+            d = (time.perf_counter() - s) * 1000
+            with lock:
+                lat.append(d)
+            n += 1
+        conn.close()
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return lat
+
+
+def line(name, lat, seconds):
+    return (f"{name}: {len(lat)} writes ({len(lat) / seconds:.0f}/s), p50 {pct(lat, 50):.2f} ms, "
+            f"p99 {pct(lat, 99):.2f} ms, max {max(lat):.2f} ms")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=10000)
+    ap.add_argument("--ops", type=int, default=6, help="seed writes per user")
+    ap.add_argument("--writes", type=float, default=200, help="live writes per second")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--snapshot-rate", type=float, default=None)
+    a = ap.parse_args()
+    stack = support.load_stack_env(os.environ["STACK_ENV"])
+    url = support.new_database(stack, "bench_snapshot")
+    support.run_sql(url, OP_SQL)
+    users = [f"b{i:05d}" for i in range(a.users)]
+    t = time.monotonic()
+    for i in range(0, len(users), 1000):
+        support.run_sql(url, "SELECT t_op(u) FROM unnest(%s::text[]) u, generate_series(1, %s)",
+                        [users[i:i + 1000], a.ops])
+    print(f"seeded {a.users} users x {a.ops} writes in {time.monotonic() - t:.0f} s", flush=True)
+
+    port = support.free_port()
+    env = {"DATABASE_URL": url, "REDIS_URL": stack["REDIS_URL"],
+           "KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"],
+           "KAFKA_TOPIC": "bench-snapshot", "RELAY_METRICS_PORT": str(port), "LOG_LEVEL": "warn"}
+    relay = support.spawn([support.bin_path("profile-relay")], env,
+                          ready_url=f"http://127.0.0.1:{port}/health/live")
+    try:
+        while support.run_sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]:
+            time.sleep(1)
+        print("seed published", flush=True)
+
+        base = workload(url, users, a.writes, a.seconds)
+        print(line("writes alone", base, a.seconds), flush=True)
+
+        args = [support.bin_path("profile-relay"), "snapshot", "--all"]
+        if a.snapshot_rate:
+            args += ["--rate", str(a.snapshot_rate)]
+        snap = subprocess.Popen(args, env={"DATABASE_URL": url, "LOG_LEVEL": "warn"},
+                                stdout=subprocess.PIPE, text=True)
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(snap.stdout), daemon=True)
+        reader.start()
+        t0 = time.monotonic()
+        during = workload(url, users, a.writes, a.seconds)
+        print(line("writes during the snapshot", during, a.seconds), flush=True)
+        snap.wait()
+        reader.join(5)
+        took = time.monotonic() - t0
+        m = re.search(r"finished: (\d+) users, (\d+) events", "".join(out))
+        if m:
+            print(f"snapshot: {m.group(1)} users, {m.group(2)} events in {took:.1f} s = "
+                  f"{int(m.group(2)) / took:.0f} events/s", flush=True)
+        print("".join(out[-3:]), end="")
+        pend = support.run_sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        print(f"relay backlog when the snapshot finished: {pend[0][0]} events", flush=True)
+        # Alone once more: on a shared machine the load moves; two baselines bracket it.
+        after = workload(url, users, a.writes, a.seconds)
+        print(line("writes alone again", after, a.seconds), flush=True)
+        print(f"p99 ratio (during / alone, alone again): {pct(during, 99) / pct(base, 99):.2f}, "
+              f"{pct(during, 99) / pct(after, 99):.2f}")
+    finally:
+        relay.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,7 @@ typedef struct st_app_config_t {
     char *kafka_topic;
     int relay_batch_size;
     int relay_poll_interval_ms;
+    int relay_takeover_seconds; /* a relay silent this long loses its partitions to the others */
     log_level_t log_level;
     double access_log_sample;
     int auth_failure_limit_per_minute;

@@ -105,6 +105,8 @@ static const struct {
     {METRIC_INFLIGHT, PROM_GAUGE, "profile_relay_inflight_messages",
      "Messages produced and not yet reported.", 1},
     {METRIC_CLAIMS, PROM_COUNTER, "profile_relay_claims_total", "Claim queries run.", 1},
+    {METRIC_TAKEOVERS, PROM_COUNTER, "profile_relay_takeovers_total",
+     "Silent peer relays whose lease backend this relay ended to take their partitions.", 1},
     {METRIC_PG_UP, PROM_GAUGE, "profile_relay_pg_up",
      "1 when the relay's PostgreSQL connection is up.", 1},
     {METRIC_PG_RECONNECTS, PROM_COUNTER, "profile_relay_pg_reconnects_total",

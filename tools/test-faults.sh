@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Fault-injection suite (`make test-faults`, docs/faults.md): its own local stack under
 # .local/faults-<pid>, migrated; two profile-api and two profile-relay processes; a workload with
-# faults for FAULTS_DURATION seconds (default 60); a final drain; the checker and its one-line
-# summary; then a planted fault (an outbox row deleted behind the relays' back) that the checker
+# faults for FAULTS_DURATION seconds (default 120; the relay liveness faults need >= 90); a
+# final drain; the checker and its one-line summary; then a planted fault (an outbox row deleted behind the relays' back) that the checker
 # must catch. Exits non-zero on any violation. Everything it started is stopped on exit.
 #
 #   tools/test-faults.sh [BUILD_DIR]
 #
-# Environment: FAULTS_DURATION (seconds, default 60), FAULTS_SEED (reproduce a schedule),
+# Environment: FAULTS_DURATION (seconds, default 120), FAULTS_SEED (reproduce a schedule),
+# FAULTS_ONLY=relay_freeze,relay_netcut (only these faults of the schedule),
+# FAULTS_FREEZE_SECONDS (30), FAULTS_NETCUT_SECONDS (20), FAULTS_TAKEOVER_SECONDS (10),
 # FAULTS_USERS (300), FAULTS_THREADS (16), FAULTS_KEEP=1 (keep the run directory on success),
 # FAULTS_PRODUCE_ERRORS=0 (no injected Produce errors: see docs/faults.md, Findings).
 set -euo pipefail
@@ -17,7 +19,7 @@ BUILD_DIR=${1:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$REPO/$BUILD_DIR ;; esac
 BIN_DIR=$BUILD_DIR/bin
 PY=/usr/bin/python3
-DURATION=${FAULTS_DURATION:-60}
+DURATION=${FAULTS_DURATION:-120}
 RUN_DIR=$REPO/.local/faults-$$
 STACK_DIR=$RUN_DIR/stack
 

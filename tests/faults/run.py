@@ -8,6 +8,7 @@ expected; 1 otherwise; 2 on a set-up error.
 """
 
 import argparse
+import calendar
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checker  # noqa: E402
 from common import load_env_file, log, make_token, pg_query, write_json, write_jsonl  # noqa: E402
-from faults import FaultInjector, Services  # noqa: E402
+from faults import LIVENESS_FAULTS, TAKEOVER_SECONDS, FaultInjector, Services  # noqa: E402
 from planted import plant  # noqa: E402
 from workload import READ_PATHS, EventConsumer, Workload  # noqa: E402
 
@@ -49,6 +50,47 @@ def drain(database_url, consumer, timeout):
                 time.sleep(0.2)
         time.sleep(0.3)
     return False, time.time() - t0, pending
+
+
+# A liveness fault passes when every event committed during it reached the topic within the
+# takeover time plus this margin (a lease tick, a claim, a produce, CPU shared with the suite);
+# without a takeover the wait is the whole fault (30 s frozen, 20 s cut).
+LIVENESS_MARGIN_S = 6.0
+
+
+def _ce_time(s):
+    """ce_time (2026-01-02T03:04:05.678Z) as seconds since the epoch."""
+    return calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) + int(s[20:23]) / 1000.0
+
+
+def liveness_waits(windows, events):
+    """For each liveness fault window: how long the events committed during it waited between
+    their commit (ce_time) and the consumer reading their first copy. Returns report lines and
+    problems."""
+    first = {}
+    scratch = checker.Report()
+    for ev in sorted(events, key=lambda e: e["ts"]):
+        e = checker.parse_event(ev, scratch)
+        if e is not None and e["id"] not in first:
+            first[e["id"]] = (e["user"], _ce_time(e["time"]), ev["ts"])
+    lines, problems = [], []
+    for kind, start, end in windows:
+        waits = sorted((ts - made, user) for user, made, ts in first.values()
+                       if start <= made <= end)
+        if not waits:
+            problems.append("%s: no event was committed during the fault" % kind)
+            continue
+        slow = {u for w, u in waits if w > 2.0}
+        worst = waits[-1][0]
+        lines.append("faults: %s %.0fs: %d events committed during it, waited p50 %.2fs p99 %.2fs "
+                     "max %.2fs; %d user(s) waited over 2 s (takeover after %d s)" % (
+                         kind, end - start, len(waits), waits[len(waits) // 2][0],
+                         waits[min(len(waits) - 1, int(len(waits) * 0.99))][0], worst, len(slow),
+                         TAKEOVER_SECONDS))
+        if worst > TAKEOVER_SECONDS + LIVENESS_MARGIN_S:
+            problems.append("%s: an event waited %.1fs, over the takeover time %d s + %.0f s"
+                            % (kind, worst, TAKEOVER_SECONDS, LIVENESS_MARGIN_S))
+    return lines, problems
 
 
 def progress(wl, consumer, t0, stop):
@@ -90,6 +132,7 @@ def main():
     consumer = None
     try:
         try:
+            services.attach_netcut_proxy(stack)
             services.start_all()
             consumer = EventConsumer(stack["KAFKA_BOOTSTRAP_SERVERS"],
                                      stack.get("KAFKA_TOPIC", "profile.events"), run_id)
@@ -153,6 +196,16 @@ def main():
             problems.append("faults that could not be injected: %s" % inj.errors)
         if not drained:
             problems.append("the drain did not finish in %.0fs" % args.drain_timeout)
+        if inj.exited_on_own:
+            problems.append("process(es) exited on their own: %s" % inj.exited_on_own)
+        lv_lines, lv_problems = liveness_waits(inj.windows, events)
+        for line in lv_lines:
+            print(line)
+        problems.extend(lv_problems)
+        ran = {w[0] for w in inj.windows}
+        for kind in LIVENESS_FAULTS:
+            if kind not in ran and any(a == kind for _, a, _ in inj.schedule):
+                problems.append("%s was scheduled but did not run" % kind)
         if consumer.offset_jumps:
             problems.append("the consumer skipped offsets %d time(s): records expired before it "
                             "read them, so the check is incomplete" % consumer.offset_jumps)
@@ -194,6 +247,8 @@ def main():
             consumer.stop_event.set()
             consumer.join(10)
         services.stop_all()
+        if services.netcut is not None:
+            services.netcut.stop()
 
 
 if __name__ == "__main__":

@@ -219,13 +219,16 @@ static int take_share(lease_t *l, int share, int relays, const char *cls)
  */
 static int end_stale_peers(lease_t *l)
 {
+    /* MATERIALIZED: the planner may not mix pg_terminate_backend() into the filter (it orders
+     * quals by cost, so a flattened query could end backends the filter would have skipped). */
     static const char stale_sql[] =
-        "SELECT pid, round(extract(epoch FROM clock_timestamp() - since))::int"
-        " FROM (SELECT pid, coalesce(state_change, backend_start) AS since"
-        "   FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()"
-        "   AND backend_type = 'client backend' AND pid <> pg_backend_pid()) a"
-        " WHERE since < clock_timestamp() - make_interval(secs => $2::int)"
-        "   AND pg_terminate_backend(pid, 2000)";
+        "WITH stale AS MATERIALIZED ("
+        "  SELECT pid, round(extract(epoch FROM clock_timestamp() - since))::int AS silent"
+        "  FROM (SELECT pid, coalesce(state_change, backend_start) AS since"
+        "    FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()"
+        "    AND backend_type = 'client backend' AND pid <> pg_backend_pid()) a"
+        "  WHERE since < clock_timestamp() - make_interval(secs => $2::int))"
+        " SELECT pid, silent FROM stale WHERE pg_terminate_backend(pid, 2000)";
     char secs[16];
     snprintf(secs, sizeof(secs), "%d", l->takeover_s);
     const char *v[] = {LEASE_APPLICATION_NAME, secs};

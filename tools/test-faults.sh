@@ -94,7 +94,7 @@ args=(--stack-env "$STACK_DIR/stack.env" --stack-sh "$REPO/tools/stack.sh" --bin
 [ -n "${FAULTS_SEED:-}" ] && args+=(--seed "$FAULTS_SEED")
 # Bounded: the run, the client retry budget, two drains, the cache check and the stops.
 set +e
-PROFILE_BIN_DIR=$BIN_DIR timeout --signal=TERM --kill-after=20 $((DURATION + 240)) \
+PROFILE_BIN_DIR=$BIN_DIR timeout --signal=TERM --kill-after=20 $((DURATION + 300)) \
     "$PY" "$REPO/tests/faults/run.py" "${args[@]}" &
 RUNNER=$!
 wait "$RUNNER"
@@ -102,6 +102,6 @@ rc=$?
 RUNNER=""
 set -e
 if [ "$rc" -eq 124 ]; then
-    echo "test-faults: FAIL: the run did not finish within $((DURATION + 240))s" >&2
+    echo "test-faults: FAIL: the run did not finish within $((DURATION + 300))s" >&2
 fi
 exit "$rc"

@@ -333,10 +333,28 @@ class FaultInjector(threading.Thread):
     def _sleep(self, lo, hi):
         time.sleep(self.rng.uniform(lo, hi))
 
+    def _partitions_held(self, p, want=16, timeout=15.0):
+        """Waits (bounded) until relay `p` holds `want` partitions, so that the fault hits a
+        relay with users to serve (one just restarted holds none yet). Returns what it holds."""
+        deadline = time.time() + timeout
+        held = 0
+        while True:
+            try:
+                text = requests.get("http://127.0.0.1:%d/metrics" % p.port, timeout=2).text
+                for line in text.splitlines():
+                    if line.startswith("profile_relay_partitions_held "):
+                        held = int(float(line.split()[1]))
+            except requests.RequestException:
+                pass
+            if held >= want or time.time() > deadline:
+                return held
+            time.sleep(0.2)
+
     def relay_freeze(self, idx):
         """SIGSTOP for FREEZE_SECONDS, then SIGCONT: the process keeps its sockets (and so its
         session advisory locks) but stops making progress."""
         p = self.services.relays[idx]
+        held = self._partitions_held(p)
         proc = p.proc
         t = time.time()
         proc.send_signal(signal.SIGSTOP)
@@ -345,7 +363,7 @@ class FaultInjector(threading.Thread):
         finally:
             proc.send_signal(signal.SIGCONT)
             self.windows.append(("relay_freeze", t, time.time()))
-        return "%s SIGSTOP %.0fs, SIGCONT" % (p.name, time.time() - t)
+        return "%s (holding %d partitions) SIGSTOP %.0fs, SIGCONT" % (p.name, held, time.time() - t)
 
     def relay_netcut(self, idx):
         """Black-holes the relay's PostgreSQL connections for NETCUT_SECONDS (no FIN, no reset),
@@ -354,6 +372,7 @@ class FaultInjector(threading.Thread):
         if proxy is None:
             raise RuntimeError("no netcut proxy attached")
         p = self.services.relays[idx]
+        held = self._partitions_held(p)
         t = time.time()
         proxy.cut()
         try:
@@ -361,8 +380,8 @@ class FaultInjector(threading.Thread):
         finally:
             proxy.restore()
             self.windows.append(("relay_netcut", t, time.time()))
-        return "%s cut from PostgreSQL %.0fs (%d connection(s) through the proxy), restored" % (
-            p.name, time.time() - t, proxy.conns)
+        return "%s (holding %d partitions) cut from PostgreSQL %.0fs, restored" % (
+            p.name, held, time.time() - t)
 
     def run_action(self, action, arg):
         s = self.services

@@ -67,12 +67,12 @@ def liveness_waits(windows, events):
     """For each liveness fault window: how long the events committed during it waited between
     their commit (ce_time) and the consumer reading their first copy. Returns report lines and
     problems."""
-    first = {}
-    scratch = checker.Report()
+    first = {}  # ce_id -> (user, commit time, first consumed); the checker validates records
     for ev in sorted(events, key=lambda e: e["ts"]):
-        e = checker.parse_event(ev, scratch)
-        if e is not None and e["id"] not in first:
-            first[e["id"]] = (e["user"], _ce_time(e["time"]), ev["ts"])
+        h = {k: v for k, v in ev.get("h") or []}
+        ce_id, ce_time = h.get("ce_id"), h.get("ce_time")
+        if ce_id and ce_id not in first and checker.TIME_RE.match(ce_time or ""):
+            first[ce_id] = (ev.get("k"), _ce_time(ce_time), ev["ts"])
     lines, problems = [], []
     for kind, start, end in windows:
         waits = sorted((ts - made, user) for user, made, ts in first.values()

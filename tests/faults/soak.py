@@ -108,11 +108,15 @@ def main():
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--rate", type=float, default=200)
-    ap.add_argument("--before", type=float, default=20)
+    ap.add_argument("--before", type=float, default=None,
+                    help="seconds of writes before the outage (default: two retention rounds, "
+                         "so that the outbox is at its steady size)")
     ap.add_argument("--outage", type=float, default=3600)
     ap.add_argument("--retention", type=int, default=30)
     ap.add_argument("--users", type=int, default=500)
     args = ap.parse_args()
+    if args.before is None:
+        args.before = 2 * args.retention + 15
 
     stack = load_env_file(args.stack_env)
     dburl = stack["DATABASE_URL"]

@@ -45,6 +45,23 @@ LIVENESS_FAULTS = ("relay_freeze", "relay_netcut")
 LIVENESS_MIN_DURATION = 90
 
 
+def kafka_ctl(path, line):
+    """Writes one command line to kafka-mock's control FIFO `path`."""
+    deadline = time.time() + 5
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno not in (errno.ENXIO, errno.ENOENT) or time.time() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 class Proc:
     """One service process (profile-api or profile-relay) that can be killed and restarted."""
 
@@ -309,20 +326,7 @@ class FaultInjector(threading.Thread):
 
     def kafka_ctl(self, line):
         """Writes one command line to kafka-mock's control FIFO."""
-        path = self.stack["KAFKA_CONTROL"]
-        deadline = time.time() + 5
-        while True:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as e:
-                if e.errno not in (errno.ENXIO, errno.ENOENT) or time.time() > deadline:
-                    raise
-                time.sleep(0.05)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+        kafka_ctl(self.stack["KAFKA_CONTROL"], line)
 
     def stack_cmd(self, *args):
         r = subprocess.run([self.stack_sh, args[0], self.stack_dir] + list(args[1:]),

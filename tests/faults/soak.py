@@ -24,7 +24,7 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import load_env_file, log, make_token, pg_query  # noqa: E402
-from faults import KAFKA_BROKERS, FaultInjector, Services  # noqa: E402
+from faults import KAFKA_BROKERS, Services, kafka_ctl  # noqa: E402
 
 LAG_ALERT_SECONDS = 60  # deploy/prometheus/profile-alerts.yaml, ProfileRelayLag
 
@@ -123,7 +123,7 @@ def main():
     services = Services(stack, args.bin_dir, args.run_dir, apis=1, relays=2)
     for p in services.relays:
         p.env["OUTBOX_RETENTION_SECONDS"] = str(args.retention)
-    inj = FaultInjector(services, stack, args.stack_sh, 1, 0)
+    ctl = stack["KAFKA_CONTROL"]
     problems = []
     writer = None
     try:
@@ -143,7 +143,7 @@ def main():
         ok0 = writer.ok
         t_down = time.time()
         for b in range(1, KAFKA_BROKERS + 1):
-            inj.kafka_ctl("down %d" % b)
+            kafka_ctl(ctl, "down %d" % b)
         log("all %d brokers down for %.0fs, writes go on at %.0f/s" % (
             KAFKA_BROKERS, args.outage, args.rate))
         max_lag = 0.0
@@ -158,7 +158,7 @@ def main():
         failed_during = writer.failed
         outage = time.time() - t_down
         for b in range(1, KAFKA_BROKERS + 1):
-            inj.kafka_ctl("up %d" % b)
+            kafka_ctl(ctl, "up %d" % b)
         t_up = time.time()
         ok_up = writer.ok
         log("brokers up after %.0fs: %d writes acked during the outage, %d failed; backlog %d "
@@ -212,7 +212,7 @@ def main():
         if writer is not None:
             writer.stop_event.set()
         try:
-            inj.kafka_ctl("clear")
+            kafka_ctl(ctl, "clear")
         except OSError:
             pass
         exits = services.stop_all()

@@ -11,7 +11,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1:de
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build run test unit asan format format-check lint tidy bench bench-scale fuzz test-faults clean
+.PHONY: all deps build run test unit asan format format-check lint tidy bench bench-scale fuzz test-faults soak clean
 
 all: build
 
@@ -67,6 +67,10 @@ fuzz: deps
 
 test-faults: build
 	@tools/test-faults.sh $(BUILD_DIR)
+
+# Kafka away for SOAK_OUTAGE seconds (default an hour) while writes go on; not part of CI.
+soak: build
+	@tools/soak.sh $(BUILD_DIR)
 
 clean:
 	@rm -rf $(BUILD_DIR) $(ASAN_DIR)

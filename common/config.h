@@ -38,6 +38,7 @@ typedef struct st_app_config_t {
     char *kafka_topic;
     int relay_batch_size;
     int relay_poll_interval_ms;
+    int relay_takeover_seconds; /* a relay silent this long loses its partitions to the others */
     log_level_t log_level;
     char *log_level_file; /* read at start-up and on SIGHUP; wins over LOG_LEVEL */
     double access_log_sample;

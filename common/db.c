@@ -61,7 +61,7 @@ PGconn *db_connect_opts(const char *dsn, const db_connect_opts_t *opts, char *er
      * Defaults first: with expand_dbname the values inside `dsn` override earlier entries, and
      * only those; a pinned application_name therefore comes after the DSN.
      */
-    const char *keys[10], *vals[10];
+    const char *keys[12], *vals[12];
     int n = 0;
     PGconn *conn;
 
@@ -78,9 +78,12 @@ PGconn *db_connect_opts(const char *dsn, const db_connect_opts_t *opts, char *er
     keys[n] = "connect_timeout", vals[n++] = timeout;
     if (opts->keepalives) {
         keys[n] = "keepalives", vals[n++] = "1";
-        keys[n] = "keepalives_idle", vals[n++] = "10";
-        keys[n] = "keepalives_interval", vals[n++] = "5";
-        keys[n] = "keepalives_count", vals[n++] = "3";
+        keys[n] = "keepalives_idle", vals[n++] = DB_KEEPALIVES_IDLE;
+        keys[n] = "keepalives_interval", vals[n++] = DB_KEEPALIVES_INTERVAL;
+        keys[n] = "keepalives_count", vals[n++] = DB_KEEPALIVES_COUNT;
+        /* Sent data unacknowledged this long closes the connection: a query on a cut link
+         * fails instead of waiting for the kernel's retransmission timeout (~15 min). */
+        keys[n] = "tcp_user_timeout", vals[n++] = DB_TCP_USER_TIMEOUT_MS;
     }
     if (!opts->pin_application_name)
         keys[n] = "application_name", vals[n++] = app;

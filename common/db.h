@@ -20,13 +20,23 @@
  */
 bool db_dsn_valid(const char *dsn);
 
+/** Keepalive settings of db_connect_opts_t.keepalives (seconds; milliseconds for the last). */
+#define DB_KEEPALIVES_IDLE "5"
+#define DB_KEEPALIVES_INTERVAL "2"
+#define DB_KEEPALIVES_COUNT "3"
+#define DB_TCP_USER_TIMEOUT_MS "10000"
+
 /** How db_connect_opts() opens a connection. */
 typedef struct st_db_connect_opts_t {
     /** application_name; NULL → "profile-service". */
     const char *application_name;
     /** connect_timeout in seconds; 0 → DB_DEFAULT_CONNECT_TIMEOUT. The DSN may override it. */
     int connect_timeout_s;
-    /** TCP keepalives (idle 10 s, interval 5 s, 3 probes): a vanished peer is noticed in ~25 s. */
+    /**
+     * TCP keepalives (idle 5 s, interval 2 s, 3 probes) and tcp_user_timeout 10 s: an idle
+     * connection to a vanished peer is noticed in ~11 s, one with unacknowledged data in ~10 s.
+     * The DSN may override each.
+     */
     bool keepalives;
     /** The DSN cannot override application_name (peers that count each other by it). */
     bool pin_application_name;

@@ -1,7 +1,7 @@
 /*
  * Partition leases over session advisory locks (class OUTBOX_LEASE_CLASS, key = partition) on
  * a dedicated connection. The set held is re-read from pg_locks on every tick, so the view
- * never drifts from what the server says.
+ * never drifts from what the server says; a peer whose lease connection went silent is ended.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,8 @@
 
 struct st_lease_t {
     char *dsn;
+    int takeover_s;
+    unsigned long long peers_ended;
     PGconn *conn;
     int pid;
     bool held[OUTBOX_PARTITIONS];
@@ -40,11 +42,12 @@ int lease_fair_share(int relays)
     return (OUTBOX_PARTITIONS + relays - 1) / relays;
 }
 
-lease_t *lease_create(const char *dsn)
+lease_t *lease_create(const char *dsn, int takeover_s)
 {
     lease_t *l = xcalloc(1, sizeof(*l));
     unsigned r = 0;
     l->dsn = xstrdup(dsn);
+    l->takeover_s = takeover_s;
     if (getrandom(&r, sizeof(r), 0) != sizeof(r))
         r = (unsigned)time(NULL);
     l->rotate = r % OUTBOX_PARTITIONS;
@@ -209,6 +212,41 @@ static int take_share(lease_t *l, int share, int relays, const char *cls)
     return 0;
 }
 
+/*
+ * Ends the lease backend of every peer whose lease connection has been silent (no statement
+ * started or finished) for takeover_s: a live relay runs one every tick, so such a relay is
+ * frozen, cut off or stuck. Ending the backend frees its advisory locks for take_share(); its
+ * worker connections cannot claim any more (outbox_claim() checks the lease backend's locks).
+ * Waits up to 2 s for each backend to exit. Returns 0, or -1 when the connection failed.
+ */
+static int end_stale_peers(lease_t *l)
+{
+    /* MATERIALIZED: the planner may not mix pg_terminate_backend() into the filter (it orders
+     * quals by cost, so a flattened query could end backends the filter would have skipped). */
+    static const char stale_sql[] =
+        "WITH stale AS MATERIALIZED ("
+        "  SELECT pid, round(extract(epoch FROM clock_timestamp() - since))::int AS silent"
+        "  FROM (SELECT pid, coalesce(state_change, backend_start) AS since"
+        "    FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()"
+        "    AND backend_type = 'client backend' AND pid <> pg_backend_pid()) a"
+        "  WHERE since < clock_timestamp() - make_interval(secs => $2::int))"
+        " SELECT pid, silent FROM stale WHERE pg_terminate_backend(pid, 2000)";
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", l->takeover_s);
+    const char *v[] = {LEASE_APPLICATION_NAME, secs};
+    PGresult *res = query(l, "end stale peers", stale_sql, 2, v);
+    if (res == NULL)
+        return -1;
+    for (int i = 0; i < PQntuples(res); ++i) {
+        log_warn("peer relay (lease backend %s) silent for %s s (takeover after %d s): ended its "
+                 "lease backend to take its partitions",
+                 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), l->takeover_s);
+        l->peers_ended++;
+    }
+    PQclear(res);
+    return 0;
+}
+
 int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
 {
     static const char state_sql[] =
@@ -234,6 +272,8 @@ int lease_tick(lease_t *l, const int inflight[OUTBOX_PARTITIONS])
     if (l->conn == NULL && connect_lease(l) != 0)
         return -1;
 
+    if (end_stale_peers(l) != 0)
+        goto Lost;
     const char *v1[] = {LEASE_APPLICATION_NAME, cls};
     if ((res = query(l, "state", state_sql, 2, v1)) == NULL)
         goto Lost;
@@ -288,4 +328,9 @@ bool lease_server_read_only(const lease_t *l)
 int lease_backend_pid(const lease_t *l)
 {
     return l->pid;
+}
+
+unsigned long long lease_peers_ended(const lease_t *l)
+{
+    return l->peers_ended;
 }

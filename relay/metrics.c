@@ -110,6 +110,8 @@ static const struct {
     {METRIC_HISTORY_RETENTION_BATCHES, PROM_COUNTER,
      "profile_relay_history_retention_batches_total",
      "History retention batches run (each removes at most HISTORY_RETENTION_BATCH rows).", 1},
+    {METRIC_TAKEOVERS, PROM_COUNTER, "profile_relay_takeovers_total",
+     "Silent peer relays whose lease backend this relay ended to take their partitions.", 1},
     {METRIC_PG_UP, PROM_GAUGE, "profile_relay_pg_up",
      "1 when the relay's PostgreSQL connection is up.", 1},
     {METRIC_PG_RECONNECTS, PROM_COUNTER, "profile_relay_pg_reconnects_total",

@@ -244,7 +244,7 @@ relay_t *relay_create(const app_config_t *cfg, char *errbuf, size_t errlen)
         free(r);
         return NULL;
     }
-    r->lease = lease_create(cfg->database_url);
+    r->lease = lease_create(cfg->database_url, cfg->relay_takeover_seconds);
     r->inflight = keycount_create();
     r->strikes = keycount_create();
     r->window = cfg->relay_batch_size * 4 < 2000 ? 2000 : cfg->relay_batch_size * 4;
@@ -846,8 +846,10 @@ int relay_run(relay_t *r)
          * that can publish gets it */
         if (now >= r->next_lease_ms && (kafka_up || lease_held_count(r->lease) > 0)) {
             int before = lease_held_count(r->lease);
+            unsigned long long ended = lease_peers_ended(r->lease);
             if (lease_tick(r->lease, r->part_inflight) == 0 && lease_held_count(r->lease) > before)
                 r->more = true;
+            metrics_add(METRIC_TAKEOVERS, lease_peers_ended(r->lease) - ended);
             metrics_set(METRIC_PARTITIONS_HELD, lease_held_count(r->lease));
             if (r->db != NULL && lease_server_read_only(r->lease))
                 db_lost(r); /* reconnects to the writable server (target_session_attrs) */

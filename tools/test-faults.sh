@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Fault-injection suite (`make test-faults`, docs/faults.md): its own local stack under
 # .local/faults-<pid>, migrated; two profile-api and two profile-relay processes; a workload with
-# faults for FAULTS_DURATION seconds (default 60); a final drain; the checker and its one-line
-# summary; then a planted fault (an outbox row deleted behind the relays' back) that the checker
-# must catch. Then the pg-failover kind on a second stack with a synchronous standby: the primary
-# killed with kill -9 under load and the standby promoted, the services on the multi-host URL.
+# faults for FAULTS_DURATION seconds (default 120; the relay liveness faults need >= 90); a
+# final drain; the checker and its one-line summary; then a planted fault (an outbox row deleted
+# behind the relays' back) that the checker must catch. Then the pg-failover kind on a second
+# stack with a synchronous standby: the primary killed with kill -9 under load and the standby
+# promoted, the services on the multi-host URL.
 # Exits non-zero on any violation. Everything it started is stopped on exit.
 #
 #   tools/test-faults.sh [BUILD_DIR]
 #
-# Environment: FAULTS_DURATION (seconds, default 60), FAULTS_SEED (reproduce a schedule),
+# Environment: FAULTS_DURATION (seconds, default 120), FAULTS_SEED (reproduce a schedule),
+# FAULTS_ONLY=relay_freeze,relay_netcut (only these faults of the schedule),
+# FAULTS_FREEZE_SECONDS (30), FAULTS_NETCUT_SECONDS (20), FAULTS_TAKEOVER_SECONDS (10),
 # FAULTS_USERS (300), FAULTS_THREADS (16), FAULTS_KEEP=1 (keep the run directory on success),
 # FAULTS_PRODUCE_ERRORS=0 (no injected Produce errors: see docs/faults.md, Findings),
 # FAULTS_KINDS (comma-separated among mixed, pg-failover; default both),
@@ -21,7 +24,7 @@ BUILD_DIR=${1:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$REPO/$BUILD_DIR ;; esac
 BIN_DIR=$BUILD_DIR/bin
 PY=/usr/bin/python3
-DURATION=${FAULTS_DURATION:-60}
+DURATION=${FAULTS_DURATION:-120}
 RUN_DIR=$REPO/.local/faults-$$
 STACK_DIR=$RUN_DIR/stack
 FAILOVER_DURATION=${FAULTS_FAILOVER_DURATION:-30}
@@ -133,7 +136,7 @@ if [[ ,$KINDS, == *,mixed,* ]]; then
     stack_up "$STACK_DIR" "$RUN_DIR" || exit 1
     echo "test-faults: ${DURATION}s of workload with faults (run dir $RUN_DIR)"
     # Bounded: the run, the client retry budget, two drains, the cache check and the stops.
-    run_bounded $((DURATION + 240)) "${common[@]}" --stack-env "$STACK_DIR/stack.env" \
+    run_bounded $((DURATION + 300)) "${common[@]}" --stack-env "$STACK_DIR/stack.env" \
         --run-dir "$RUN_DIR" --duration "$DURATION" || rc=$?
     PROFILE_BIN_DIR=$BIN_DIR "$REPO/tools/stack.sh" stop "$STACK_DIR" >/dev/null 2>&1 || true
 fi

@@ -5,7 +5,9 @@ file under RUN_DIR/pids so that tools/test-faults.sh can stop them even if Pytho
 FaultInjector runs a schedule of faults (with random jitter and random extra faults) on a
 thread: kill -9 of a relay or an API process and its restart, kafka-mock brokers down and up,
 partition leader moves, injected retriable Produce errors, Redis stopped and started, and
-PostgreSQL restarted with fast and immediate shutdown (tools/stack.sh).
+PostgreSQL restarted with fast and immediate shutdown (tools/stack.sh), and the relay liveness
+faults: a relay frozen with SIGSTOP (relay_freeze) and a relay's PostgreSQL connections
+black-holed through a loopback proxy (relay_netcut, tests/faults/netcut.py).
 """
 
 import errno
@@ -20,6 +22,7 @@ import time
 import requests
 
 from common import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, free_port, log
+from netcut import NetCutProxy
 
 # Retriable Kafka errors a broker may answer a Produce request with.
 RETRIABLE_PRODUCE_ERRORS = [
@@ -31,6 +34,33 @@ RETRIABLE_PRODUCE_ERRORS = [
 ]
 KAFKA_BROKERS = 3
 KAFKA_PARTITIONS = 6
+# Relay liveness faults (docs/faults.md): how long a relay stays frozen / cut off. Both exceed
+# the relays' RELAY_TAKEOVER_SECONDS, so the other relay must take over before they end.
+FREEZE_SECONDS = float(os.environ.get("FAULTS_FREEZE_SECONDS", "30"))
+NETCUT_SECONDS = float(os.environ.get("FAULTS_NETCUT_SECONDS", "20"))
+TAKEOVER_SECONDS = int(os.environ.get("FAULTS_TAKEOVER_SECONDS", "10"))
+FREEZE_RELAY = 0
+NETCUT_RELAY = 1
+LIVENESS_FAULTS = ("relay_freeze", "relay_netcut")
+# Shortest run that has room for the liveness faults (they block the schedule while they last).
+LIVENESS_MIN_DURATION = 90
+
+
+def kafka_ctl(path, line):
+    """Writes one command line to kafka-mock's control FIFO `path`."""
+    deadline = time.time() + 5
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno not in (errno.ENXIO, errno.ENOENT) or time.time() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 class Proc:
@@ -139,6 +169,7 @@ class Services:
     def __init__(self, stack, bin_dir, run_dir, apis=2, relays=2, database_url=None):
         os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
         os.makedirs(os.path.join(run_dir, "pids"), exist_ok=True)
+        self.netcut = None  # NetCutProxy of relay NETCUT_RELAY (attach_netcut_proxy)
         base = {k: v for k, v in os.environ.items()
                 if k in ("PATH", "HOME", "LANG", "TZ", "ASAN_OPTIONS", "UBSAN_OPTIONS",
                          "LSAN_OPTIONS")}
@@ -176,6 +207,7 @@ class Services:
                 "KAFKA_TOPIC": stack.get("KAFKA_TOPIC", "profile.events"),
                 "RELAY_METRICS_PORT": str(free_port()),
                 "RELAY_POLL_INTERVAL_MS": "250",
+                "RELAY_TAKEOVER_SECONDS": str(TAKEOVER_SECONDS),
                 # The checker matches every event with its outbox row: keep them all.
                 "OUTBOX_RETENTION_SECONDS": "86400",
             })
@@ -191,11 +223,32 @@ class Services:
             log("%s started (pid %d, port %d)" % (p.name, p.proc.pid, p.port))
 
     def ensure_all(self):
-        """Restarts whatever is not running (end of the fault phase)."""
+        """Restarts whatever is not running (end of the fault phase). Returns the names of the
+        processes found not running: the schedule restarts what it kills, so these exited on
+        their own."""
+        found = []
         for p in self.apis + self.relays:
             if not p.alive():
                 log("%s was not running: starting it" % p.name)
+                found.append("%s (status %s)" % (p.name, p.proc.returncode if p.proc else None))
                 p.start()
+        return found
+
+    def attach_netcut_proxy(self, stack):
+        """Puts a NetCutProxy between relay NETCUT_RELAY and PostgreSQL (before start_all).
+        Kafka is not proxied: kafka-mock's metadata names its brokers' own addresses, which the
+        relay then connects to directly (docs/faults.md)."""
+        proxy = NetCutProxy(stack.get("PGHOST", "127.0.0.1"), int(stack["PGPORT"])).start()
+        host = "%s:%s" % (stack.get("PGHOST", "127.0.0.1"), stack["PGPORT"])
+        relay = self.relays[NETCUT_RELAY]
+        if host not in relay.env["DATABASE_URL"]:
+            proxy.stop()
+            raise RuntimeError("relay_netcut: DATABASE_URL does not name %s" % host)
+        relay.env["DATABASE_URL"] = relay.env["DATABASE_URL"].replace(
+            host, "127.0.0.1:%d" % proxy.port, 1)
+        self.netcut = proxy
+        log("%s reaches PostgreSQL through the netcut proxy on port %d" % (relay.name, proxy.port))
+        return proxy
 
     def stop_all(self):
         """Stops everything with SIGTERM; returns {name: exit status}."""
@@ -223,6 +276,8 @@ class FaultInjector(threading.Thread):
         self.stop_event = threading.Event()
         self.done = []  # (seconds since t0, action, detail, ok)
         self.errors = []
+        self.windows = []  # (action, start, end): wall-clock span of each liveness fault
+        self.exited_on_own = []
         self.schedule = self._build_schedule()
 
     # ------------------------------------------------------------------ schedule
@@ -257,6 +312,17 @@ class FaultInjector(threading.Thread):
             arg = self.rng.randrange(2) if a in ("relay_kill", "api_kill", "relay_term",
                                                  "api_term") else None
             sched.append((self.rng.uniform(0.05 * d, 0.82 * d), a, arg))
+        if d >= LIVENESS_MIN_DURATION:
+            # Alone in the schedule while they last (the actions block the fault thread), so the
+            # waits they cause are theirs.
+            sched.append((0.05 * d, "relay_freeze", FREEZE_RELAY))
+            sched.append((0.45 * d, "relay_netcut", NETCUT_RELAY))
+        else:
+            log("relay_freeze and relay_netcut need --duration >= %d: not run"
+                % LIVENESS_MIN_DURATION)
+        only = [k for k in os.environ.get("FAULTS_ONLY", "").split(",") if k]
+        if only:
+            sched = [x for x in sched if x[1] in only]
         if os.environ.get("FAULTS_PRODUCE_ERRORS", "1") == "0":
             # See docs/faults.md, Findings: kafka-mock mishandles pipelined idempotent retries.
             sched = [x for x in sched if x[1] != "kafka_err"]
@@ -271,20 +337,7 @@ class FaultInjector(threading.Thread):
 
     def kafka_ctl(self, line):
         """Writes one command line to kafka-mock's control FIFO."""
-        path = self.stack["KAFKA_CONTROL"]
-        deadline = time.time() + 5
-        while True:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as e:
-                if e.errno not in (errno.ENXIO, errno.ENOENT) or time.time() > deadline:
-                    raise
-                time.sleep(0.05)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+        kafka_ctl(self.stack["KAFKA_CONTROL"], line)
 
     def stack_cmd(self, *args):
         r = subprocess.run([self.stack_sh, args[0], self.stack_dir] + list(args[1:]),
@@ -295,8 +348,62 @@ class FaultInjector(threading.Thread):
     def _sleep(self, lo, hi):
         time.sleep(self.rng.uniform(lo, hi))
 
+    def _partitions_held(self, p, want=16, timeout=15.0):
+        """Waits (bounded) until relay `p` holds `want` partitions, so that the fault hits a
+        relay with users to serve (one just restarted holds none yet). Returns what it holds."""
+        deadline = time.time() + timeout
+        held = 0
+        while True:
+            try:
+                text = requests.get("http://127.0.0.1:%d/metrics" % p.port, timeout=2).text
+                for line in text.splitlines():
+                    if line.startswith("profile_relay_partitions_held "):
+                        held = int(float(line.split()[1]))
+            except requests.RequestException:
+                pass
+            if held >= want or time.time() > deadline:
+                return held
+            time.sleep(0.2)
+
+    def relay_freeze(self, idx):
+        """SIGSTOP for FREEZE_SECONDS, then SIGCONT: the process keeps its sockets (and so its
+        session advisory locks) but stops making progress."""
+        p = self.services.relays[idx]
+        held = self._partitions_held(p)
+        proc = p.proc
+        t = time.time()
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            self.stop_event.wait(FREEZE_SECONDS)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+            self.windows.append(("relay_freeze", t, time.time()))
+        return "%s (holding %d partitions) SIGSTOP %.0fs, SIGCONT" % (p.name, held, time.time() - t)
+
+    def relay_netcut(self, idx):
+        """Black-holes the relay's PostgreSQL connections for NETCUT_SECONDS (no FIN, no reset),
+        then forwards again."""
+        proxy = self.services.netcut
+        if proxy is None:
+            raise RuntimeError("no netcut proxy attached")
+        p = self.services.relays[idx]
+        held = self._partitions_held(p)
+        t = time.time()
+        proxy.cut()
+        try:
+            self.stop_event.wait(NETCUT_SECONDS)
+        finally:
+            proxy.restore()
+            self.windows.append(("relay_netcut", t, time.time()))
+        return "%s (holding %d partitions) cut from PostgreSQL %.0fs, restored" % (
+            p.name, held, time.time() - t)
+
     def run_action(self, action, arg):
         s = self.services
+        if action == "relay_freeze":
+            return self.relay_freeze(arg)
+        if action == "relay_netcut":
+            return self.relay_netcut(arg)
         if action == "relay_kill":
             p = s.relays[arg if arg is not None else self.rng.randrange(len(s.relays))]
             p.kill9()
@@ -368,12 +475,12 @@ class FaultInjector(threading.Thread):
             self.stack_cmd("redis-start")
         except Exception as e:  # noqa: BLE001 - reported, the checker then fails
             self.errors.append("redis-start: %s" % e)
-        self.services.ensure_all()
+        self.exited_on_own = self.services.ensure_all()
 
     def run(self):
         for at, action, arg in self.schedule:
-            if at >= self.quiet_from():
-                continue
+            if max(at, time.time() - self.t0) >= self.quiet_from():
+                continue  # planned in, or delayed into, the recovery window
             while not self.stop_event.is_set() and time.time() - self.t0 < at:
                 self.stop_event.wait(min(0.2, at - (time.time() - self.t0)))
             if self.stop_event.is_set():

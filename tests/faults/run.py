@@ -11,6 +11,7 @@ expected; 1 otherwise; 2 on a set-up error.
 """
 
 import argparse
+import calendar
 import os
 import random
 import signal
@@ -23,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checker  # noqa: E402
 from common import load_env_file, log, make_token, pg_query, write_json, write_jsonl  # noqa: E402
 from failover import FailoverInjector, measure, summary_line  # noqa: E402
-from faults import FaultInjector, Services  # noqa: E402
+from faults import LIVENESS_FAULTS, TAKEOVER_SECONDS, FaultInjector, Services  # noqa: E402
 from planted import plant  # noqa: E402
 from workload import READ_PATHS, EventConsumer, Workload  # noqa: E402
 
@@ -53,6 +54,47 @@ def drain(database_url, consumer, timeout):
                 time.sleep(0.2)
         time.sleep(0.3)
     return False, time.time() - t0, pending
+
+
+# A liveness fault passes when every event committed during it reached the topic within the
+# takeover time plus this margin (a lease tick, a claim, a produce, CPU shared with the suite);
+# without a takeover the wait is the whole fault (30 s frozen, 20 s cut).
+LIVENESS_MARGIN_S = 6.0
+
+
+def _ce_time(s):
+    """ce_time (2026-01-02T03:04:05.678Z) as seconds since the epoch."""
+    return calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) + int(s[20:23]) / 1000.0
+
+
+def liveness_waits(windows, events):
+    """For each liveness fault window: how long the events committed during it waited between
+    their commit (ce_time) and the consumer reading their first copy. Returns report lines and
+    problems."""
+    first = {}  # ce_id -> (user, commit time, first consumed); the checker validates records
+    for ev in sorted(events, key=lambda e: e["ts"]):
+        h = {k: v for k, v in ev.get("h") or []}
+        ce_id, ce_time = h.get("ce_id"), h.get("ce_time")
+        if ce_id and ce_id not in first and checker.TIME_RE.match(ce_time or ""):
+            first[ce_id] = (ev.get("k"), _ce_time(ce_time), ev["ts"])
+    lines, problems = [], []
+    for kind, start, end in windows:
+        waits = sorted((ts - made, user) for user, made, ts in first.values()
+                       if start <= made <= end)
+        if not waits:
+            problems.append("%s: no event was committed during the fault" % kind)
+            continue
+        slow = {u for w, u in waits if w > 2.0}
+        worst = waits[-1][0]
+        lines.append("faults: %s %.0fs: %d events committed during it, waited p50 %.2fs p99 %.2fs "
+                     "max %.2fs; %d user(s) waited over 2 s (takeover after %d s)" % (
+                         kind, end - start, len(waits), waits[len(waits) // 2][0],
+                         waits[min(len(waits) - 1, int(len(waits) * 0.99))][0], worst, len(slow),
+                         TAKEOVER_SECONDS))
+        if worst > TAKEOVER_SECONDS + LIVENESS_MARGIN_S:
+            problems.append("%s: an event waited %.1fs, over the takeover time %d s + %.0f s"
+                            % (kind, worst, TAKEOVER_SECONDS, LIVENESS_MARGIN_S))
+    return lines, problems
 
 
 def progress(wl, consumer, t0, stop):
@@ -107,12 +149,13 @@ def main():
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     run_id = "%06x" % (seed % (1 << 24))
     stack = load_env_file(args.stack_env)
-    dburl = None  # each program's own URL from stack.env
+    dburl = stack["DATABASE_URL"]  # the checker's (owner) connection
+    services_url = None  # None: each program's own URL from stack.env
     if failover:
         if not stack.get("DATABASE_URL_HA"):
             log("--kind pg-failover needs a standby (tools/stack.sh standby-start)")
             return 2
-        dburl = stack["DATABASE_URL_HA"]  # as each program's role (Services)
+        dburl = services_url = stack["DATABASE_URL_HA"]  # Services: under each program's role
     for b in ("profile-api", "profile-relay"):
         if not os.access(os.path.join(args.bin_dir, b), os.X_OK):
             log("missing %s in %s" % (b, args.bin_dir))
@@ -120,10 +163,11 @@ def main():
     log("run %s (%s): seed=%d duration=%.0fs users=%d threads=%d run dir %s" % (
         run_id, args.kind, seed, args.duration, args.users, args.threads, args.run_dir))
 
-    services = Services(stack, args.bin_dir, args.run_dir, database_url=dburl)
+    services = Services(stack, args.bin_dir, args.run_dir, database_url=services_url)
     consumer = None
     try:
         try:
+            services.attach_netcut_proxy(stack)
             services.start_all()
             consumer = EventConsumer(stack["KAFKA_BOOTSTRAP_SERVERS"],
                                      stack.get("KAFKA_TOPIC", "profile.events"), run_id)
@@ -204,6 +248,17 @@ def main():
                 print(summary_line(fig))
                 if fig["unmatched"]:
                     problems.append("%d acknowledged writes without an event" % fig["unmatched"])
+        if not failover:
+            if inj.exited_on_own:
+                problems.append("process(es) exited on their own: %s" % inj.exited_on_own)
+            lv_lines, lv_problems = liveness_waits(inj.windows, events)
+            for line in lv_lines:
+                print(line)
+            problems.extend(lv_problems)
+            ran = {w[0] for w in inj.windows}
+            for kind in LIVENESS_FAULTS:
+                if kind not in ran and any(a == kind for _, a, _ in inj.schedule):
+                    problems.append("%s was scheduled but did not run" % kind)
         if consumer.offset_jumps:
             problems.append("the consumer skipped offsets %d time(s): records expired before it "
                             "read them, so the check is incomplete" % consumer.offset_jumps)
@@ -229,6 +284,8 @@ def main():
             consumer.stop_event.set()
             consumer.join(10)
         services.stop_all()
+        if services.netcut is not None:
+            services.netcut.stop()
 
 
 if __name__ == "__main__":

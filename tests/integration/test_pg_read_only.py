@@ -28,7 +28,8 @@ def with_attrs(url):
 
 def admin_sql(stack, sql):
     """Runs sql on the stack's server in a session that is never read-only."""
-    conn = psycopg2.connect(support.database_url(stack), options="-c default_transaction_read_only=off")
+    conn = psycopg2.connect(support.database_url(stack, role="admin"),
+                            options="-c default_transaction_read_only=off")
     try:
         conn.set_session(autocommit=True)
         with conn.cursor() as cur:
@@ -60,7 +61,8 @@ def test_api_drops_connections_to_a_read_only_server(stack):
     db = "ro_api_%s" % uuid.uuid4().hex[:8]
     url = support.new_database(stack, db)
     # One event loop, so one pool: sequential writes go through all its connections.
-    a = start_api(stack, DATABASE_URL=with_attrs(url), PG_POOL_MAX=4, HTTP_THREADS=1)
+    a = start_api(stack, DATABASE_URL=support.role_url(with_attrs(url), "api"), PG_POOL_MAX=4,
+                  HTTP_THREADS=1)
     u = new_user()
     assert a.put(f"/profiles/{u}", u, {"displayName": "before"}).status_code == 201
     statuses = []

@@ -94,7 +94,7 @@ class Load:
 
 def test_unnamed_statements_survive_reconnect_and_postgres_restart(bouncer):
     stack = bouncer
-    api = start_api(stack, DATABASE_URL=stack["PGBOUNCER_URL"], PG_PREPARED_STATEMENTS="off",
+    api = start_api(stack, DATABASE_URL=support.role_url(stack["PGBOUNCER_URL"], "api"), PG_PREPARED_STATEMENTS="off",
                     HTTP_THREADS=2, PG_POOL_MAX=6, CACHE_LOCAL_MB=0)
     load = Load(api)
     try:
@@ -139,7 +139,7 @@ def test_named_statements_behind_transaction_pooler_turn_readiness_off(bouncer):
     readiness must say so (it said 200 before)."""
     stack = bouncer
     admin(stack, "RECONNECT")  # no server connection left from earlier tests' statements
-    api = start_api(stack, DATABASE_URL=stack["PGBOUNCER_URL"], PG_PREPARED_STATEMENTS="on",
+    api = start_api(stack, DATABASE_URL=support.role_url(stack["PGBOUNCER_URL"], "api"), PG_PREPARED_STATEMENTS="on",
                     HTTP_THREADS=1, PG_POOL_MAX=1, CACHE_LOCAL_MB=0,
                     REDIS_URL="redis://127.0.0.1:1/0")  # every read goes to PostgreSQL
     s = requests.Session()
@@ -183,7 +183,9 @@ def test_migrate_refuses_transaction_pooler_and_runs_direct_and_in_session_mode(
         r.stop(timeout=10)
     lines = [ln for ln in r.output().splitlines() if "transaction mode" in ln]
     assert len(lines) == 1, r.output()
-    r = spawn([bin_path("profile-migrate")], dict(env, DATABASE_URL=stack["PGBOUNCER_SESSION_URL"]))
+    # profile-migrate runs as the schema owner (V004 refuses anyone else)
+    r = spawn([bin_path("profile-migrate")],
+              dict(env, DATABASE_URL=support.role_url(stack["PGBOUNCER_SESSION_URL"], "owner")))
     assert r.proc.wait(60) == 0, r.output()
     assert "transaction mode" not in r.output()
     assert run_sql(support.database_url(stack, SESSION_DB),

@@ -466,6 +466,67 @@ def test_relay_three_relays_kill9_one(stack, topic, cleanup):
     assert all(r.stop() == 0 for r in survivors)
 
 
+def test_relay_frozen_relay_loses_its_partitions(stack, topic, cleanup):
+    """A relay frozen (SIGSTOP) with messages in flight keeps its connections and so its
+    advisory locks: the other relay ends its lease backend after RELAY_TAKEOVER_SECONDS and
+    publishes its users. When the frozen relay resumes, its stale sends are duplicates (same
+    ce_id) and per-user order holds; it then rejoins with a fair share."""
+    takeover = 3
+    mock = OwnMock()
+    cleanup.append(mock)
+    url = fresh_db(stack, "freeze")
+    col = Collector(stack, topic, bootstrap=mock.bootstrap)
+    cleanup.append(col)
+    relays = [Relay(stack, url, topic, bootstrap=mock.bootstrap, RELAY_TAKEOVER_SECONDS=takeover)
+              for _ in range(2)]
+    cleanup += relays
+    live, victim = relays
+    # A session that is no relay's, idle for longer than the takeover: it must survive.
+    bystander = psycopg2.connect(url, application_name="profile-relay-bystander")
+    wait_for(lambda: live.metric("profile_relay_partitions_held") == 32 and
+             victim.metric("profile_relay_partitions_held") == 32, 10, "32 partitions each")
+
+    users = [uid() for _ in range(100)]
+    emit_many(url, users, 3)
+    for b in (1, 2, 3):
+        mock.control(f"rtt {b} 400")
+    emit_many(url, users, 1)
+    wait_for(lambda: (victim.metric("profile_relay_inflight_messages") or 0) > 0, 10,
+             "victim with messages in flight")
+    os.kill(victim.proc.pid, signal.SIGSTOP)
+    try:
+        frozen_at = time.time()
+        for b in (1, 2, 3):
+            mock.control(f"rtt {b} 0")
+        emit_many(url, users, 2)
+        expected = {u: 6 for u in users}
+        wait_for(lambda: live.metric("profile_relay_partitions_held") == 64, takeover + 5,
+                 "the live relay takes every partition")
+        col.wait_users(expected, timeout=takeover + 10)
+        waited = time.time() - frozen_at
+        assert live.metric("profile_relay_takeovers_total") == 1
+        wait_for(lambda: pending(url) == 0, 5, "rows marked published by the live relay")
+    finally:
+        os.kill(victim.proc.pid, signal.SIGCONT)
+    print(f"frozen relay: every user published {waited:.1f}s after the freeze "
+          f"(takeover after {takeover}s)")
+    # Back: the woken relay has lost its lease, reconnects and gets its share again.
+    wait_for(lambda: live.metric("profile_relay_partitions_held") == 32 and
+             victim.metric("profile_relay_partitions_held") == 32, 15, "32 partitions each again")
+    emit_many(url, users, 2)
+    expected = {u: 8 for u in users}
+    col.wait_users(expected, timeout=30)
+    dups = check_order(col.snapshot(), expected)  # duplicates allowed, only with same ce_id
+    print(f"frozen relay run: {len(col.snapshot())} messages, {dups} duplicate(s)")
+    wait_for(lambda: pending(url) == 0, 10, "all rows marked published")
+    assert "lost the lease connection" in victim.proc.output()
+    with bystander.cursor() as cur:  # only the frozen relay's lease backend was ended
+        cur.execute("SELECT 1")
+    bystander.close()
+    assert "silent for" in live.proc.output()
+    assert live.stop() == 0 and victim.stop() == 0
+
+
 def test_relay_postgres_restart(stack, topic, cleanup):
     stack_sh = str(support.REPO / "tools" / "stack.sh")
     if "STACK_DIR" not in stack or not os.path.isfile(stack_sh):

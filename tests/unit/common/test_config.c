@@ -37,6 +37,7 @@ static const char *const all_vars[] = {
     "KAFKA_TOPIC",
     "RELAY_BATCH_SIZE",
     "RELAY_POLL_INTERVAL_MS",
+    "RELAY_TAKEOVER_SECONDS",
     "LOG_LEVEL",
     "LOG_LEVEL_FILE",
     "ACCESS_LOG_SAMPLE",
@@ -166,6 +167,7 @@ static void test_relay_defaults(void **state)
     assert_string_equal(cfg.kafka_topic, "profile.events");
     assert_int_equal(cfg.relay_batch_size, 500);
     assert_int_equal(cfg.relay_poll_interval_ms, 1000);
+    assert_int_equal(cfg.relay_takeover_seconds, 10);
     assert_string_equal(cfg.ce_source, "/profile-service");
     assert_int_equal(cfg.relay_metrics_port, 9101);
     assert_int_equal(cfg.outbox_retention_seconds, 3600);
@@ -295,6 +297,10 @@ static void test_relay_bounds(void **state)
     expect_one_error(CFG_PROG_RELAY, "RELAY_POLL_INTERVAL_MS");
     config_dispose(&cfg);
     setenv("RELAY_POLL_INTERVAL_MS", "10", 1);
+    setenv("RELAY_TAKEOVER_SECONDS", "2", 1); /* below a couple of lease ticks: refused */
+    expect_one_error(CFG_PROG_RELAY, "RELAY_TAKEOVER_SECONDS");
+    config_dispose(&cfg);
+    setenv("RELAY_TAKEOVER_SECONDS", "3", 1);
     setenv("RELAY_BATCH_SIZE", "0", 1);
     expect_one_error(CFG_PROG_RELAY, "RELAY_BATCH_SIZE");
     config_dispose(&cfg);
@@ -302,6 +308,7 @@ static void test_relay_bounds(void **state)
     setenv("KAFKA_TOPIC", "", 1); /* empty = default */
     load_expect_ok(CFG_PROG_RELAY);
     assert_int_equal(cfg.relay_batch_size, 100000);
+    assert_int_equal(cfg.relay_takeover_seconds, 3);
     assert_string_equal(cfg.kafka_topic, "profile.events");
 }
 

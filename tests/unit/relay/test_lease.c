@@ -21,6 +21,11 @@ static int relays = 1;
 static char held_array[512] = "{}";
 static int unlocked[64], nunlocked;
 static int take_calls, take_need;
+/* Lease backends of silent peers the fake server reports (and ends); what the query asked. */
+static const char *stale_pids[4];
+static int nstale, stale_calls;
+static char stale_app[64], stale_secs[16];
+static bool stale_fails;
 
 PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values, int expand_dbname)
 {
@@ -81,6 +86,23 @@ PGresult *PQexecParams(PGconn *conn, const char *command, int nParams, const Oid
 {
     if (conn_bad)
         return NULL;
+    if (strstr(command, "pg_terminate_backend") != NULL) {
+        const char *cells[8];
+        stale_calls++;
+        if (stale_fails) {
+            conn_bad = true; /* our own backend was ended meanwhile */
+            return NULL;
+        }
+        /* only our own relays' lease backends, silent longer than the takeover time */
+        assert_non_null(strstr(command, "pid <> pg_backend_pid()"));
+        snprintf(stale_app, sizeof(stale_app), "%s", paramValues[0]);
+        snprintf(stale_secs, sizeof(stale_secs), "%s", paramValues[1]);
+        for (int i = 0; i < nstale; ++i) {
+            cells[2 * i] = stale_pids[i];
+            cells[2 * i + 1] = "12";
+        }
+        return result(2, nstale, cells);
+    }
     if (strstr(command, "pg_stat_activity") != NULL) {
         char n[16];
         snprintf(n, sizeof(n), "%d", relays);
@@ -127,7 +149,7 @@ static void test_alone_takes_everything(void **state)
 {
     int inflight[OUTBOX_PARTITIONS] = {0};
     int parts[OUTBOX_PARTITIONS];
-    lease_t *l = lease_create("postgresql://x@127.0.0.1/db?application_name=evil");
+    lease_t *l = lease_create("postgresql://x@127.0.0.1/db?application_name=evil", 10);
     relays = 1;
     strcpy(held_array, "{}");
     take_calls = 0;
@@ -144,7 +166,7 @@ static void test_second_relay_gets_half_after_in_flight_drains(void **state)
 {
     int inflight[OUTBOX_PARTITIONS] = {0};
     int parts[OUTBOX_PARTITIONS];
-    lease_t *l = lease_create("db");
+    lease_t *l = lease_create("db", 10);
     relays = 2;
     set_held(0, 63);
     nunlocked = 0;
@@ -175,7 +197,7 @@ static void test_connection_lost_drops_everything(void **state)
 {
     int inflight[OUTBOX_PARTITIONS] = {0};
     int parts[OUTBOX_PARTITIONS];
-    lease_t *l = lease_create("db");
+    lease_t *l = lease_create("db", 10);
     relays = 1;
     set_held(0, 63);
     assert_int_equal(lease_tick(l, inflight), 0);
@@ -195,6 +217,57 @@ static void test_connection_lost_drops_everything(void **state)
     lease_destroy(l);
 }
 
+static void test_silent_peer_is_ended_and_its_partitions_taken(void **state)
+{
+    int inflight[OUTBOX_PARTITIONS] = {0};
+    lease_t *l = lease_create("db", 7);
+    /* two relays hold 32 each; this one is healthy */
+    relays = 2;
+    set_held(0, 31);
+    nstale = 0;
+    stale_calls = 0;
+    assert_int_equal(lease_tick(l, inflight), 0);
+    assert_int_equal(stale_calls, 1); /* every tick looks for silent peers */
+    assert_string_equal(stale_app, LEASE_APPLICATION_NAME);
+    assert_string_equal(stale_secs, "7");
+    assert_int_equal(lease_held_count(l), 32);
+    assert_true(lease_peers_ended(l) == 0);
+
+    /* the peer goes silent: its backend is ended; the server then counts one relay */
+    stale_pids[0] = "4242";
+    nstale = 1;
+    relays = 1;
+    take_calls = 0;
+    assert_int_equal(lease_tick(l, inflight), 0);
+    assert_true(lease_peers_ended(l) == 1);
+    assert_int_equal(take_calls, 1);
+    assert_int_equal(take_need, 32); /* the freed half is taken in the same tick */
+    assert_int_equal(lease_held_count(l), 64);
+    nstale = 0;
+    lease_destroy(l);
+}
+
+static void test_ended_ourselves_holds_nothing(void **state)
+{
+    int inflight[OUTBOX_PARTITIONS] = {0};
+    int parts[OUTBOX_PARTITIONS];
+    lease_t *l = lease_create("db", 10);
+    relays = 2;
+    set_held(0, 31);
+    nstale = 0;
+    assert_int_equal(lease_tick(l, inflight), 0);
+    assert_int_equal(lease_held_count(l), 32);
+    /* we were the frozen one: a peer ended our lease backend while we slept */
+    stale_fails = true;
+    assert_int_equal(lease_tick(l, inflight), -1);
+    stale_fails = false;
+    conn_bad = false;
+    assert_int_equal(lease_held_count(l), 0);
+    assert_int_equal(lease_claimable(l, parts), 0);
+    assert_int_equal(lease_backend_pid(l), 0);
+    lease_destroy(l);
+}
+
 int main(void)
 {
     log_threshold = LOG_LEVEL_ERROR;
@@ -202,6 +275,8 @@ int main(void)
         cmocka_unit_test(test_alone_takes_everything),
         cmocka_unit_test(test_second_relay_gets_half_after_in_flight_drains),
         cmocka_unit_test(test_connection_lost_drops_everything),
+        cmocka_unit_test(test_silent_peer_is_ended_and_its_partitions_taken),
+        cmocka_unit_test(test_ended_ourselves_holds_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@ typedef struct st_app_config_t {
     int max_connections_per_thread;
     char *database_url;
     int pg_pool_max;
+    int outbox_hint; /* api: 1 = NOTIFY the relays after each commit (api/data/hint.h) */
     char *redis_url;
     int cache_ttl_seconds;
     int cache_local_mb; /* api: local copies of cached pages (api/localcache.h); 0 = none */

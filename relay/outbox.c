@@ -103,7 +103,7 @@ static const char claim_sql[] =
     "SELECT o.user_id, o.seq, o.event_id::text, o.event_type, o.partition_no, o.payload::text,"
     " o.traceparent,"
     " to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-    " (extract(epoch FROM o.created_at) * 1000000)::bigint"
+    " (extract(epoch FROM coalesce(o.emitted_at, o.created_at)) * 1000000)::bigint"
     " FROM unnest($1::smallint[]) WITH ORDINALITY AS p(no, ord)"
     " CROSS JOIN LATERAL ("
     "   SELECT * FROM outbox o"

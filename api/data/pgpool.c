@@ -23,6 +23,10 @@
 #define BACKOFF_MAX_MS 3000
 #define MAX_RETRIES 3 /* serialization failure / deadlock */
 
+/* The relay partition of the write's user ($6 in every write statement), for the hint sent after
+ * commit: computed by PostgreSQL's own outbox_partition so that it always matches the row's. */
+#define WRITE_PARTITION "outbox_partition($6)"
+
 static const struct {
     const char *name;
     const char *sql;
@@ -31,26 +35,26 @@ static const struct {
     [PGPOOL_STMT_GET_PROFILE] = {"get_profile",
                                  "SELECT status, body, etag FROM api_get_profile($1)", 0},
     [PGPOOL_STMT_PUT_PROFILE] = {"put_profile",
-                                 "SELECT status, body, etag, location, replayed, seq FROM "
+                                 "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
                                  "api_put_profile($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
                                  "$9::jsonb, $10)",
                                  0},
     [PGPOOL_STMT_WATCHLIST_ADD] = {"watchlist_add",
-                                   "SELECT status, body, etag, location, replayed, seq FROM "
+                                   "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
                                    "api_watchlist_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7)",
                                    0},
     [PGPOOL_STMT_WATCHLIST_REMOVE] = {"watchlist_remove",
-                                      "SELECT status, body, etag, location, replayed, seq FROM "
+                                      "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
                                       "api_watchlist_remove($1, $2, decode($3, 'hex'), $4, $5, "
                                       "$6, $7)",
                                       0},
     [PGPOOL_STMT_HISTORY_ADD] = {"history_add",
-                                 "SELECT status, body, etag, location, replayed, seq FROM "
+                                 "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
                                  "api_history_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
                                  "$9, $10::timestamptz)",
                                  0},
     [PGPOOL_STMT_RATING_PUT] = {"rating_put",
-                                "SELECT status, body, etag, location, replayed, seq FROM "
+                                "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
                                 "api_rating_put($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
                                 "$9)",
                                 0},
@@ -88,6 +92,13 @@ static const struct {
                                        1},
     [PGPOOL_STMT_IDEM_CLEANUP] = {"idem_cleanup", "SELECT api_idempotency_cleanup($1)", 0},
     [PGPOOL_STMT_SCHEMA_VERSION] = {"schema_version", "SELECT schema_version()", 0},
+    /* One transaction of NOTIFYs, one per partition; its commit need not wait for the WAL flush
+     * (a hint is only a wake-up), so the hint session commits asynchronously. */
+    [PGPOOL_STMT_OUTBOX_HINT] = {"outbox_hint",
+                                 "SELECT count(pg_notify('outbox_new', p::text)) FROM "
+                                 "unnest($1::smallint[]) AS p WHERE "
+                                 "set_config('synchronous_commit', 'off', true) IS NOT NULL",
+                                 0},
 };
 
 typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_PREPARING, CONN_READY } conn_state_t;

@@ -11,6 +11,7 @@
 #include <h2o.h>
 #include "api/http/auth.h"
 #include "api/http/routes.h"
+#include "api/data/hint.h"
 #include "api/data/pgpool.h"
 #include "api/data/ratelimit.h"
 #include "api/data/listcache.h"
@@ -28,6 +29,7 @@ typedef struct st_api_thread_t {
     int index;
     api_server_t *server;
     pgpool_t *pool;
+    hint_t *hint; /* the relays' wake-up after commit; NULL with OUTBOX_HINT=0 */
     h2o_socket_t *listener;
     int listen_fd;
     h2o_accept_ctx_t accept_ctx;

@@ -15,13 +15,13 @@ struct st_hint_t {
     h2o_loop_t *loop;
     hint_send_fn send;
     void *ctx;
-    uint64_t marked;      /* partitions waiting for the next hint */
-    bool in_flight;       /* a hint was handed to the sender and has not completed */
-    h2o_timeout_t zero;   /* fires at the end of the current loop iteration */
+    uint64_t marked;    /* partitions waiting for the next hint */
+    bool in_flight;     /* a hint was handed to the sender and has not completed */
+    h2o_timeout_t zero; /* fires at the end of the current loop iteration */
     h2o_timeout_entry_t flush_entry;
     uint64_t sent;
-    pgpool_t *pool;       /* hint_create_pg only */
-    pgpool_op_t *op;      /* the pool's op in flight, detached at destroy */
+    pgpool_t *pool;  /* hint_create_pg only */
+    pgpool_op_t *op; /* the pool's op in flight, detached at destroy */
 };
 
 /* "{0,5,63}" from a bit set; buf holds HINT_PARTITIONS * 3 + 3 bytes. */

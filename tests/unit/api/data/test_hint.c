@@ -132,8 +132,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_marks_of_one_iteration_coalesce, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_one_in_flight_then_the_rest_together, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_one_in_flight_then_the_rest_together, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dropped_hint_is_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_range_wakes_every_partition, setup, teardown),
     };

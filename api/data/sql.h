@@ -58,8 +58,8 @@ enum {
     SQL_WRITE_COL_BODY,
     SQL_WRITE_COL_ETAG,
     SQL_WRITE_COL_LOCATION,
-    SQL_WRITE_COL_REPLAYED, /* 't' when the Idempotency-Key replayed a stored answer */
-    SQL_WRITE_COL_SEQ,      /* the event sequence the write produced, NULL when none */
+    SQL_WRITE_COL_REPLAYED,  /* 't' when the Idempotency-Key replayed a stored answer */
+    SQL_WRITE_COL_SEQ,       /* the event sequence the write produced, NULL when none */
     SQL_WRITE_COL_PARTITION, /* outbox_partition(user): where that event waits for the relay */
     SQL_WRITE__COLS
 };

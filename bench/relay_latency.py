@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """Relay steady-state latency (issue 5): RATE events/s written through SQL, one transaction
-each (as the API's write functions do: bump user_event_seq, insert the outbox row, NOTIFY),
-for SECONDS; reports the relay's commit-to-delivery histogram (outbox created_at -> Kafka
-delivery report) as p50/p99, interpolated within buckets.
+each (as the API's write functions do since V007: bump user_event_seq, insert the outbox row
+with emitted_at = clock_timestamp()), then, as the API does after the commit, the hint
+(NOTIFY outbox_new, '<partition>') on a connection of its own; --notify-in-tx puts the NOTIFY
+back inside the write transaction (before V007). Runs for SECONDS; reports the relay's
+commit-to-delivery histogram (outbox emitted_at -> Kafka delivery report) as p50/p99,
+interpolated within buckets.
 
     STACK_ENV=.local/stack/stack.env bench/relay_latency.py [--rate 1000] [--seconds 10]
 """
@@ -25,19 +28,29 @@ import requests  # noqa: E402
 import support  # noqa: E402
 
 EMIT = """
-CREATE OR REPLACE FUNCTION bench_emit(p_user text) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION bench_emit(p_user text, p_notify boolean) RETURNS smallint
+LANGUAGE plpgsql AS $$
 DECLARE s bigint;
 BEGIN
     INSERT INTO user_event_seq AS q (user_id, last_seq, last_event_at) VALUES (p_user, 1, now())
         ON CONFLICT (user_id) DO UPDATE SET last_seq = q.last_seq + 1,
             last_event_at = greatest(now(), q.last_event_at)
         RETURNING last_seq INTO s;
-    INSERT INTO outbox (user_id, seq, event_type, payload, created_at)
+    INSERT INTO outbox (user_id, seq, event_type, payload, created_at, emitted_at)
         VALUES (p_user, s, 'WatchlistUpdated',
                 json_build_object('userId', p_user, 'videoId', 'v' || s, 'action', 'added'),
-                now());
-    PERFORM pg_notify('outbox_new', outbox_partition(p_user)::text);
+                now(), clock_timestamp());
+    IF p_notify THEN
+        PERFORM pg_notify('outbox_new', outbox_partition(p_user)::text);
+    END IF;
+    RETURN outbox_partition(p_user);
 END $$;
+"""
+
+# api/data/pgpool.c's PGPOOL_STMT_OUTBOX_HINT
+HINT = """
+SELECT count(pg_notify('outbox_new', p::text)) FROM unnest(%s::smallint[]) AS p
+ WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
 """
 
 
@@ -61,6 +74,8 @@ def main():
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--writers", type=int, default=4)
+    ap.add_argument("--notify-in-tx", action="store_true",
+                    help="NOTIFY inside the write transaction (before V007) instead of after it")
     args = ap.parse_args()
     stack = support.load_stack_env(os.environ["STACK_ENV"])
 
@@ -88,13 +103,20 @@ def main():
             conn = psycopg2.connect(url)
             conn.set_session(autocommit=True)
             cur = conn.cursor()
+            hint = psycopg2.connect(url)
+            hint.set_session(autocommit=True)
+            hcur = hint.cursor()
             for i in range(per_writer):
                 t = start + i * interval + w * (interval / args.writers)
                 d = t - time.monotonic()
                 if d > 0:
                     time.sleep(d)
-                cur.execute("SELECT bench_emit(%s)", [f"lat-{(i * args.writers + w) % 1000}"])
+                cur.execute("SELECT bench_emit(%s, %s)",
+                            [f"lat-{(i * args.writers + w) % 1000}", args.notify_in_tx])
+                if not args.notify_in_tx:
+                    hcur.execute(HINT, [[cur.fetchone()[0]]])
             conn.close()
+            hint.close()
 
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(args.writers)]
         for t in threads:

@@ -67,6 +67,16 @@ def server_latency(port):
     return out
 
 
+def cache_counts(port):
+    """(hits, misses) of the list cache so far (/metrics)."""
+    import requests
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    def total(name):
+        return sum(float(m.group(1)) for m in
+                   re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+    return total("profile_api_cache_hits_total"), total("profile_api_cache_misses_total")
+
+
 def server_share_under(after, before, route, le="0.01"):
     """Share of the run's requests of `route` that the server answered within `le` seconds."""
     a, b = after.get(route, {}), before.get(route, {})
@@ -159,16 +169,22 @@ def scale_main(args):
             row = {"users": users, "load_s": load_s}
             api, port = start_api(stack, {"REDIS_URL": f"redis://127.0.0.1:{support.free_port()}/0"})
             procs.append(api)
+            skew = {"BENCH_SKEW": str(args.skew)}
             for op in ("get_profile", "get_watchlist", "get_history"):
-                row[op + " uncached"] = wrk(port, op, args.seconds, args.conns, 2, users, tok)
+                row[op + " uncached"] = wrk(port, op, args.seconds, args.conns, 2, users, tok,
+                                            skew)
             api.stop()
             procs.remove(api)
             api, port = start_api(stack)
             procs.append(api)
-            wrk(port, "get_watchlist", 3, args.conns, 2, users, tok)
-            row["get_watchlist cached"] = wrk(port, "get_watchlist", args.seconds, args.conns, 2, users, tok)
+            wrk(port, "get_watchlist", 3, args.conns, 2, users, tok, skew)
+            h0, m0 = cache_counts(port)
+            row["get_watchlist cached"] = wrk(port, "get_watchlist", args.seconds, args.conns, 2,
+                                              users, tok, skew)
+            h1, m1 = cache_counts(port)
+            row["hit_pct"] = 100.0 * (h1 - h0) / max(1.0, (h1 - h0) + (m1 - m0))
             for op in ("post_watchlist", "post_history"):
-                row[op] = wrk(port, op, args.seconds, args.conns, 2, users, tok)
+                row[op] = wrk(port, op, args.seconds, args.conns, 2, users, tok, skew)
             api.stop()
             procs.remove(api)
             row["db_mb"] = int(support.psql(stack, "SELECT pg_database_size(current_database()) / 1048576")[0][0])
@@ -185,14 +201,18 @@ def scale_main(args):
              f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, same machine and settings as "
              f"above; each user has a profile, 5 watchlist items, 10 history entries and 2 ratings "
              f"(bench/load_scale.sql); users added in steps; each run {args.seconds} s at "
-             f"{args.conns} connections over all users; uncached = Redis unreachable. "
+             f"{args.conns} connections over all users, drawn "
+             + (f"Zipf-skewed (s = {args.skew}, bench/wrk/bench.lua BENCH_SKEW)" if args.skew > 0
+                else "uniformly")
+             + "; uncached = Redis unreachable; hit % = list cache hits during the cached "
+             "watchlist run (warmed 3 s). "
              "Cells: req/s and p99 ms. Outbox rows accumulate (no relay runs here).", "",
-             "| users | load s | DB MB | outbox rows | " + " | ".join(cols) + " |",
-             "|---:|---:|---:|---:|" + "---:|" * len(cols)]
+             "| users | load s | DB MB | outbox rows | hit % | " + " | ".join(cols) + " |",
+             "|---:|---:|---:|---:|---:|" + "---:|" * len(cols)]
     for r in results:
         cells = [f"{r[c]['rps']:.0f} / {r[c]['p99_ms']:.1f}" for c in cols]
         lines.append(f"| {r['users']} | {r['load_s']:.0f} | {r['db_mb']} | {r['outbox_rows']} | "
-                     + " | ".join(cells) + " |")
+                     f"{r['hit_pct']:.1f} | " + " | ".join(cells) + " |")
     lines += ["", "Command: `make bench-scale` (`tools/bench.sh build --scale`).", ""]
     text = "\n".join(lines)
     old = open(args.out).read() if os.path.exists(args.out) else "# Performance\n"
@@ -211,6 +231,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--skew", type=float, default=float(os.environ.get("BENCH_SKEW", "1.1")),
+                    help="Zipf exponent of the users drawn in --scale runs (0: uniform)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "performance.md"))
     args = ap.parse_args()
     if args.scale:

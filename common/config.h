@@ -21,6 +21,7 @@ typedef struct st_app_config_t {
     int max_connections_per_thread;
     char *database_url;
     int pg_pool_max;
+    int outbox_hint; /* api: 1 = NOTIFY the relays after each commit (api/data/hint.h) */
     char *redis_url;
     char *redis_mode;   /* REDIS_MODE: "standalone" or "cluster" */
     bool redis_cluster; /* REDIS_MODE=cluster: REDIS_URL is a comma list of seed nodes */

@@ -387,6 +387,48 @@ static int validate(const migrate_file_t *files, size_t nfiles, const migrate_ap
     return 0;
 }
 
+static bool no_transaction(const char *text, size_t len)
+{
+    size_t n = strlen(MIGRATE_NO_TRANSACTION);
+    return len >= n && memcmp(text, MIGRATE_NO_TRANSACTION, n) == 0 &&
+           (len == n || text[n] == '\n' || text[n] == '\r');
+}
+
+/*
+ * Runs `text` one statement at a time, each in its own implicit transaction: a statement ends
+ * with ';' at the end of a line; lines that are blank or start with "--" are skipped.
+ */
+static int exec_statements(PGconn *conn, const char *what, char *text)
+{
+    strbuf_t stmt;
+    char *line = text;
+    int ret = 0;
+    strbuf_init(&stmt);
+    while (line != NULL && *line != '\0' && ret == 0) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - line) : strlen(line);
+        const char *p = line;
+        size_t end = n;
+        while (p < line + n && (*p == ' ' || *p == '\t'))
+            ++p;
+        while (end > 0 && (line[end - 1] == ' ' || line[end - 1] == '\t' || line[end - 1] == '\r'))
+            --end;
+        if (p < line + end && !(p[0] == '-' && p + 1 < line + end && p[1] == '-')) {
+            strbuf_append(&stmt, line, n);
+            strbuf_append_char(&stmt, '\n');
+            if (line[end - 1] == ';') {
+                ret = db_exec(conn, what, stmt.data);
+                strbuf_reset(&stmt);
+            }
+        }
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    if (ret == 0 && stmt.len > 0)
+        ret = db_exec(conn, what, stmt.data);
+    strbuf_dispose(&stmt);
+    return ret;
+}
+
 static int apply_one(PGconn *conn, const migrate_file_t *f)
 {
     char what[128], version[16], ms[24];
@@ -412,10 +454,21 @@ static int apply_one(PGconn *conn, const migrate_file_t *f)
         }
     }
     t0 = clock_mono_ms();
-    if (db_exec(conn, "begin", "BEGIN") != 0)
-        goto Error;
-    if (db_exec(conn, what, text) != 0)
-        goto Rollback;
+    if (no_transaction(text, len)) {
+        if (exec_statements(conn, what, text) != 0) {
+            log_error("V%03d__%s runs outside a transaction: the statements before the failure "
+                      "stay applied; the version is not recorded and runs again from the top",
+                      f->version, f->name);
+            goto Error;
+        }
+        if (db_exec(conn, "begin", "BEGIN") != 0)
+            goto Error;
+    } else {
+        if (db_exec(conn, "begin", "BEGIN") != 0)
+            goto Error;
+        if (db_exec(conn, what, text) != 0)
+            goto Rollback;
+    }
     took = (long)(clock_mono_ms() - t0);
     snprintf(version, sizeof(version), "%d", f->version);
     snprintf(ms, sizeof(ms), "%ld", took);
@@ -439,23 +492,33 @@ Error:
     return -1;
 }
 
-/* Takes the session lock, waiting for another runner (it releases the lock when it finishes or
- * its session ends); says so when it has to wait, so a stuck runner is easy to spot. */
+/*
+ * Takes the session lock, waiting for another runner (it releases the lock when it finishes or
+ * its session ends); says so when it has to wait, so a stuck runner is easy to spot. It waits
+ * by trying again every MIGRATE_LOCK_RETRY_MS, never inside a blocking pg_advisory_lock: that
+ * call is a transaction, which the other runner's CREATE INDEX CONCURRENTLY would wait for
+ * while this one waits for its lock (a deadlock).
+ */
+#define MIGRATE_LOCK_RETRY_MS 200
 static int take_lock(PGconn *conn)
 {
-    PGresult *res = db_query(conn, "try the migration lock",
-                             "SELECT pg_try_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL);
-    int got;
+    bool said = false;
+    for (;;) {
+        PGresult *res = db_query(conn, "try the migration lock",
+                                 "SELECT pg_try_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL);
+        int got;
 
-    if (res == NULL)
-        return -1;
-    got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (got)
-        return 0;
-    log_info("another profile-migrate holds the migration lock; waiting for it");
-    return db_exec(conn, "take the migration lock",
-                   "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")");
+        if (res == NULL)
+            return -1;
+        got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (got)
+            return 0;
+        if (!said)
+            log_info("another profile-migrate holds the migration lock; waiting for it");
+        said = true;
+        usleep(MIGRATE_LOCK_RETRY_MS * 1000);
+    }
 }
 
 int migrate_run(PGconn *conn, const char *dir, int *applied)

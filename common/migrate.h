@@ -2,6 +2,11 @@
  * Flyway-style schema migrations: files V<NNN>__<name>.sql in one directory, applied in version
  * order, each in its own transaction, recorded with a SHA-256 checksum in schema_migrations,
  * under a session advisory lock so concurrent runners apply each version once.
+ *
+ * A file whose first line is MIGRATE_NO_TRANSACTION runs outside a transaction (CREATE INDEX
+ * CONCURRENTLY): statement by statement, each ending with ';' at the end of a line, then the
+ * version is recorded. A failure leaves the statements before it applied and the version
+ * unrecorded, so such a file must be safe to run again from the top.
  */
 #ifndef PROFILE_COMMON_MIGRATE_H
 #define PROFILE_COMMON_MIGRATE_H
@@ -10,6 +15,9 @@
 #include <stdio.h>
 #include <libpq-fe.h>
 #include "common/alloc.h"
+
+/** First line of a migration that runs outside a transaction. */
+#define MIGRATE_NO_TRANSACTION "-- profile-migrate: no-transaction"
 
 /** Session advisory lock key (bigint key space) held while migrating. */
 #define MIGRATE_LOCK_KEY "5787199393364052306"

@@ -44,7 +44,7 @@ typedef struct st_relay_event_t {
     size_t payload_len;
     const char *traceparent; /* NULL or "" when the row has none */
     const char *ce_time;     /* RFC 3339 UTC with milliseconds */
-    int64_t created_us;      /* created_at as microseconds since the epoch */
+    int64_t created_us;      /* emitted_at (else created_at) as microseconds since the epoch */
     const char *snapshot_id; /* UUID text of the snapshot that wrote it; NULL or "" for a write */
 } relay_event_t;
 

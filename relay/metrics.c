@@ -158,7 +158,7 @@ void metrics_render(strbuf_t *o)
             "Failed deliveries (retried or dead-lettered), by type.", failed);
 
     prom_family(o, "profile_relay_commit_to_delivery_seconds", PROM_HISTOGRAM,
-                "Outbox created_at to Kafka delivery report.");
+                "Outbox emitted_at (the write, just before its commit) to Kafka delivery report.");
     for (size_t b = 0; b <= NBUCKETS; ++b)
         counts[b] = hist[b];
     prom_histogram(o, "profile_relay_commit_to_delivery_seconds", NULL, buckets_s, NBUCKETS, counts,

@@ -100,10 +100,11 @@ int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int 
 
 /**
  * The newest migration whose objects this relay uses (V002: schema_version() and the NOTIFY
- * payload naming the partition; V004: its role's grants; V005: history_retention_purge()).
- * /health/ready answers 503 while the database reports less.
+ * payload naming the partition; V004: its role's grants; V005: history_retention_purge();
+ * V007: outbox.emitted_at; V010: outbox.snapshot_id). /health/ready answers 503 while the
+ * database reports less.
  */
-#define OUTBOX_SCHEMA_VERSION 5
+#define OUTBOX_SCHEMA_VERSION 10
 
 /** schema_version() of the database, or -1 (logged) when it cannot be read. */
 int outbox_schema_version(PGconn *conn);

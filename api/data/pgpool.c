@@ -27,6 +27,20 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 3000
 #define MAX_RETRIES 3 /* serialization failure / deadlock */
+#define READ_SHARE                                                                                 \
+    4 /* one connection in READ_SHARE (at least one of two or more) serves reads only */
+
+/*
+ * Lanes: reads must not queue behind writes. When writes saturate PostgreSQL (each waits for its
+ * commit's WAL flush), a read pipelined behind them on a connection, or queued behind them in
+ * the pool, waits for all of them. So reads leave the queue first, go only on connections with
+ * no write in flight, and a share of the connections never takes writes; writes take the rest.
+ */
+enum { LANE_READ = 0, LANE_WRITE, LANE__COUNT };
+
+/* The relay partition of the write's user ($6 in every write statement), for the hint sent after
+ * commit: computed by PostgreSQL's own outbox_partition so that it always matches the row's. */
+#define WRITE_PARTITION "outbox_partition($6)"
 
 /* readiness fails this long after a statement went missing on the server */
 #define STMT_FAILURE_WINDOW_MS 5000
@@ -38,30 +52,35 @@ static const struct {
 } stmts[PGPOOL_STMT__COUNT] = {
     [PGPOOL_STMT_GET_PROFILE] = {"get_profile",
                                  "SELECT status, body, etag FROM api_get_profile($1)", 0},
-    [PGPOOL_STMT_PUT_PROFILE] = {"put_profile",
-                                 "SELECT status, body, etag, location, replayed, seq FROM "
-                                 "api_put_profile($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
-                                 "$9::jsonb, $10)",
-                                 0},
-    [PGPOOL_STMT_WATCHLIST_ADD] = {"watchlist_add",
-                                   "SELECT status, body, etag, location, replayed, seq FROM "
-                                   "api_watchlist_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7)",
-                                   0},
-    [PGPOOL_STMT_WATCHLIST_REMOVE] = {"watchlist_remove",
-                                      "SELECT status, body, etag, location, replayed, seq FROM "
-                                      "api_watchlist_remove($1, $2, decode($3, 'hex'), $4, $5, "
-                                      "$6, $7)",
-                                      0},
-    [PGPOOL_STMT_HISTORY_ADD] = {"history_add",
-                                 "SELECT status, body, etag, location, replayed, seq FROM "
-                                 "api_history_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
-                                 "$9, $10::timestamptz)",
-                                 0},
-    [PGPOOL_STMT_RATING_PUT] = {"rating_put",
-                                "SELECT status, body, etag, location, replayed, seq FROM "
-                                "api_rating_put($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
-                                "$9)",
-                                0},
+    [PGPOOL_STMT_PUT_PROFILE] =
+        {"put_profile",
+         "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
+         "api_put_profile($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
+         "$9::jsonb, $10)",
+         0},
+    [PGPOOL_STMT_WATCHLIST_ADD] =
+        {"watchlist_add",
+         "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
+         "api_watchlist_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7)",
+         0},
+    [PGPOOL_STMT_WATCHLIST_REMOVE] =
+        {"watchlist_remove",
+         "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
+         "api_watchlist_remove($1, $2, decode($3, 'hex'), $4, $5, "
+         "$6, $7)",
+         0},
+    [PGPOOL_STMT_HISTORY_ADD] =
+        {"history_add",
+         "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
+         "api_history_add($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
+         "$9, $10::timestamptz)",
+         0},
+    [PGPOOL_STMT_RATING_PUT] =
+        {"rating_put",
+         "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
+         "api_rating_put($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
+         "$9)",
+         0},
     /* The pages (V003) come back in binary format, rendered by api/data/listrender.c; parameters
      * stay text. Names (span names, metric labels) keep the list_ prefix of the old statements
      * so dashboards carry on. */
@@ -96,6 +115,13 @@ static const struct {
                                        1},
     [PGPOOL_STMT_IDEM_CLEANUP] = {"idem_cleanup", "SELECT api_idempotency_cleanup($1)", 0},
     [PGPOOL_STMT_SCHEMA_VERSION] = {"schema_version", "SELECT schema_version()", 0},
+    /* One transaction of NOTIFYs, one per partition; its commit need not wait for the WAL flush
+     * (a hint is only a wake-up), so the hint session commits asynchronously. */
+    [PGPOOL_STMT_OUTBOX_HINT] = {"outbox_hint",
+                                 "SELECT count(pg_notify('outbox_new', p::text)) FROM "
+                                 "unnest($1::smallint[]) AS p WHERE "
+                                 "set_config('synchronous_commit', 'off', true) IS NOT NULL",
+                                 0},
 };
 
 typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_PREPARING, CONN_READY } conn_state_t;
@@ -117,12 +143,14 @@ typedef struct st_conn_t {
     int was_up;              /* logged "connected" and counted, for reconnect metrics */
     h2o_linklist_t inflight; /* pgpool_op_t, in send order */
     int ninflight;
+    int nwrites; /* of them, LANE_WRITE statements */
 } conn_t;
 
 struct st_pgpool_op_t {
     h2o_linklist_t link;
     pgpool_t *pool;
     pgpool_stmt_t stmt;
+    int lane;
     int nparams;
     char *values[PGPOOL_MAX_PARAMS];
     pgpool_cb cb; /* NULL once detached */
@@ -139,8 +167,9 @@ struct st_pgpool_t {
     int thread;
     conn_t *conns;
     int nconns;
-    h2o_linklist_t queue;
-    size_t queued;
+    int write_conns; /* conns[0..write_conns-1] take writes; the others only reads */
+    h2o_linklist_t queue[LANE__COUNT];
+    size_t queued; /* in both queues */
     size_t queue_max;
     h2o_timeout_t tick_timeout;
     h2o_timeout_entry_t tick;
@@ -257,11 +286,13 @@ static void fail_queue_if_no_conn(pgpool_t *pool)
 {
     if (live_count(pool) > 0)
         return;
-    while (!h2o_linklist_is_empty(&pool->queue)) {
-        pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue.next);
-        h2o_linklist_unlink(&op->link);
-        pool->queued--;
-        op_complete(op, PGPOOL_ERR_CONN);
+    for (int lane = 0; lane < LANE__COUNT; lane++) {
+        while (!h2o_linklist_is_empty(&pool->queue[lane])) {
+            pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue[lane].next);
+            h2o_linklist_unlink(&op->link);
+            pool->queued--;
+            op_complete(op, PGPOOL_ERR_CONN);
+        }
     }
 }
 
@@ -311,6 +342,7 @@ static void conn_fail(conn_t *c, const char *why)
     h2o_linklist_init_anchor(&failed);
     h2o_linklist_insert_list(&failed, &c->inflight);
     c->ninflight = 0;
+    c->nwrites = 0;
     c->state = CONN_DOWN;
     c->was_up = 0;
     c->backoff = c->backoff == 0 ? BACKOFF_MIN_MS : c->backoff * 2;
@@ -512,7 +544,7 @@ static void finish_op(pgpool_t *pool, pgpool_op_t *op)
         op->res = NULL;
         op->phase = 0;
         metrics_count(pool->thread, METRICS_DB_RETRY);
-        h2o_linklist_insert(pool->queue.next, &op->link); /* front of the queue */
+        h2o_linklist_insert(pool->queue[op->lane].next, &op->link); /* front of its queue */
         pool->queued++;
         return;
     }
@@ -597,6 +629,8 @@ static void read_results(conn_t *c)
                 PQclear(res);
                 h2o_linklist_unlink(&op->link);
                 c->ninflight--;
+                if (op->lane == LANE_WRITE)
+                    c->nwrites--;
                 finish_op(pool, op);
             } else {
                 PQclear(res);
@@ -631,13 +665,33 @@ static void on_read(h2o_socket_t *sock, const char *err)
     pump(c->pool);
 }
 
-static conn_t *pick_conn(pgpool_t *pool)
+static int lane_of(pgpool_stmt_t stmt)
+{
+    switch (stmt) {
+    case PGPOOL_STMT_PUT_PROFILE:
+    case PGPOOL_STMT_WATCHLIST_ADD:
+    case PGPOOL_STMT_WATCHLIST_REMOVE:
+    case PGPOOL_STMT_HISTORY_ADD:
+    case PGPOOL_STMT_RATING_PUT:
+    case PGPOOL_STMT_IDEM_CLEANUP:
+    case PGPOOL_STMT_OUTBOX_HINT:
+        return LANE_WRITE;
+    default:
+        return LANE_READ;
+    }
+}
+
+/* The least loaded connection that may take a statement of `lane` now, or NULL. */
+static conn_t *pick_conn(pgpool_t *pool, int lane)
 {
     conn_t *best = NULL;
-    for (int i = 0; i < pool->nconns; i++) {
+    int n = lane == LANE_WRITE ? pool->write_conns : pool->nconns;
+    for (int i = 0; i < n; i++) {
         conn_t *c = &pool->conns[i];
         if (c->state != CONN_READY || c->ninflight >= MAX_DEPTH)
             continue;
+        if (lane == LANE_READ && c->nwrites > 0 && pool->write_conns < pool->nconns)
+            continue; /* it would wait for those writes' commits: a read-only one will do */
         if (best == NULL || c->ninflight < best->ninflight)
             best = c;
         if (best->ninflight == 0)
@@ -660,35 +714,40 @@ static void pump(pgpool_t *pool)
 {
     conn_t *touched[64];
     int ntouched = 0;
-    while (!h2o_linklist_is_empty(&pool->queue)) {
-        pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue.next);
-        conn_t *c;
-        if (op->cb == NULL) { /* detached while waiting: never send it */
+    /* reads first: a read never waits in the queue behind a write */
+    for (int lane = 0; lane < LANE__COUNT; lane++) {
+        while (!h2o_linklist_is_empty(&pool->queue[lane])) {
+            pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue[lane].next);
+            conn_t *c;
+            if (op->cb == NULL) { /* detached while waiting: never send it */
+                h2o_linklist_unlink(&op->link);
+                pool->queued--;
+                op_free(op);
+                continue;
+            }
+            if ((c = pick_conn(pool, lane)) == NULL)
+                break;
             h2o_linklist_unlink(&op->link);
             pool->queued--;
-            op_free(op);
-            continue;
-        }
-        if ((c = pick_conn(pool)) == NULL)
-            break;
-        h2o_linklist_unlink(&op->link);
-        pool->queued--;
-        if (send_op(c, op) != 0) {
-            h2o_linklist_insert(pool->queue.next, &op->link);
-            pool->queued++;
-            conn_fail(c, "send failed");
-            continue;
-        }
-        op->phase = 0;
-        op->sent_at = h2o_now(pool->loop);
-        h2o_linklist_insert(&c->inflight, &op->link);
-        c->ninflight++;
-        if (ntouched < 64) {
-            int seen = 0;
-            for (int i = 0; i < ntouched; i++)
-                seen |= touched[i] == c;
-            if (!seen)
-                touched[ntouched++] = c;
+            if (send_op(c, op) != 0) {
+                h2o_linklist_insert(pool->queue[lane].next, &op->link);
+                pool->queued++;
+                conn_fail(c, "send failed");
+                continue;
+            }
+            op->phase = 0;
+            op->sent_at = h2o_now(pool->loop);
+            h2o_linklist_insert(&c->inflight, &op->link);
+            c->ninflight++;
+            if (lane == LANE_WRITE)
+                c->nwrites++;
+            if (ntouched < 64) {
+                int seen = 0;
+                for (int i = 0; i < ntouched; i++)
+                    seen |= touched[i] == c;
+                if (!seen)
+                    touched[ntouched++] = c;
+            }
         }
     }
     /* one flush per connection: statements queued together go out in one write */
@@ -725,13 +784,15 @@ static void on_tick(h2o_timeout_entry_t *entry)
         }
     }
     /* queued requests that waited too long get 503 */
-    while (!h2o_linklist_is_empty(&pool->queue)) {
-        pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue.next);
-        if (now - op->queued_at < QUEUE_TIMEOUT_MS)
-            break;
-        h2o_linklist_unlink(&op->link);
-        pool->queued--;
-        op_complete(op, PGPOOL_ERR_CONN);
+    for (int lane = 0; lane < LANE__COUNT; lane++) {
+        while (!h2o_linklist_is_empty(&pool->queue[lane])) {
+            pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue[lane].next);
+            if (now - op->queued_at < QUEUE_TIMEOUT_MS)
+                break;
+            h2o_linklist_unlink(&op->link);
+            pool->queued--;
+            op_complete(op, PGPOOL_ERR_CONN);
+        }
     }
     pump(pool);
     h2o_timeout_link(pool->loop, &pool->tick_timeout, &pool->tick);
@@ -747,7 +808,10 @@ pgpool_t *pgpool_create(h2o_loop_t *loop, const char *conninfo, int nconns, int 
     pool->nconns = nconns;
     pool->queue_max = queue_max;
     pool->prepared = 1;
-    h2o_linklist_init_anchor(&pool->queue);
+    pool->write_conns =
+        nconns - (nconns >= 2 ? (nconns / READ_SHARE > 0 ? nconns / READ_SHARE : 1) : 0);
+    for (int lane = 0; lane < LANE__COUNT; lane++)
+        h2o_linklist_init_anchor(&pool->queue[lane]);
     pool->conns = xcalloc((size_t)nconns, sizeof(conn_t));
     for (int i = 0; i < nconns; i++) {
         conn_t *c = &pool->conns[i];
@@ -778,10 +842,12 @@ void pgpool_destroy(pgpool_t *pool)
         if (c->state != CONN_DOWN || c->pg != NULL)
             conn_fail(c, "pool closed");
     }
-    while (!h2o_linklist_is_empty(&pool->queue)) {
-        pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue.next);
-        h2o_linklist_unlink(&op->link);
-        op_complete(op, PGPOOL_ERR_CONN);
+    for (int lane = 0; lane < LANE__COUNT; lane++) {
+        while (!h2o_linklist_is_empty(&pool->queue[lane])) {
+            pgpool_op_t *op = H2O_STRUCT_FROM_MEMBER(pgpool_op_t, link, pool->queue[lane].next);
+            h2o_linklist_unlink(&op->link);
+            op_complete(op, PGPOOL_ERR_CONN);
+        }
     }
     h2o_timeout_dispose(pool->loop, &pool->tick_timeout);
     free(pool->conns);
@@ -819,11 +885,12 @@ pgpool_err_t pgpool_submit(pgpool_t *pool, pgpool_stmt_t stmt, int nparams,
     }
     op->pool = pool;
     op->stmt = stmt;
+    op->lane = lane_of(stmt);
     op->nparams = nparams;
     op->cb = cb;
     op->data = data;
     op->queued_at = h2o_now(pool->loop);
-    h2o_linklist_insert(&pool->queue, &op->link);
+    h2o_linklist_insert(&pool->queue[op->lane], &op->link);
     pool->queued++;
     *handle = op;
     pump(pool);

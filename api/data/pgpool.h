@@ -29,6 +29,7 @@ typedef enum {
     PGPOOL_STMT_PAGE_RATING_VIDEO,
     PGPOOL_STMT_IDEM_CLEANUP,
     PGPOOL_STMT_SCHEMA_VERSION,
+    PGPOOL_STMT_OUTBOX_HINT, /* the relay's wake-up after commit (api/data/hint.c) */
     PGPOOL_STMT__COUNT
 } pgpool_stmt_t;
 

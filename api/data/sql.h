@@ -49,14 +49,18 @@ enum {
     SQL_RATING_PUT__COUNT
 };
 
-/** The row every write function returns: (status, body, etag, location, replayed, seq). */
+/**
+ * The row every write statement returns: the function's (status, body, etag, location, replayed,
+ * seq), then the user's relay partition (outbox_partition) for the hint sent after commit.
+ */
 enum {
     SQL_WRITE_COL_STATUS = 0,
     SQL_WRITE_COL_BODY,
     SQL_WRITE_COL_ETAG,
     SQL_WRITE_COL_LOCATION,
-    SQL_WRITE_COL_REPLAYED, /* 't' when the Idempotency-Key replayed a stored answer */
-    SQL_WRITE_COL_SEQ,      /* the event sequence the write produced, NULL when none */
+    SQL_WRITE_COL_REPLAYED,  /* 't' when the Idempotency-Key replayed a stored answer */
+    SQL_WRITE_COL_SEQ,       /* the event sequence the write produced, NULL when none */
+    SQL_WRITE_COL_PARTITION, /* outbox_partition(user): where that event waits for the relay */
     SQL_WRITE__COLS
 };
 

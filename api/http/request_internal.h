@@ -11,13 +11,15 @@
 #include <h2o.h>
 #include "api/http/auth.h"
 #include "api/http/routes.h"
+#include "api/data/hint.h"
 #include "api/data/pgpool.h"
 #include "api/data/ratelimit.h"
 #include "api/data/listcache.h"
 #include "api/data/redis_client.h"
 #include "common/config.h"
 
-#define API_SCHEMA_VERSION 4 /* migrations this binary needs (readiness): V004 grants its role */
+#define API_SCHEMA_VERSION                                                                         \
+    7 /* migrations this binary needs (readiness): V004 and V007 grant its role */
 #define API_MAX_BODY (64 * 1024) /* larger bodies are 413 (docs/security.md) */
 
 typedef struct st_api_server_t api_server_t;
@@ -28,6 +30,7 @@ typedef struct st_api_thread_t {
     int index;
     api_server_t *server;
     pgpool_t *pool;
+    hint_t *hint; /* the relays' wake-up after commit; NULL with OUTBOX_HINT=0 */
     h2o_socket_t *listener;
     int listen_fd;
     h2o_accept_ctx_t accept_ctx;

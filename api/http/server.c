@@ -521,6 +521,9 @@ static void *thread_main(void *arg)
     thr->pool =
         pgpool_create(thr->ctx.loop, cfg->database_url, nconns, thr->index, QUEUE_MAX_PER_THREAD);
     pgpool_set_prepared(thr->pool, cfg->pg_prepared_statements != 0);
+    thr->hint = cfg->outbox_hint ? hint_create_pg(thr->ctx.loop, cfg->database_url,
+                                                  cfg->pg_prepared_statements != 0)
+                                 : NULL;
     redis_open(thr);
     thr->listener =
         h2o_evloop_socket_create(thr->ctx.loop, thr->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -555,6 +558,8 @@ static void *thread_main(void *arg)
     if (thr->index == 0 && h2o_timeout_is_linked(&thr->cleanup_entry))
         h2o_timeout_unlink(&thr->cleanup_entry);
     redis_close(thr);
+    hint_destroy(thr->hint);
+    thr->hint = NULL;
     pgpool_destroy(thr->pool);
     thr->pool = NULL;
     return NULL;

@@ -223,8 +223,16 @@ bool validate_rfc3339(const char *s, size_t len)
         return i + 1 == len;
     if ((s[i] != '+' && s[i] != '-') || len - i != 6 || s[i + 3] != ':')
         return false;
-    h = digits(s + i + 1, 2), mi = digits(s + i + 4, 2);
-    return h >= 0 && h <= 23 && mi >= 0 && mi <= 59;
+    {
+        int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
+            return false;
+        /* The last evening of 9999 west of UTC is year 10000 in UTC, which RFC 3339 (and the
+         * event's UTC timestamps) cannot write: refused like any year past 9999. */
+        if (s[i] == '-' && y == 9999 && mo == 12 && d == 31 && h * 60 + mi + oh * 60 + om >= 1440)
+            return false;
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- field checks */

@@ -40,7 +40,8 @@ void validate_errors_addf(validate_errors_t *errs, const char *field, const char
 
 /**
  * Strict RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+hh:mm|-hh:mm)`, `T`/`Z` in either
- * case, year 1900-9999, real calendar dates, seconds 00-59 (a leap second 60 is refused).
+ * case, year 1900-9999 (also in UTC: 9999-12-31T23:30:00-01:00 is refused), real calendar
+ * dates, seconds 00-59 (a leap second 60 is refused).
  */
 bool validate_rfc3339(const char *s, size_t len);
 

@@ -96,6 +96,13 @@ static void on_write_result(void *data, const PGresult *res, pgpool_err_t err)
     ar->pending_body = PQgetvalue(res, 0, SQL_WRITE_COL_BODY);
     ar->pending_len = len;
     /*
+     * The write committed an event: wake the relays now, outside the transaction (V007), with
+     * the others of this loop iteration. Never waits; a lost hint costs only relay latency.
+     */
+    if (thr->hint != NULL && PQnfields(res) > SQL_WRITE_COL_PARTITION &&
+        !PQgetisnull(res, 0, SQL_WRITE_COL_SEQ) && !PQgetisnull(res, 0, SQL_WRITE_COL_PARTITION))
+        hint_mark(thr->hint, atoi(PQgetvalue(res, 0, SQL_WRITE_COL_PARTITION)));
+    /*
      * The write produced event `seq`: drop the user's cached lists before answering, so the
      * client's next read (on any thread or replica) cannot see the old page. If Redis is down
      * the module queues the invalidation and bypasses the cache meanwhile; the write stands.

@@ -8,6 +8,55 @@ local token = os.getenv("BENCH_TOKEN") or ""
 local tokens_file = os.getenv("BENCH_TOKENS")
 local callers = {}
 local counter = 0
+-- BENCH_SKEW=s > 0 draws users Zipf-distributed (rank k with probability ~ 1/k^s, s ~ 1.1 for
+-- real traffic: few users are hot, most are cold) instead of uniformly; 0 or unset: uniform.
+local skew = tonumber(os.getenv("BENCH_SKEW") or "0")
+
+-- Zipf sampling by rejection-inversion (Hoermann and Derflinger 1996): O(1) per draw, no table,
+-- so it works for a million users in every wrk thread.
+local function zipf_sampler(n, s)
+    local function helper1(x) -- log(1 + x) / x
+        if math.abs(x) > 1e-8 then return math.log(1 + x) / x end
+        return 1 - x * (0.5 - x * (1 / 3 - 0.25 * x))
+    end
+    local function helper2(x) -- (exp(x) - 1) / x
+        if math.abs(x) > 1e-8 then return (math.exp(x) - 1) / x end
+        return 1 + x * 0.5 * (1 + x / 3 * (1 + 0.25 * x))
+    end
+    local function h(x) return math.exp(-s * math.log(x)) end
+    local function hint(x) local lx = math.log(x); return helper2((1 - s) * lx) * lx end
+    local function hinv(x)
+        local t = x * (1 - s)
+        if t < -1 then t = -1 end
+        return math.exp(helper1(t) * x)
+    end
+    local hx1 = hint(1.5) - 1
+    local hn = hint(n + 0.5)
+    local sthr = 2 - hinv(hint(2.5) - h(2))
+    return function()
+        while true do
+            local u = hn + math.random() * (hx1 - hn)
+            local x = hinv(u)
+            local k = math.floor(x + 0.5)
+            if k < 1 then k = 1 elseif k > n then k = n end
+            if k - x <= sthr or u >= hint(k + 0.5) - h(k) then return k end
+        end
+    end
+end
+
+-- A number in 1..n: uniform, or Zipf over ranks spread across 1..n by a fixed permutation (a
+-- multiplier prime to n), so the hot users are not the first ones loaded.
+local samplers = {}
+local function pick(n)
+    if skew <= 0 or n < 2 then return math.random(1, n) end
+    local z = samplers[n]
+    if z == nil then
+        z = zipf_sampler(n, skew)
+        samplers[n] = z
+    end
+    local mult = n % 1000003 == 0 and 1000033 or 1000003 -- both prime
+    return ((z() - 1) * mult) % n + 1
+end
 
 wrk.headers["Authorization"] = "Bearer " .. token
 wrk.headers["Content-Type"] = "application/json"
@@ -59,16 +108,16 @@ local caller_headers = nil
 
 local function user()
     if #callers > 0 then
-        local c = callers[math.random(1, #callers)]
+        local c = callers[pick(#callers)]
         caller_headers = c[2]
         return c[1]
     end
-    return "u" .. math.random(1, users)
+    return "u" .. pick(users)
 end
 
 request = function()
     if prebuilt then
-        return prebuilt[math.random(1, #prebuilt)]
+        return prebuilt[pick(#prebuilt)]
     end
     counter = counter + 1
     if op == "health" then

@@ -55,9 +55,9 @@ SELECT col_is_null('history_entries', 'duration_seconds');
 SELECT col_type_is('history_entries', 'watched_at', 'timestamp with time zone');
 SELECT col_not_null('history_entries', 'watched_at');
 SELECT col_is_pk('history_entries', ARRAY['user_id', 'entry_id']::name[]);
-SELECT indexes_are('history_entries', ARRAY['history_entries_pkey', 'history_entries_user_watched_idx', 'history_entries_user_video_watched_idx', 'history_entries_watched_idx']::name[]);
+SELECT indexes_are('history_entries', ARRAY['history_entries_pkey', 'history_entries_user_watched_cover_idx', 'history_entries_user_video_watched_idx', 'history_entries_watched_idx']::name[]);
 SELECT is(pg_get_indexdef('history_entries_pkey'::regclass), 'CREATE UNIQUE INDEX history_entries_pkey ON public.history_entries USING btree (user_id, entry_id)', 'history_entries_pkey definition');
-SELECT is(pg_get_indexdef('history_entries_user_watched_idx'::regclass), 'CREATE INDEX history_entries_user_watched_idx ON public.history_entries USING btree (user_id, watched_at DESC, entry_id DESC)', 'history_entries_user_watched_idx definition');
+SELECT is(pg_get_indexdef('history_entries_user_watched_cover_idx'::regclass), 'CREATE INDEX history_entries_user_watched_cover_idx ON public.history_entries USING btree (user_id, watched_at DESC, entry_id DESC) INCLUDE (video_id, position_seconds, duration_seconds)', 'history_entries_user_watched_cover_idx definition (V008)');
 SELECT is(pg_get_indexdef('history_entries_user_video_watched_idx'::regclass), 'CREATE INDEX history_entries_user_video_watched_idx ON public.history_entries USING btree (user_id, video_id, watched_at DESC, entry_id DESC)', 'history_entries_user_video_watched_idx definition');
 SELECT set_eq($$SELECT conname::text FROM pg_constraint WHERE conrelid = 'history_entries'::regclass$$, ARRAY['history_entries_pkey', 'history_entries_user_id_format', 'history_entries_video_id_format', 'history_entries_position_range', 'history_entries_duration_range', 'history_entries_position_within_duration'], 'history_entries constraints');
 
@@ -115,7 +115,7 @@ SELECT is(pg_get_indexdef('user_event_seq_pkey'::regclass), 'CREATE UNIQUE INDEX
 SELECT set_eq($$SELECT conname::text FROM pg_constraint WHERE conrelid = 'user_event_seq'::regclass$$, ARRAY['user_event_seq_pkey', 'user_event_seq_positive'], 'user_event_seq constraints');
 
 -- outbox
-SELECT columns_are('outbox', ARRAY['user_id', 'seq', 'event_id', 'event_type', 'partition_no', 'payload', 'traceparent', 'created_at', 'published_at', 'snapshot_id']::name[]);
+SELECT columns_are('outbox', ARRAY['user_id', 'seq', 'event_id', 'event_type', 'partition_no', 'payload', 'traceparent', 'created_at', 'published_at', 'emitted_at', 'snapshot_id']::name[]);
 SELECT col_type_is('outbox', 'user_id', 'text');
 SELECT col_not_null('outbox', 'user_id');
 SELECT col_type_is('outbox', 'seq', 'bigint');

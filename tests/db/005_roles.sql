@@ -64,7 +64,7 @@ SELECT set_eq($$SELECT p.proname::text FROM pg_proc p
                     'api_history_add', 'api_rating_put', 'api_get_profile',
                     'api_idempotency_cleanup', 'api_page_watchlist', 'api_page_history',
                     'api_page_continue', 'api_page_ratings', 'api_page_rating_video',
-                    'schema_version'],
+                    'schema_version', 'outbox_partition'],
               'profile_app executes the API functions only');
 SELECT set_eq($$SELECT p.proname::text FROM pg_proc p
                  WHERE p.proowner = 'profile_owner'::regrole

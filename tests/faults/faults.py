@@ -4,10 +4,11 @@ Services starts and restarts profile-api and profile-relay processes, each recor
 file under RUN_DIR/pids so that tools/test-faults.sh can stop them even if Python dies.
 FaultInjector runs a schedule of faults (with random jitter and random extra faults) on a
 thread: kill -9 of a relay or an API process and its restart, kafka-mock brokers down and up,
-partition leader moves, injected retriable Produce errors, Redis stopped and started, and
-PostgreSQL restarted with fast and immediate shutdown (tools/stack.sh), and the relay liveness
-faults: a relay frozen with SIGSTOP (relay_freeze) and a relay's PostgreSQL connections
-black-holed through a loopback proxy (relay_netcut, tests/faults/netcut.py).
+partition leader moves, injected retriable Produce errors, Redis stopped and started,
+PostgreSQL restarted with fast and immediate shutdown (tools/stack.sh), an API process frozen
+then killed right after its writes commit (their relay hints are never sent), and the relay
+liveness faults: a relay frozen with SIGSTOP (relay_freeze) and a relay's PostgreSQL
+connections black-holed through a loopback proxy (relay_netcut, tests/faults/netcut.py).
 """
 
 import errno
@@ -300,6 +301,8 @@ class FaultInjector(threading.Thread):
             (0.72, "kafka_err", None),
             (0.76, "relays_kill_both", None),
             (0.80, "kafka_leader", None),
+            (0.45, "api_kill_after_commit", 0),
+            (0.70, "api_kill_after_commit", 1),
         ]
         jitter = 0.025 * d
         sched = [(max(0.03 * d, f * d + self.rng.uniform(-jitter, jitter)), a, arg)
@@ -429,6 +432,8 @@ class FaultInjector(threading.Thread):
             self._sleep(0.5, 1.5)
             p.start()
             return "%s kill -9, restarted" % p.name
+        if action == "api_kill_after_commit":
+            return self.api_kill_after_commit(s.apis[arg])
         if action == "kafka_down":
             b = self.rng.randint(1, KAFKA_BROKERS)
             self.kafka_ctl("down %d" % b)
@@ -464,6 +469,31 @@ class FaultInjector(threading.Thread):
             self.stack_cmd("pg-restart", arg)
             return "PostgreSQL restarted (%s)" % arg
         raise ValueError(action)
+
+    def api_kill_after_commit(self, p):
+        """SIGSTOP one API process while the workload writes through it: the statements it had
+        sent commit in PostgreSQL, but the process never reads their results, so it never sends
+        their relay hint (V007: the NOTIFY follows the commit). kill -9 after 0.3-0.8 s and
+        restart. The relays must still publish those rows (their poll finds them)."""
+        from common import pg_connect
+        conn = pg_connect(self.stack["DATABASE_URL"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT clock_timestamp()")
+                before = cur.fetchone()[0]
+                with p.lock:
+                    p.proc.send_signal(signal.SIGSTOP)
+                    self._sleep(0.3, 0.8)
+                    p.proc.send_signal(signal.SIGKILL)
+                    p.proc.wait(timeout=15)
+                cur.execute("SELECT count(*) FROM outbox WHERE emitted_at >= %s", [before])
+                unhinted = cur.fetchone()[0]
+        finally:
+            conn.close()
+        self._sleep(0.2, 0.5)
+        p.start()
+        return ("%s SIGSTOP, kill -9, restarted; %d event(s) committed since the stop (those of "
+                "its writes got no hint)" % (p.name, unhinted))
 
     def heal(self):
         """Undoes every lasting fault: brokers up, no injected errors, Redis and all processes up."""

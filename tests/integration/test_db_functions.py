@@ -1,6 +1,6 @@
 """V002 SQL functions under concurrency (what pgTAP cannot show inside one transaction):
 idempotency keys in flight, per-user sequence = commit order, the watchlist limit with racing
-writers, concurrent profile creation, and NOTIFY outbox_new on commit only."""
+writers, concurrent profile creation, and no NOTIFY in the write transaction (V007)."""
 import hashlib
 import select
 import threading
@@ -189,28 +189,34 @@ def wait_notifies(conn, timeout):
     return got
 
 
-def test_notify_on_commit_with_the_partition_number(db):
+# api/data/pgpool.c's PGPOOL_STMT_OUTBOX_HINT, the wake-up the API sends after the commit
+HINT_SQL = ("SELECT count(pg_notify('outbox_new', p::text)) FROM unnest(%s::smallint[]) AS p "
+            "WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL")
+
+
+def test_write_functions_do_not_notify_the_hint_after_commit_does(db):
+    """V007: a notifying transaction serialises commits, so the write functions no longer
+    NOTIFY; the API sends one NOTIFY per partition after the commit (api/data/hint.c)."""
     user = uid()
     listener = connect(db)
     writer = connect(db, autocommit=False)
     try:
         q(listener, "LISTEN outbox_new")
         q(writer, "SELECT * FROM api_watchlist_add(%s, NULL, NULL, 60, NULL, %s, 'v1')", (user, user))
-        assert wait_notifies(listener, 0.5) == [], "NOTIFY must wait for the commit"
         writer.commit()
-        got = wait_notifies(listener, 5)
-        part = q(listener, "SELECT outbox_partition(%s)::text", (user,))[0][0]
-        assert [n.channel for n in got] == ["outbox_new"]
-        assert got[0].payload == part
-        # a write that changes nothing sends nothing
-        q(writer, "SELECT * FROM api_watchlist_add(%s, NULL, NULL, 60, NULL, %s, 'v1')", (user, user))
-        writer.commit()
-        assert wait_notifies(listener, 0.5) == []
-        # a rolled-back write sends nothing either
-        q(writer, "SELECT * FROM api_watchlist_add(%s, NULL, NULL, 60, NULL, %s, 'v2')", (user, user))
-        writer.rollback()
-        assert wait_notifies(listener, 0.5) == []
+        assert wait_notifies(listener, 0.5) == [], "the write transaction must not notify"
         assert q(listener, "SELECT array_agg(seq) FROM outbox WHERE user_id = %s", (user,)) == [([1],)]
+        # the hint: one notification per partition, payload = the partition number
+        part = q(listener, "SELECT outbox_partition(%s)", (user,))[0][0]
+        other = (part + 1) % 64
+        hinter = connect(db)
+        try:
+            q(hinter, HINT_SQL, ([part, other],))
+        finally:
+            hinter.close()
+        got = wait_notifies(listener, 5)
+        assert [n.channel for n in got] == ["outbox_new", "outbox_new"]
+        assert sorted(int(n.payload) for n in got) == sorted([part, other])
     finally:
         listener.close()
         writer.close()

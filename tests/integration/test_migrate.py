@@ -360,3 +360,72 @@ def test_v004_refuses_a_role_other_than_the_owner(stack, fresh_db):
     r = run_migrate(support.database_url(stack, db, role="owner"), migrations_dir=REPO_MIGRATIONS)
     assert r.returncode == 0, r.stderr
     assert [v for v, _, _, _ in history(stack, db)] == [v for v, _ in repo_versions()]
+
+
+NO_TX = "-- profile-migrate: no-transaction\n"
+
+
+def test_no_transaction_migration_runs_concurrently_and_is_recorded(stack, fresh_db, mig_copy):
+    """CREATE INDEX CONCURRENTLY cannot run in a transaction block: the marker's first line makes
+    profile-migrate run the file statement by statement (';' at the end of a line)."""
+    db, url = fresh_db
+    (mig_copy / "V900__cic.sql").write_text(
+        NO_TX + "-- comments and blank lines are skipped; statements may span lines\n\n"
+        "CREATE TABLE t_cic (x int, y text);\n"
+        "CREATE INDEX CONCURRENTLY t_cic_x_idx\n    ON t_cic (x) INCLUDE (y);\n"
+        "INSERT INTO t_cic VALUES (1, 'a;b');\n")
+    r = run_migrate(url, migrations_dir=mig_copy)
+    assert r.returncode == 0, r.stderr
+    assert history(stack, db)[-1][:2] == (900, "cic")
+    assert support.psql(stack, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                               "'t_cic_x_idx'::regclass", db=db) == [(True,)]
+    assert support.psql(stack, "SELECT y FROM t_cic", db=db) == [("a;b",)]
+    # without the marker the same statement fails inside the migration's transaction
+    (mig_copy / "V901__cic_in_tx.sql").write_text(
+        "CREATE INDEX CONCURRENTLY t_cic_y_idx ON t_cic (y);\n")
+    r = run_migrate(url, migrations_dir=mig_copy)
+    assert r.returncode == 1
+    assert any("V901__cic_in_tx" in e and "25001" in e for e in errors(r)), r.stderr
+
+
+def test_failed_no_transaction_migration_keeps_earlier_statements_and_reruns(stack, fresh_db,
+                                                                              mig_copy):
+    db, url = fresh_db
+    path = mig_copy / "V900__half.sql"
+    path.write_text(NO_TX + "CREATE TABLE IF NOT EXISTS t_half (x int);\nSELECT 1 / 0;\n")
+    r = run_migrate(url, migrations_dir=mig_copy)
+    assert r.returncode == 1
+    assert any("outside a transaction" in e for e in errors(r)), r.stderr
+    # the statement before the failure stays; the version is not recorded
+    assert support.psql(stack, "SELECT to_regclass('t_half')::text", db=db) == [("t_half",)]
+    assert 900 not in [v for v, _, _, _ in history(stack, db)]
+    # a fixed file runs again from the top (it is written to be re-runnable)
+    path.write_text(NO_TX + "CREATE TABLE IF NOT EXISTS t_half (x int);\nSELECT 1;\n")
+    assert run_migrate(url, migrations_dir=mig_copy).returncode == 0
+    assert history(stack, db)[-1][:2] == (900, "half")
+
+
+def test_v008_history_pages_use_the_covering_index(stack, fresh_db):
+    db, url = fresh_db
+    assert run_migrate(url, migrations_dir=REPO_MIGRATIONS).returncode == 0
+    idx = support.psql(stack, "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+                              "WHERE indrelid = 'history_entries'::regclass "
+                              "AND indexrelid::regclass::text LIKE '%watched%' ORDER BY 1", db=db)
+    assert idx == [("history_entries_user_video_watched_idx", True),
+                   ("history_entries_user_watched_cover_idx", True),
+                   ("history_entries_watched_idx", True)]
+    support.psql(stack, "INSERT INTO history_entries (user_id, video_id, position_seconds, "
+                        "watched_at) SELECT 'u' || (g % 50), 'v' || g, g % 100, "
+                        "now() - g * interval '1 minute' FROM generate_series(1, 5000) g",
+                db=db)
+    import psycopg2
+    conn = psycopg2.connect(url)
+    conn.autocommit = True  # VACUUM (the visibility map an index-only scan needs) needs it
+    try:
+        with conn.cursor() as cur:
+            cur.execute("VACUUM ANALYZE history_entries")
+    finally:
+        conn.close()
+    plan = "\n".join(r[0] for r in support.psql(
+        stack, "EXPLAIN SELECT * FROM api_page_history('u7', 50, NULL, NULL)", db=db))
+    assert "Index Only Scan using history_entries_user_watched_cover_idx" in plan, plan

@@ -362,6 +362,9 @@ def check_k8s(c, repo, config_vars):
              f"drain {drain} + in-flight {IN_FLIGHT_GRACE_SECONDS}")
         ann = d["metadata"].get("annotations") or {}
         pool = int(values.get((API_NAME, "PG_POOL_MAX"), "30"))
+        # OUTBOX_HINT (default on): one more connection per thread sends the relays' wake-up
+        if values.get((API_NAME, "OUTBOX_HINT"), "1") != "0":
+            pool += int(values.get((API_NAME, "HTTP_THREADS"), "1"))
         if c.ok("profile-service/pg-max-connections" in ann,
                 f"{API_NAME}: annotation profile-service/pg-max-connections missing"):
             budget = int(ann["profile-service/pg-max-connections"]) - int(
@@ -374,7 +377,7 @@ def check_k8s(c, repo, config_vars):
                 per = int((rd["metadata"].get("annotations") or {}).get("profile-service/pg-connections-per-pod", "4"))
                 total += (rd["spec"].get("replicas", 1) + rsurge) * per
             total += len(of_kind("Job"))
-            c.ok(total <= budget, f"{API_NAME}: PostgreSQL connections {total} (PG_POOL_MAX {pool} x {api_pods} "
+            c.ok(total <= budget, f"{API_NAME}: PostgreSQL connections {total} (PG_POOL_MAX + hint {pool} x {api_pods} "
                  f"api pods + relay + jobs) exceed the budget {budget}")
             print(f"  postgres connection budget: {total} of {budget} at the HPA maximum")
     if c.ok(RELAY_NAME in deployments, f"Deployment/{RELAY_NAME} missing"):

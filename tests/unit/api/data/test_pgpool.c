@@ -659,6 +659,100 @@ static void test_send_failure(void **state)
     destroy_pool(pool);
 }
 
+static const char *wv[7] = {"caller", NULL, NULL, "60", NULL, "u", "v"};
+
+static pgpool_err_t submit_write(pgpool_t *pool, outcome_t *o)
+{
+    pgpool_op_t *h;
+    return pgpool_submit(pool, PGPOOL_STMT_WATCHLIST_ADD, 7, wv, on_done, o, &h);
+}
+
+static pgpool_err_t submit_read(pgpool_t *pool, outcome_t *o)
+{
+    const char *v[1] = {"u"};
+    pgpool_op_t *h;
+    return pgpool_submit(pool, PGPOOL_STMT_GET_PROFILE, 1, v, on_done, o, &h);
+}
+
+static void test_lanes_reads_keep_connections_of_their_own(void **state)
+{
+    pgpool_t *pool = ready_pool(4, 8); /* one in four serves reads only */
+    outcome_t o[3 * MAX_DEPTH + 2];
+
+    memset(o, 0, sizeof(o));
+    assert_int_equal(pool->write_conns, 3);
+    /* writes fill their three connections; the next one waits although conn 3 is idle */
+    for (int i = 0; i < 3 * MAX_DEPTH + 1; i++)
+        assert_int_equal(submit_write(pool, &o[i]), PGPOOL_OK);
+    assert_int_equal(fake.nsent, 3 * MAX_DEPTH);
+    assert_int_equal(pool->queued, 1);
+    assert_int_equal(pool->conns[3].ninflight, 0);
+    /* a read goes out at once, on the read-only connection */
+    assert_int_equal(submit_read(pool, &o[3 * MAX_DEPTH + 1]), PGPOOL_OK);
+    assert_int_equal(fake.nsent, 3 * MAX_DEPTH + 1);
+    assert_string_equal(fake.sent_name[3 * MAX_DEPTH], "get_profile");
+    assert_int_equal(pool->conns[3].ninflight, 1);
+    assert_int_equal(pool->queued, 1);
+    /* its result comes back while every write is still waiting for its commit */
+    script_statement(PGRES_TUPLES_OK, NULL);
+    readable(pool, 3);
+    assert_int_equal(o[3 * MAX_DEPTH + 1].calls, 1);
+    assert_int_equal(o[0].calls, 0);
+    destroy_pool(pool);
+}
+
+static void test_lanes_reads_not_pipelined_behind_writes(void **state)
+{
+    pgpool_t *pool = ready_pool(2, 8); /* conn 0 takes writes, conn 1 reads only */
+    outcome_t o[4];
+
+    memset(o, 0, sizeof(o));
+    assert_int_equal(submit_read(pool, &o[0]), PGPOOL_OK); /* idle conns: the first one */
+    assert_int_equal(pool->conns[0].ninflight, 1);
+    assert_int_equal(submit_write(pool, &o[1]), PGPOOL_OK);
+    assert_int_equal(pool->conns[0].ninflight, 2);
+    assert_int_equal(pool->conns[0].nwrites, 1);
+    /* conn 0 has a write in flight: reads go to conn 1 even when it is the busier one */
+    assert_int_equal(submit_read(pool, &o[2]), PGPOOL_OK);
+    assert_int_equal(submit_read(pool, &o[3]), PGPOOL_OK);
+    assert_int_equal(pool->conns[1].ninflight, 2);
+    assert_int_equal(pool->conns[0].ninflight, 2);
+    /* the read, then the write complete on conn 0: it takes reads again */
+    script_statement(PGRES_TUPLES_OK, NULL);
+    script_statement(PGRES_TUPLES_OK, NULL);
+    readable(pool, 0);
+    assert_int_equal(o[0].calls + o[1].calls, 2);
+    assert_int_equal(pool->conns[0].nwrites, 0);
+    assert_int_equal(submit_read(pool, &o[0]), PGPOOL_OK);
+    assert_int_equal(pool->conns[0].ninflight, 1);
+    destroy_pool(pool);
+}
+
+static void test_lanes_reads_leave_the_queue_first(void **state)
+{
+    pgpool_t *pool = ready_pool(1, 4); /* one connection: no read-only share, reads go first */
+    outcome_t o[MAX_DEPTH + 2];
+
+    memset(o, 0, sizeof(o));
+    assert_int_equal(pool->write_conns, 1);
+    for (int i = 0; i < MAX_DEPTH; i++)
+        assert_int_equal(submit_write(pool, &o[i]), PGPOOL_OK);
+    assert_int_equal(submit_write(pool, &o[MAX_DEPTH]), PGPOOL_OK);
+    assert_int_equal(submit_read(pool, &o[MAX_DEPTH + 1]), PGPOOL_OK);
+    assert_int_equal(pool->queued, 2);
+    /* a slot frees: the read queued after the write goes out before it */
+    script_statement(PGRES_TUPLES_OK, NULL);
+    readable(pool, 0);
+    assert_int_equal(fake.nsent, MAX_DEPTH + 1);
+    assert_string_equal(fake.sent_name[MAX_DEPTH], "get_profile");
+    assert_int_equal(pool->queued, 1);
+    script_statement(PGRES_TUPLES_OK, NULL);
+    readable(pool, 0);
+    assert_int_equal(fake.nsent, MAX_DEPTH + 2);
+    assert_string_equal(fake.sent_name[MAX_DEPTH + 1], "watchlist_add");
+    destroy_pool(pool);
+}
+
 static void test_stmt_names(void **state)
 {
     assert_string_equal(pgpool_stmt_name(PGPOOL_STMT_WATCHLIST_ADD), "watchlist_add");
@@ -692,6 +786,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lanes_reads_keep_connections_of_their_own, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lanes_reads_not_pipelined_behind_writes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lanes_reads_leave_the_queue_first, setup, teardown),
         cmocka_unit_test(test_stmt_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -584,6 +584,14 @@ static void test_rfc3339(void **state)
     assert_false(validate_rfc3339("1999-12-31", 10));
     assert_false(validate_rfc3339("1999-04-31T00:00:00Z", 20));
     assert_false(validate_rfc3339("19x9-04-01T00:00:00Z", 20));
+    /* year 10000 in UTC: west of UTC on the last evening of 9999 */
+    assert_false(validate_rfc3339("9999-12-31T23:30:00-01:00", 25));
+    assert_false(validate_rfc3339("9999-12-31T23:00:00-01:00", 25));
+    assert_false(validate_rfc3339("9999-12-31T12:00:00.5-12:00", 27));
+    assert_true(validate_rfc3339("9999-12-31T22:59:59.999-01:00", 29));
+    assert_true(validate_rfc3339("9999-12-31T23:59:59Z", 20));
+    assert_true(validate_rfc3339("9999-12-31T23:59:59+01:00", 25));
+    assert_true(validate_rfc3339("9998-12-31T23:30:00-01:00", 25));
 }
 
 static void test_errors_api(void **state)

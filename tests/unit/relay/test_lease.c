@@ -49,6 +49,12 @@ ConnStatusType PQstatus(const PGconn *conn)
 {
     return conn_bad ? CONNECTION_BAD : CONNECTION_OK;
 }
+/* a writable primary: reports neither in_hot_standby nor default_transaction_read_only */
+const char *PQparameterStatus(const PGconn *conn, const char *name)
+{
+    return NULL;
+}
+
 int PQbackendPID(const PGconn *conn)
 {
     return 777;

@@ -11,7 +11,8 @@
 #include "relay/event.h"
 
 static const char *const type_names[EVENT_TYPE_COUNT] = {"WatchlistUpdated", "HistoryUpdated",
-                                                         "VideoRated", "ProfileUpdated"};
+                                                         "VideoRated", "ProfileUpdated",
+                                                         "ProfileDeleted"};
 
 /*
  * The `ce_dataschema` of each type: the `$id` of schemas/events/<Type>.v<N>.json for the version
@@ -24,6 +25,7 @@ static const char *const dataschemas[EVENT_TYPE_COUNT] = {
     EVENT_SCHEMA_URN_PREFIX "HistoryUpdated:1",
     EVENT_SCHEMA_URN_PREFIX "VideoRated:1",
     EVENT_SCHEMA_URN_PREFIX "ProfileUpdated:1",
+    EVENT_SCHEMA_URN_PREFIX "ProfileDeleted:1",
 };
 
 event_type_t event_type_from_name(const char *name)

@@ -88,6 +88,14 @@ PROFILE_MUSTCHECK int outbox_dead_letter(PGconn *conn, const char *user_id, int6
                                          const char *event_id, const char *error);
 
 /**
+ * The user's ProfileDeleted (sequence `seq`) is published: deletes the user's outbox rows up to
+ * `seq` and with them the user's dead letters (outbox_erase_user, V006). Sets *dead_letters to
+ * the number of dead letters discarded. Returns the number of rows deleted, or -1 (logged).
+ */
+PROFILE_MUSTCHECK int outbox_erase_user(PGconn *conn, const char *user_id, int64_t seq,
+                                        int64_t *dead_letters);
+
+/**
  * Deletes at most `limit` rows of partitions `parts` published more than `retention_s` seconds
  * ago. Returns the number deleted, or -1 (logged).
  */

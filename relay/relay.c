@@ -423,10 +423,43 @@ static void forget_strikes(relay_t *r, const char *event_id)
     }
 }
 
+/*
+ * The user's ProfileDeleted is published: their earlier rows (payloads with personal data) and
+ * dead letters go now rather than after the retention. A failure is logged; the published rows
+ * then go with the retention and the dead letters wait for `dlq skip`.
+ */
+static void erase_user_rows(relay_t *r, const relay_msg_t *m)
+{
+    int64_t dead = 0;
+    int n;
+    if (r->db == NULL) {
+        log_error("cannot remove the outbox rows of erased user %s up to %" PRId64
+                  ": no database connection",
+                  m->user_id, m->seq);
+        return;
+    }
+    n = outbox_erase_user(r->db, m->user_id, m->seq, &dead);
+    if (n < 0) {
+        db_check(r);
+        return;
+    }
+    metrics_add(METRIC_ERASED_USERS, 1);
+    if (dead > 0) {
+        metrics_add(METRIC_ERASED_DEAD_LETTERS, (unsigned long long)dead);
+        log_warn("user %s erased: discarded %" PRId64 " dead letter(s) before ProfileDeleted %" PRId64
+                 " (consumers see a gap)",
+                 m->user_id, dead, m->seq);
+    }
+    log_info("user %s erased: removed %d outbox row(s) up to sequence %" PRId64, m->user_id, n,
+             m->seq);
+}
+
 /* A delivered and marked message leaves the window. */
 static void finish_delivered(relay_t *r, relay_msg_t *m)
 {
     metrics_published(m->type, m->report_us - m->created_us);
+    if (m->type == EVENT_TYPE_PROFILE_DELETED)
+        erase_user_rows(r, m);
     inval_add(r->inval, m->user_id, m->seq);
     forget_strikes(r, m->event_id);
     msg_move(r, m, MSG_GONE);

@@ -49,6 +49,9 @@ enum {
     SQL_RATING_PUT__COUNT
 };
 
+/** api_erase_profile(common..., p_user_id) (V006) */
+enum { SQL_ERASE_PROFILE_USER = SQL_WRITE__COMMON, SQL_ERASE_PROFILE__COUNT };
+
 /** The row every write function returns: (status, body, etag, location, replayed, seq). */
 enum {
     SQL_WRITE_COL_STATUS = 0,

@@ -17,7 +17,7 @@
 #include "api/data/redis_client.h"
 #include "common/config.h"
 
-#define API_SCHEMA_VERSION 3     /* migrations this binary needs (readiness) */
+#define API_SCHEMA_VERSION 6     /* migrations this binary needs (readiness) */
 #define API_MAX_BODY (64 * 1024) /* larger bodies are 413 (docs/security.md) */
 
 typedef struct st_api_server_t api_server_t;

@@ -121,7 +121,7 @@ def test_if_none_match_gives_304(api):
     user = new_user("inm")
     assert api.put(f"/profiles/{user}", user, {"displayName": "N"}).status_code == 201
     assert api.put(f"/profiles/{user}", user, {"displayName": "N2"}).status_code == 200
-    for value in ('"2"', 'W/"2"', '"1", "2"', '*', ' "7" , W/"2"'):
+    for value in ('"2"', 'W/"2"', '"1", "2"', '*', '"7" , W/"2"'):
         r = api.get(f"/profiles/{user}", user, headers={"If-None-Match": value})
         assert r.status_code == 304, (value, r.status_code)
         assert r.content == b"" and r.headers["ETag"] == '"2"', value
@@ -150,6 +150,8 @@ def test_relay_removes_erased_users_rows_and_dead_letters(stack, cleanup):
     wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox_dead_letters")[0][0] == 1, 20,
              "the dead letter")
     col.wait_users({user: 1, other: 3}, timeout=20)
+    # t_emit wrote events only: give the erasure a row to remove, so it emits ProfileDeleted
+    run_sql(url, "INSERT INTO watchlist_items (user_id, video_id) VALUES (%s, 'v1')", [user])
     run_sql(url, "SELECT api_erase_profile(%s, NULL, NULL, 60, NULL, %s)", [user, user])
     col.wait_users({user: 5}, timeout=20)
     wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox WHERE user_id = %s",

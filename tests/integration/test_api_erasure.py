@@ -281,3 +281,189 @@ def test_export_large_user_streams_with_flat_memory(stack):
         assert doc["history"] == page_all(api, user, "history", user)
     finally:
         api.stop()
+
+
+# ---------------------------------------------------------------- races
+
+
+class _Msg:
+    """A Collector record in the shape examples/consumer's Folder reads (confluent_kafka)."""
+
+    def __init__(self, ev):
+        self.ev = ev
+
+    def key(self):
+        return self.ev["key"].encode()
+
+    def headers(self):
+        return [(k, v.encode() if v is not None else None) for k, v in self.ev["headers"].items()]
+
+    def value(self):
+        return self.ev["value"]
+
+    def partition(self):
+        return self.ev["partition"]
+
+    def offset(self):
+        return self.ev["offset"]
+
+
+def _load_consumer():
+    import importlib.util
+    path = support.REPO / "examples" / "consumer" / "consumer.py"
+    spec = importlib.util.spec_from_file_location("example_consumer", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _db_state(url, user):
+    """The user's state in PostgreSQL in the consumer's UserState.to_json shape."""
+    last = run_sql(url, "SELECT last_seq FROM user_event_seq WHERE user_id = %s", [user])
+    ver = run_sql(url, "SELECT version FROM profiles WHERE user_id = %s", [user])
+    wl = run_sql(url, "SELECT video_id FROM watchlist_items WHERE user_id = %s ORDER BY 1",
+                 [user])
+    rt = run_sql(url, "SELECT video_id, rating, review FROM ratings WHERE user_id = %s", [user])
+    rp = run_sql(url, "SELECT video_id, position_seconds, duration_seconds, to_char(watched_at "
+                 "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM resume_points "
+                 "WHERE user_id = %s", [user])
+    return {"lastSequence": last[0][0] if last else 0,
+            "profileVersion": ver[0][0] if ver else None,
+            "watchlist": [v for (v,) in wl],
+            "ratings": {v: {"rating": r, "review": t} for v, r, t in rt},
+            "resumePoints": {v: {"positionSeconds": p, "durationSeconds": d, "watchedAt": w}
+                             for v, p, d, w in rp}}
+
+
+def test_randomized_writes_deletes_and_reads_agree(stack, cleanup):
+    """Writers, deleters and readers on three users through two API replicas (one holding its
+    cache fills 40 ms), a relay and kafka-mock. Once quiet: the database, every cached page and
+    the folded events agree for every user, and no erased user has a row left in the outbox."""
+    import random
+    import threading
+    import urllib.parse
+
+    topic = f"erasure-race-{uid()}"
+    url = fresh_db(stack, "race")
+    col = Collector(stack, topic)
+    cleanup.append(col)
+    relay = Relay(stack, url, topic)
+    cleanup.append(relay)
+    a = start_api(stack, DATABASE_URL=url, RATE_LIMIT_PER_MINUTE=0)
+    cleanup.append(a)
+    b = start_api(stack, DATABASE_URL=url, RATE_LIMIT_PER_MINUTE=0, TEST_CACHE_FILL_DELAY_MS=40)
+    cleanup.append(b)
+    uncached = start_api(stack, DATABASE_URL=url, RATE_LIMIT_PER_MINUTE=0,
+                         REDIS_URL="redis://127.0.0.1:1/0")
+    cleanup.append(uncached)
+    users = [uid("race") for _ in range(3)]
+    stop = threading.Event()
+    errors, counts, lock = [], {"writes": 0, "deletes": 0, "reads": 0}, threading.Lock()
+
+    def count(what):
+        with lock:
+            counts[what] += 1
+
+    def writer(seed):
+        rng, s = random.Random(seed), requests.Session()
+        while not stop.is_set():
+            api, user, video = rng.choice((a, b)), rng.choice(users), f"v{rng.randrange(8)}"
+            op = rng.random()
+            try:
+                if op < 0.3:
+                    r = api.post(f"/profiles/{user}/watchlist", user, {"videoId": video}, session=s)
+                elif op < 0.45:
+                    r = api.delete(f"/profiles/{user}/watchlist/{video}", user, session=s)
+                elif op < 0.7:
+                    r = api.post(f"/profiles/{user}/history", user,
+                                 {"videoId": video, "positionSeconds": rng.choice([5, 50, 100]),
+                                  "durationSeconds": 100}, session=s)
+                elif op < 0.9:
+                    r = api.post(f"/profiles/{user}/ratings", user,
+                                 {"videoId": video, "rating": rng.randint(1, 5),
+                                  "review": f"r{rng.randrange(1000)}"}, session=s)
+                else:
+                    r = api.put(f"/profiles/{user}", user, {"displayName": "R"}, session=s)
+                if r.status_code >= 300:
+                    errors.append(("write", r.status_code, r.text[:200]))
+            except requests.RequestException as e:
+                errors.append(("write", repr(e)))
+            count("writes")
+
+    def deleter(seed):
+        rng, s = random.Random(seed), requests.Session()
+        while not stop.is_set():
+            user = rng.choice(users)
+            try:
+                r = rng.choice((a, b)).delete(f"/profiles/{user}", user, session=s)
+                if r.status_code != 204:
+                    errors.append(("delete", r.status_code, r.text[:200]))
+            except requests.RequestException as e:
+                errors.append(("delete", repr(e)))
+            count("deletes")
+            time.sleep(rng.uniform(0.05, 0.3))
+
+    def reader(seed):
+        rng, s = random.Random(seed), requests.Session()
+        while not stop.is_set():
+            user = rng.choice(users)
+            lst = rng.choice(("watchlist", "history", "ratings", "history?view=continue"))
+            sep = "&" if "?" in lst else "?"
+            q = urllib.parse.urlencode({"limit": rng.choice([1, 3, 50])})
+            try:
+                r = rng.choice((a, b)).get(f"/profiles/{user}/{lst}{sep}{q}", user, session=s)
+                if r.status_code != 200:
+                    errors.append(("read", r.status_code, r.text[:200]))
+            except requests.RequestException as e:
+                errors.append(("read", repr(e)))
+            count("reads")
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    threads += [threading.Thread(target=deleter, args=(50 + i,)) for i in range(2)]
+    threads += [threading.Thread(target=reader, args=(100 + i,)) for i in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(12)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors[:5]
+    assert counts["writes"] > 50 and counts["deletes"] > 10, counts
+
+    # quiet: every event published and consumed
+    last = {u: run_sql(url, "SELECT coalesce(max(last_seq), 0) FROM user_event_seq "
+                       "WHERE user_id = %s", [u])[0][0] for u in users}
+    col.wait_users({u: n for u, n in last.items() if n > 0}, timeout=60)
+    wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
+             == 0, 30, "outbox drained")
+
+    consumer = _load_consumer()
+    folder = consumer.Folder(consumer.load_schemas(consumer.DEFAULT_SCHEMAS))
+    for ev in col.snapshot():
+        folder.handle(_Msg(ev))
+    assert folder.gaps == [] and folder.invalid == [], (folder.gaps[:5], folder.invalid[:5])
+    for u in users:
+        got = folder.users[u].to_json() if u in folder.users else _db_state(url, "-none-")
+        got["watchlist"] = sorted(got["watchlist"])
+        assert got == _db_state(url, u), u
+
+    # every page through either replica (cached or not) equals an uncached read
+    for u in users:
+        for path in ("watchlist", "history", "ratings", "history?view=continue",
+                     "watchlist?limit=1", "history?limit=3"):
+            for _ in range(2):  # the second read may come from the cache the first filled
+                want = uncached.get(f"/profiles/{u}/{path}", u).content
+                assert a.get(f"/profiles/{u}/{path}", u).content == want, (u, path)
+                assert b.get(f"/profiles/{u}/{path}", u).content == want, (u, path)
+            time.sleep(0.05)
+    # an erased user whose ProfileDeleted is the last event has no outbox row left
+    for u in users:
+        types = [e["headers"]["ce_type"] for e in col.snapshot() if e["key"] == u]
+        if types and types[-1] == "ProfileDeleted":
+            wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox WHERE user_id = %s",
+                                     [u])[0][0] == 0, 10, f"{u}'s outbox rows to go")
+    deleted = sum(1 for ev in col.snapshot() if ev["headers"]["ce_type"] == "ProfileDeleted")
+    print(f"\nrace: {counts}, {len(col.snapshot())} events, {deleted} ProfileDeleted")
+    assert deleted > 0

@@ -181,9 +181,7 @@ def test_planted_outbox_delete_is_lost_and_a_gap():
     del s.db["outbox"][dict(victim["h"])["ce_id"]]
     rep = s.check()
     assert not rep.ok()
-    # without the ProfileDeleted nothing explains the purged outbox rows either
-    assert rep.c["gaps"] == 1 and not rep.ok(), counts(rep)
-    assert any("erase" in d and "('del',)" in d for d in rep.details["lost"]), rep.details
+    assert rep.c["lost"] == 1 and rep.c["gaps"] == 1, counts(rep)
     assert rep.c["unexpected"] == 0
 
 

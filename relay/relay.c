@@ -446,8 +446,8 @@ static void erase_user_rows(relay_t *r, const relay_msg_t *m)
     metrics_add(METRIC_ERASED_USERS, 1);
     if (dead > 0) {
         metrics_add(METRIC_ERASED_DEAD_LETTERS, (unsigned long long)dead);
-        log_warn("user %s erased: discarded %" PRId64 " dead letter(s) before ProfileDeleted %" PRId64
-                 " (consumers see a gap)",
+        log_warn("user %s erased: discarded %" PRId64
+                 " dead letter(s) before ProfileDeleted %" PRId64 " (consumers see a gap)",
                  m->user_id, dead, m->seq);
     }
     log_info("user %s erased: removed %d outbox row(s) up to sequence %" PRId64, m->user_id, n,

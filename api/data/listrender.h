@@ -45,8 +45,8 @@ PROFILE_MUSTCHECK int listrender_page(const PGresult *res, listrender_kind_t kin
  * that is not a page or an item that cannot be rendered or continued from.
  */
 PROFILE_MUSTCHECK int listrender_items(const PGresult *res, listrender_kind_t kind, int limit,
-                                       bool after_item, strbuf_t *out, int *nitems,
-                                       cursor_t *next, bool *more);
+                                       bool after_item, strbuf_t *out, int *nitems, cursor_t *next,
+                                       bool *more);
 
 /**
  * Appends a binary timestamptz (microseconds since 2000-01-01 UTC) as PostgreSQL's

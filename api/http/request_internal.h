@@ -96,10 +96,10 @@ typedef struct st_api_req_t {
     api_wait_t *wait;   /* Redis step in flight, or NULL */
     bool has_ratelimit; /* RateLimit headers go on the response (limiter on, authed) */
     ratelimit_result_t ratelimit;
-    int auth_status;          /* auth_status_t of step 3 (kept across the async limiter) */
-    api_list_ctx_t *list;     /* GET watchlist/history, else NULL */
+    int auth_status;                /* auth_status_t of step 3 (kept across the async limiter) */
+    api_list_ctx_t *list;           /* GET watchlist/history, else NULL */
     struct st_api_export_t *export; /* GET export while it streams, else NULL */
-    api_prefetch_t *prefetch; /* cache read in flight since the rate-limit check, or NULL */
+    api_prefetch_t *prefetch;       /* cache read in flight since the rate-limit check, or NULL */
     /* a committed write waiting for its cache invalidation before it is answered */
     int pending_status;
     const char *pending_body;

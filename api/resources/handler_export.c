@@ -40,10 +40,10 @@ typedef struct st_api_export_t {
     h2o_generator_t gen;
     api_req_t *ar;
     export_stage_t stage;
-    bool any;         /* the stage's list has an item already (next one needs a comma) */
-    bool have_after;  /* `after` holds the keyset of the stage's last item sent */
+    bool any;        /* the stage's list has an item already (next one needs a comma) */
+    bool have_after; /* `after` holds the keyset of the stage's last item sent */
     cursor_t after;
-    strbuf_t chunk;   /* the bytes h2o is sending: kept until proceed */
+    strbuf_t chunk; /* the bytes h2o is sending: kept until proceed */
 } api_export_t;
 
 static void export_dispose(void *p)
@@ -78,9 +78,8 @@ static void on_page(void *data, const PGresult *res, pgpool_err_t err)
     if (ex == NULL)
         return;
     ex->chunk.len = 0;
-    if (err != PGPOOL_OK ||
-        listrender_items(res, stages[ex->stage].kind, EXPORT_PAGE, ex->any, &ex->chunk, &nitems,
-                         &next, &more) != 0) {
+    if (err != PGPOOL_OK || listrender_items(res, stages[ex->stage].kind, EXPORT_PAGE, ex->any,
+                                             &ex->chunk, &nitems, &next, &more) != 0) {
         fail_stream(ex);
         return;
     }
@@ -158,8 +157,7 @@ static void on_profile(void *data, const PGresult *res, pgpool_err_t err)
     strbuf_append_str(&ex->chunk, "{\"userId\":");
     strbuf_append_json_string(&ex->chunk, ar->rm.user_id.value, ar->rm.user_id.len);
     strbuf_append_str(&ex->chunk, ",\"exportedAt\":\"");
-    if (listrender_timestamp(&ex->chunk, clock_wall_ns() / 1000 - LISTRENDER_PG_EPOCH_UNIX_US) !=
-        0)
+    if (listrender_timestamp(&ex->chunk, clock_wall_ns() / 1000 - LISTRENDER_PG_EPOCH_UNIX_US) != 0)
         abort(); /* the wall clock is after 2000 */
     strbuf_append_str(&ex->chunk, "\",\"profile\":");
     if (status == 200)

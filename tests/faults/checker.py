@@ -312,7 +312,8 @@ class Report:
     def detail_line(self):
         c = self.c
         keys = ["malformed", "replay_mismatch", "time_backwards", "rejected", "uncertain",
-                "dead_letters", "pending", "records", "users", "cache_checked"]
+                "dead_letters", "pending", "records", "users", "cache_checked", "erasures",
+                "profile_deleted"]
         return "faults: detail " + " ".join("%s=%d" % (k, c[k]) for k in keys)
 
 
@@ -645,6 +646,7 @@ def check(ops, events, db, cache=None):
         ops_by_user[op["user"]].append(op)
         if op["outcome"] == "acked":
             rep.c["acked"] += 1
+            rep.c["erasures"] += op["op"] == "erase"
         elif op["outcome"] == "uncertain":
             rep.c["uncertain"] += 1
         else:
@@ -668,6 +670,7 @@ def check(ops, events, db, cache=None):
             continue
         first[e["id"]] = e
         by_user[e["user"]].append(e)
+        rep.c["profile_deleted"] += e["type"] == "ProfileDeleted"
     rep.c["events"] = len(first)
 
     outbox = db.get("outbox", {})

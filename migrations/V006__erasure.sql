@@ -9,6 +9,12 @@ ALTER TABLE outbox DROP CONSTRAINT outbox_event_type_known;
 ALTER TABLE outbox ADD CONSTRAINT outbox_event_type_known CHECK (event_type IN
     ('WatchlistUpdated', 'HistoryUpdated', 'VideoRated', 'ProfileUpdated', 'ProfileDeleted'));
 
+-- ProfileDeleted rows are few and live only until the relay has published them and removed the
+-- user's rows (the row itself goes with them): the relay's sweep for an erasure whose removal
+-- failed scans this small index instead of the outbox.
+CREATE INDEX outbox_profile_deleted_idx ON outbox (partition_no, user_id, seq)
+    WHERE event_type = 'ProfileDeleted';
+
 -- DELETE /profiles/{userId}: always 204 (empty body). An event only when something was erased,
 -- so a repeat DELETE, or one for a user without data, changes nothing and emits nothing. The
 -- user's own idempotency outcomes (caller = the user: they hold response bodies) go too; this

@@ -352,3 +352,31 @@ int outbox_erase_user(PGconn *conn, const char *user_id, int64_t seq, int64_t *d
     PQclear(res);
     return n;
 }
+
+int outbox_erase_pending(PGconn *conn, const int *parts, int nparts, outbox_erased_t *out, int max)
+{
+    static const char sql[] =
+        "SELECT e.user_id, e.seq, x.dead_letters, x.rows"
+        " FROM (SELECT o.user_id, max(o.seq) AS seq FROM outbox o"
+        "   WHERE o.event_type = 'ProfileDeleted' AND o.published_at IS NOT NULL"
+        "     AND o.partition_no = ANY ($1::smallint[])"
+        "   GROUP BY o.user_id LIMIT $2::int) e"
+        " CROSS JOIN LATERAL outbox_erase_user(e.user_id, e.seq) x";
+    char lim[16];
+    char *parr = int_array(parts, nparts);
+    snprintf(lim, sizeof(lim), "%d", max);
+    const char *vals[] = {parr, lim};
+    PGresult *res = db_query(conn, "sweep erased users", sql, 2, vals);
+    free(parr);
+    if (res == NULL)
+        return -1;
+    int n = PQntuples(res);
+    for (int i = 0; i < n && i < max; ++i) {
+        snprintf(out[i].user_id, sizeof(out[i].user_id), "%s", PQgetvalue(res, i, 0));
+        out[i].seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        out[i].dead_letters = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        out[i].rows = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+    }
+    PQclear(res);
+    return n < max ? n : max;
+}

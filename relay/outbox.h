@@ -95,6 +95,20 @@ PROFILE_MUSTCHECK int outbox_dead_letter(PGconn *conn, const char *user_id, int6
 PROFILE_MUSTCHECK int outbox_erase_user(PGconn *conn, const char *user_id, int64_t seq,
                                         int64_t *dead_letters);
 
+/** One user whose outbox rows outbox_erase_pending() removed. */
+typedef struct st_outbox_erased_t {
+    char user_id[72];
+    int64_t seq, dead_letters, rows;
+} outbox_erased_t;
+
+/**
+ * The sweep behind outbox_erase_user(): for at most `max` users of partitions `parts` whose
+ * ProfileDeleted is published but whose rows are still there (the removal right after the
+ * publication failed), removes them. Fills out[0..n-1]; returns n, or -1 (logged).
+ */
+PROFILE_MUSTCHECK int outbox_erase_pending(PGconn *conn, const int *parts, int nparts,
+                                           outbox_erased_t *out, int max);
+
 /**
  * Deletes at most `limit` rows of partitions `parts` published more than `retention_s` seconds
  * ago. Returns the number deleted, or -1 (logged).

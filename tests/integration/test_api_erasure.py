@@ -175,6 +175,20 @@ def test_relay_removes_erased_users_rows_and_dead_letters(stack, cleanup):
     col.wait_users({user: 6}, timeout=20)
     wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox WHERE user_id = %s AND "
                              "published_at IS NOT NULL", [user])[0][0] == 1, 10, "seq 6 marked")
+    # An erasure whose removal did not run when its ProfileDeleted was published (a relay that
+    # died between the mark and the removal): the housekeeping sweep removes the rows.
+    sw = uid("sweep")
+    emit(url, sw, 2)
+    col.wait_users({sw: 2}, timeout=20)
+    wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox WHERE user_id = %s AND "
+                             "published_at IS NOT NULL", [sw])[0][0] == 2, 10, "sweep rows marked")
+    run_sql(url, "UPDATE user_event_seq SET last_seq = 3 WHERE user_id = %s", [sw])
+    run_sql(url, "INSERT INTO outbox (user_id, seq, event_type, payload, created_at, published_at)"
+            " VALUES (%s, 3, 'ProfileDeleted', json_build_object('userId', %s::text), now(), now())",
+            [sw, sw])
+    wait_for(lambda: run_sql(url, "SELECT count(*) FROM outbox WHERE user_id = %s",
+                             [sw])[0][0] == 0, 30, "the sweep to remove the rows")
+    assert relay.metric("profile_relay_erased_users_total") >= 2
     assert relay.stop() == 0
 
 

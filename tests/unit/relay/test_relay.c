@@ -97,6 +97,11 @@ int outbox_erase_user(PGconn *conn, const char *user_id, int64_t seq, int64_t *d
     return 0;
 }
 
+int outbox_erase_pending(PGconn *conn, const int *parts, int nparts, outbox_erased_t *out, int max)
+{
+    return 0;
+}
+
 int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int nparts, int limit)
 {
     return 0;

@@ -293,6 +293,14 @@ def test_export_large_user_streams_with_flat_memory(stack):
         assert doc["watchlist"] == page_all(api, user, "watchlist", user)
         assert doc["ratings"] == page_all(api, user, "ratings", user)
         assert doc["history"] == page_all(api, user, "history", user)
+        # a client that goes away mid-stream: the export stops, the server carries on
+        for _ in range(3):
+            with requests.get(api.url(f"/profiles/{user}/export"), stream=True, timeout=60,
+                              headers={"Authorization": "Bearer " + token(user)}) as r:
+                assert r.status_code == 200
+                next(r.iter_content(chunk_size=64 * 1024))
+        assert api.get(f"/profiles/{user}", user).status_code == 200
+        assert len(api.get(f"/profiles/{user}/export", user).json()["history"]) == 50000
     finally:
         api.stop()
 

@@ -158,7 +158,7 @@ static void on_profile(void *data, const PGresult *res, pgpool_err_t err)
     strbuf_append_json_string(&ex->chunk, ar->rm.user_id.value, ar->rm.user_id.len);
     strbuf_append_str(&ex->chunk, ",\"exportedAt\":\"");
     if (listrender_timestamp(&ex->chunk, clock_wall_ns() / 1000 - LISTRENDER_PG_EPOCH_UNIX_US) != 0)
-        abort(); /* the wall clock is after 2000 */
+        PROFILE_FATAL("wall clock before the year 2000");
     strbuf_append_str(&ex->chunk, "\",\"profile\":");
     if (status == 200)
         strbuf_append(&ex->chunk, PQgetvalue(res, 0, SQL_GET_PROFILE_COL_BODY),

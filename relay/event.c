@@ -10,8 +10,13 @@
 #include <sys/random.h>
 #include "relay/event.h"
 
-static const char *const type_names[EVENT_TYPE_COUNT] = {"WatchlistUpdated", "HistoryUpdated",
-                                                         "VideoRated", "ProfileUpdated"};
+static const char *const type_names[EVENT_TYPE_COUNT] = {
+    [EVENT_TYPE_WATCHLIST] = "WatchlistUpdated",
+    [EVENT_TYPE_HISTORY] = "HistoryUpdated",
+    [EVENT_TYPE_RATING] = "VideoRated",
+    [EVENT_TYPE_PROFILE] = "ProfileUpdated",
+    [EVENT_TYPE_PROFILE_DELETED] = "ProfileDeleted",
+};
 
 /*
  * The `ce_dataschema` of each type: the `$id` of schemas/events/<Type>.v<N>.json for the version
@@ -20,10 +25,11 @@ static const char *const type_names[EVENT_TYPE_COUNT] = {"WatchlistUpdated", "Hi
  * second record per event, which the relay does not do yet (no type has a second version).
  */
 static const char *const dataschemas[EVENT_TYPE_COUNT] = {
-    EVENT_SCHEMA_URN_PREFIX "WatchlistUpdated:1",
-    EVENT_SCHEMA_URN_PREFIX "HistoryUpdated:1",
-    EVENT_SCHEMA_URN_PREFIX "VideoRated:1",
-    EVENT_SCHEMA_URN_PREFIX "ProfileUpdated:1",
+    [EVENT_TYPE_WATCHLIST] = EVENT_SCHEMA_URN_PREFIX "WatchlistUpdated:1",
+    [EVENT_TYPE_HISTORY] = EVENT_SCHEMA_URN_PREFIX "HistoryUpdated:1",
+    [EVENT_TYPE_RATING] = EVENT_SCHEMA_URN_PREFIX "VideoRated:1",
+    [EVENT_TYPE_PROFILE] = EVENT_SCHEMA_URN_PREFIX "ProfileUpdated:1",
+    [EVENT_TYPE_PROFILE_DELETED] = EVENT_SCHEMA_URN_PREFIX "ProfileDeleted:1",
 };
 
 event_type_t event_type_from_name(const char *name)

@@ -30,7 +30,8 @@ typedef enum {
     EVENT_TYPE_HISTORY = 1,
     EVENT_TYPE_RATING = 2,
     EVENT_TYPE_PROFILE = 3,
-    EVENT_TYPE_COUNT = 4,
+    EVENT_TYPE_PROFILE_DELETED = 4,
+    EVENT_TYPE_COUNT = 5,
 } event_type_t;
 
 /** One outbox row as read by outbox_claim(); all strings are borrowed. */

@@ -89,6 +89,12 @@ static const struct {
 } simple[] = {
     {METRIC_DEAD_LETTERED, PROM_COUNTER, "profile_relay_dead_lettered_total",
      "Events moved to the dead-letter table.", 1},
+    {METRIC_ERASED_DEAD_LETTERS, PROM_COUNTER, "profile_relay_erased_dead_letters_total",
+     "Dead letters discarded because their user was erased (a consumer sees a gap before "
+     "ProfileDeleted).",
+     1},
+    {METRIC_ERASED_USERS, PROM_COUNTER, "profile_relay_erased_users_total",
+     "Users whose outbox rows were removed after their ProfileDeleted was published.", 1},
     {METRIC_DEAD_LETTERS, PROM_GAUGE, "profile_relay_dead_letters",
      "Rows in outbox_dead_letters (each holds its user back).", 1},
     {METRIC_PENDING, PROM_GAUGE, "profile_relay_pending_rows",

@@ -101,6 +101,8 @@ static char *int_array(const int *items, int n)
  * One index scan per partition (LATERAL over outbox_pending_idx), in the caller's partition
  * order, stopping at the limit. Partitions whose lock the lease backend no longer holds are
  * dropped here, so a relay that lost its lease connection never publishes a row it does not own.
+ * A user with a dead letter is held back, except for the rows up to a pending ProfileDeleted
+ * (the dead-lettered rows themselves excepted): the erasure discards the dead letters anyway.
  */
 static const char claim_sql[] =
     "SELECT o.user_id, o.seq, o.event_id::text, o.event_type, o.partition_no, o.payload::text,"
@@ -113,7 +115,12 @@ static const char claim_sql[] =
     "   SELECT * FROM outbox o"
     "   WHERE o.partition_no = p.no AND o.published_at IS NULL"
     "     AND o.user_id <> ALL ($2::text[])"
-    "     AND NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.user_id = o.user_id)"
+    "     AND (NOT EXISTS (SELECT 1 FROM outbox_dead_letters d WHERE d.user_id = o.user_id)"
+    "       OR (NOT EXISTS (SELECT 1 FROM outbox_dead_letters d"
+    "                        WHERE d.user_id = o.user_id AND d.seq = o.seq)"
+    "           AND EXISTS (SELECT 1 FROM outbox e WHERE e.user_id = o.user_id"
+    "                        AND e.seq >= o.seq AND e.event_type = 'ProfileDeleted'"
+    "                        AND e.published_at IS NULL)))"
     "   ORDER BY o.user_id, o.seq LIMIT $3) o"
     " WHERE p.no IN (SELECT l.objid::int FROM pg_locks l WHERE l.locktype = 'advisory'"
     "   AND l.pid = $4::int AND l.classid = $5::oid AND l.objsubid = 2 AND l.granted)"
@@ -346,4 +353,47 @@ int outbox_dlq_resolve(PGconn *conn, const event_dlq_id_t *id, bool skip)
             PQclear(res);
     }
     return n > 0 ? 1 : 0;
+}
+
+int outbox_erase_user(PGconn *conn, const char *user_id, int64_t seq, int64_t *dead_letters)
+{
+    static const char sql[] = "SELECT dead_letters, rows FROM outbox_erase_user($1, $2::bigint)";
+    char s[24];
+    snprintf(s, sizeof(s), "%" PRId64, seq);
+    const char *vals[] = {user_id, s};
+    PGresult *res = db_query(conn, "erase user's outbox rows", sql, 2, vals);
+    if (res == NULL)
+        return -1;
+    *dead_letters = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    int n = atoi(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return n;
+}
+
+int outbox_erase_pending(PGconn *conn, const int *parts, int nparts, outbox_erased_t *out, int max)
+{
+    static const char sql[] =
+        "SELECT e.user_id, e.seq, x.dead_letters, x.rows"
+        " FROM (SELECT o.user_id, max(o.seq) AS seq FROM outbox o"
+        "   WHERE o.event_type = 'ProfileDeleted' AND o.published_at IS NOT NULL"
+        "     AND o.partition_no = ANY ($1::smallint[])"
+        "   GROUP BY o.user_id LIMIT $2::int) e"
+        " CROSS JOIN LATERAL outbox_erase_user(e.user_id, e.seq) x";
+    char lim[16];
+    char *parr = int_array(parts, nparts);
+    snprintf(lim, sizeof(lim), "%d", max);
+    const char *vals[] = {parr, lim};
+    PGresult *res = db_query(conn, "sweep erased users", sql, 2, vals);
+    free(parr);
+    if (res == NULL)
+        return -1;
+    int n = PQntuples(res);
+    for (int i = 0; i < n && i < max; ++i) {
+        snprintf(out[i].user_id, sizeof(out[i].user_id), "%s", PQgetvalue(res, i, 0));
+        out[i].seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        out[i].dead_letters = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        out[i].rows = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+    }
+    PQclear(res);
+    return n < max ? n : max;
 }

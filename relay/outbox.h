@@ -93,6 +93,28 @@ PROFILE_MUSTCHECK int outbox_dead_letter(PGconn *conn, const char *user_id, int6
                                          const char *event_id, const char *error);
 
 /**
+ * The user's ProfileDeleted (sequence `seq`) is published: deletes the user's outbox rows up to
+ * `seq` and with them the user's dead letters (outbox_erase_user, V011). Sets *dead_letters to
+ * the number of dead letters discarded. Returns the number of rows deleted, or -1 (logged).
+ */
+PROFILE_MUSTCHECK int outbox_erase_user(PGconn *conn, const char *user_id, int64_t seq,
+                                        int64_t *dead_letters);
+
+/** One user whose outbox rows outbox_erase_pending() removed. */
+typedef struct st_outbox_erased_t {
+    char user_id[72];
+    int64_t seq, dead_letters, rows;
+} outbox_erased_t;
+
+/**
+ * The sweep behind outbox_erase_user(): for at most `max` users of partitions `parts` whose
+ * ProfileDeleted is published but whose rows are still there (the removal right after the
+ * publication failed), removes them. Fills out[0..n-1]; returns n, or -1 (logged).
+ */
+PROFILE_MUSTCHECK int outbox_erase_pending(PGconn *conn, const int *parts, int nparts,
+                                           outbox_erased_t *out, int max);
+
+/**
  * Deletes at most `limit` rows of partitions `parts` published more than `retention_s` seconds
  * ago. Returns the number deleted, or -1 (logged).
  */
@@ -101,10 +123,10 @@ int outbox_purge_published(PGconn *conn, int retention_s, const int *parts, int 
 /**
  * The newest migration whose objects this relay uses (V002: schema_version() and the NOTIFY
  * payload naming the partition; V004: its role's grants; V005: history_retention_purge();
- * V007: outbox.emitted_at; V010: outbox.snapshot_id). /health/ready answers 503 while the
- * database reports less.
+ * V007: outbox.emitted_at; V010: outbox.snapshot_id; V011: outbox_erase_user()). /health/ready
+ * answers 503 while the database reports less.
  */
-#define OUTBOX_SCHEMA_VERSION 10
+#define OUTBOX_SCHEMA_VERSION 11
 
 /** schema_version() of the database, or -1 (logged) when it cannot be read. */
 int outbox_schema_version(PGconn *conn);

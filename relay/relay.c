@@ -31,6 +31,7 @@
 #define STATS_TICK_MS 5000
 #define RETENTION_TICK_MS 10000
 #define RETENTION_BATCH 5000
+#define ERASE_SWEEP_BATCH 64
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 #define CLAIM_BACKOFF_MAX_MS 5000
@@ -451,10 +452,55 @@ static void forget_strikes(relay_t *r, const char *event_id)
     }
 }
 
+/* Counts and logs one erased user's removed rows. */
+static void erased(const char *user_id, int64_t seq, int64_t rows, int64_t dead)
+{
+    metrics_add(METRIC_ERASED_USERS, 1);
+    if (dead > 0) {
+        metrics_add(METRIC_ERASED_DEAD_LETTERS, (unsigned long long)dead);
+        log_warn("user %s erased: discarded %" PRId64
+                 " dead letter(s) before ProfileDeleted %" PRId64 " (consumers see a gap)",
+                 user_id, dead, seq);
+    }
+    log_info("user %s erased: removed %" PRId64 " outbox row(s) up to sequence %" PRId64, user_id,
+             rows, seq);
+}
+
+/*
+ * The user's ProfileDeleted is published: their earlier rows (payloads with personal data) and
+ * dead letters go now rather than after the retention. After a failure (logged) the sweep in
+ * housekeeping() removes them on a later tick.
+ */
+static void erase_user_rows(relay_t *r, const relay_msg_t *m)
+{
+    int64_t dead = 0;
+    int n;
+    if (r->db == NULL)
+        return; /* the sweep does it once the database is back */
+    n = outbox_erase_user(r->db, m->user_id, m->seq, &dead);
+    if (n < 0) {
+        db_check(r);
+        return;
+    }
+    erased(m->user_id, m->seq, n, dead);
+}
+
+/* Erasures whose removal failed when their ProfileDeleted was published. */
+static int sweep_erased(relay_t *r, const int *parts, int nparts)
+{
+    outbox_erased_t done[ERASE_SWEEP_BATCH];
+    int n = outbox_erase_pending(r->db, parts, nparts, done, ERASE_SWEEP_BATCH);
+    for (int i = 0; i < n; ++i)
+        erased(done[i].user_id, done[i].seq, done[i].rows, done[i].dead_letters);
+    return n;
+}
+
 /* A delivered and marked message leaves the window. */
 static void finish_delivered(relay_t *r, relay_msg_t *m)
 {
     metrics_published(m->type, m->report_us - m->created_us);
+    if (m->type == EVENT_TYPE_PROFILE_DELETED)
+        erase_user_rows(r, m);
     inval_add(r->inval, m->user_id, m->seq);
     forget_strikes(r, m->event_id);
     msg_move(r, m, MSG_GONE);
@@ -721,6 +767,11 @@ static void housekeeping(relay_t *r, long long now)
     if (now >= r->next_retention_ms && lease_held_count(r->lease) > 0) {
         int claimable[OUTBOX_PARTITIONS];
         int nc = lease_claimable(r->lease, claimable);
+        if (sweep_erased(r, claimable, nc) < 0) {
+            db_check(r);
+            r->next_retention_ms = now + retention_tick(r);
+            return;
+        }
         int deleted = outbox_purge_published(r->db, r->cfg->outbox_retention_seconds, claimable, nc,
                                              RETENTION_BATCH);
         if (deleted < 0) {

@@ -17,7 +17,7 @@
 #define OID_UUID 2950
 
 #define USECS_PER_DAY 86400000000LL
-#define PG_EPOCH_UNIX_US 946684800000000LL /* 2000-01-01 in microseconds since 1970-01-01 */
+#define PG_EPOCH_UNIX_US LISTRENDER_PG_EPOCH_UNIX_US
 #define PG_EPOCH_UNIX_DAYS 10957
 #define TS_NOBEGIN INT64_MIN /* -infinity */
 #define TS_NOEND INT64_MAX   /* infinity */
@@ -277,31 +277,39 @@ static int render_item(strbuf_t *out, const PGresult *res, listrender_kind_t kin
     return 0;
 }
 
+/* The keyset of item `row` as a cursor; -1 when its id cannot be a cursor id. */
+static int cursor_of(const PGresult *res, listrender_kind_t kind, int row, char cursor_kind,
+                     cursor_t *c)
+{
+    int idcol = layouts[kind].id_col;
+    int64_t ts = get_i64(res, row, layouts[kind].ts_col);
+
+    memset(c, 0, sizeof(*c));
+    c->kind = cursor_kind;
+    if (ts > INT64_MAX - PG_EPOCH_UNIX_US)
+        return -1;
+    c->ts_us = ts + PG_EPOCH_UNIX_US;
+    if (kind == LISTRENDER_HISTORY) {
+        format_uuid(c->id, (const unsigned char *)PQgetvalue(res, row, idcol)); /* 36 < 64 */
+    } else {
+        size_t len = (size_t)PQgetlength(res, row, idcol);
+        if (len == 0 || len > CURSOR_MAX_ID)
+            return -1;
+        memcpy(c->id, PQgetvalue(res, row, idcol), len);
+    }
+    return 0;
+}
+
 /* nextCursor of item `row`; null when its id cannot be a cursor id (as V002's callers did). */
 static void append_cursor(strbuf_t *out, const PGresult *res, listrender_kind_t kind, int row,
                           char cursor_kind)
 {
-    int idcol = layouts[kind].id_col;
-    int64_t ts = get_i64(res, row, layouts[kind].ts_col);
     cursor_t c;
     char enc[CURSOR_MAX_ENCODED];
 
-    memset(&c, 0, sizeof(c));
-    c.kind = cursor_kind;
-    if (ts > INT64_MAX - PG_EPOCH_UNIX_US) {
+    if (cursor_of(res, kind, row, cursor_kind, &c) != 0) {
         strbuf_append_str(out, "null");
         return;
-    }
-    c.ts_us = ts + PG_EPOCH_UNIX_US;
-    if (kind == LISTRENDER_HISTORY) {
-        format_uuid(c.id, (const unsigned char *)PQgetvalue(res, row, idcol)); /* 36 < 64 */
-    } else {
-        size_t len = (size_t)PQgetlength(res, row, idcol);
-        if (len == 0 || len > CURSOR_MAX_ID) {
-            strbuf_append_str(out, "null");
-            return;
-        }
-        memcpy(c.id, PQgetvalue(res, row, idcol), len);
     }
     cursor_encode(&c, enc);
     strbuf_append_char(out, '"');
@@ -309,19 +317,19 @@ static void append_cursor(strbuf_t *out, const PGresult *res, listrender_kind_t 
     strbuf_append_char(out, '"');
 }
 
-int listrender_page(const PGresult *res, listrender_kind_t kind, int limit, char cursor_kind,
-                    strbuf_t *out, int64_t *version)
+/* Checks the result's shape; sets the row and item counts. -1 when it is not a page. */
+static int check_page(const PGresult *res, listrender_kind_t kind, int limit, int *nrows,
+                      int *nitems)
 {
-    size_t start = out->len;
     const col_t *cols;
-    int ncols, nrows, nitems;
+    int ncols;
 
     if (res == NULL || (unsigned)kind > LISTRENDER_RATINGS || limit < 1)
         return -1;
     cols = layouts[kind].cols;
     ncols = layouts[kind].ncols;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != ncols ||
-        (nrows = PQntuples(res)) < 1)
+        (*nrows = PQntuples(res)) < 1)
         return -1;
     for (int c = 0; c < ncols; c++)
         if (PQfformat(res, c) != 1 || PQftype(res, c) != cols[c].type)
@@ -330,15 +338,26 @@ int listrender_page(const PGresult *res, listrender_kind_t kind, int limit, char
     if (PQgetisnull(res, 0, 0) || PQgetlength(res, 0, 0) != 8)
         return -1;
     if (PQgetisnull(res, 0, layouts[kind].id_col)) {
-        if (nrows != 1)
+        if (*nrows != 1)
             return -1;
-        nitems = 0;
+        *nitems = 0;
     } else {
-        nitems = nrows < limit ? nrows : limit;
-        for (int r = 0; r < nitems; r++)
+        *nitems = *nrows < limit ? *nrows : limit;
+        for (int r = 0; r < *nitems; r++)
             if (!row_ok(res, cols, ncols, r))
                 return -1;
     }
+    return 0;
+}
+
+int listrender_page(const PGresult *res, listrender_kind_t kind, int limit, char cursor_kind,
+                    strbuf_t *out, int64_t *version)
+{
+    size_t start = out->len;
+    int nrows, nitems;
+
+    if (check_page(res, kind, limit, &nrows, &nitems) != 0)
+        return -1;
     *version = get_i64(res, 0, SQL_PAGE_COL_VERSION);
 
     strbuf_reserve(out, 40 + (size_t)nitems * (kind == LISTRENDER_WATCHLIST ? 64 : 160));
@@ -355,6 +374,35 @@ int listrender_page(const PGresult *res, listrender_kind_t kind, int limit, char
     else
         strbuf_append_str(out, "null");
     strbuf_append_char(out, '}');
+    return 0;
+
+Error:
+    out->len = start;
+    out->data[start] = '\0';
+    return -1;
+}
+
+int listrender_items(const PGresult *res, listrender_kind_t kind, int limit, bool after_item,
+                     strbuf_t *out, int *nitems, cursor_t *next, bool *more)
+{
+    size_t start = out->len;
+    int nrows;
+
+    *more = false;
+    if (check_page(res, kind, limit, &nrows, nitems) != 0)
+        return -1;
+    strbuf_reserve(out, 8 + (size_t)*nitems * (kind == LISTRENDER_WATCHLIST ? 64 : 160));
+    for (int r = 0; r < *nitems; r++) {
+        if (r > 0 || after_item)
+            strbuf_append_char(out, ',');
+        if (render_item(out, res, kind, r) != 0)
+            goto Error;
+    }
+    if (*nitems > 0 && nrows > limit) {
+        if (cursor_of(res, kind, limit - 1, 'x', next) != 0)
+            goto Error;
+        *more = true;
+    }
     return 0;
 
 Error:

@@ -6,11 +6,16 @@
 #ifndef PROFILE_API_DATA_LISTRENDER_H
 #define PROFILE_API_DATA_LISTRENDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <libpq-fe.h>
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "api/data/cursor.h"
+
+/** PostgreSQL's epoch (2000-01-01 UTC) in microseconds since the Unix epoch. */
+#define LISTRENDER_PG_EPOCH_UNIX_US 946684800000000LL
 
 /** The column layout of a page (docs/sql-api.md). */
 typedef enum {
@@ -30,6 +35,18 @@ typedef enum {
  */
 PROFILE_MUSTCHECK int listrender_page(const PGresult *res, listrender_kind_t kind, int limit,
                                       char cursor_kind, strbuf_t *out, int64_t *version);
+
+/**
+ * The items of one page without the list wrapper, for a document streamed page by page (the
+ * export): appends at most `limit` items separated by commas, with a leading comma when
+ * `after_item` is true and the page has items. Sets *nitems, and *more when the result holds
+ * more than `limit` rows: *next is then the keyset of item `limit - 1` (ts_us and id; its kind
+ * is unset), to pass as the next page's "after". Returns 0, or -1 (out unchanged) for a result
+ * that is not a page or an item that cannot be rendered or continued from.
+ */
+PROFILE_MUSTCHECK int listrender_items(const PGresult *res, listrender_kind_t kind, int limit,
+                                       bool after_item, strbuf_t *out, int *nitems, cursor_t *next,
+                                       bool *more);
 
 /**
  * Appends a binary timestamptz (microseconds since 2000-01-01 UTC) as PostgreSQL's

@@ -81,6 +81,11 @@ static const struct {
          "api_rating_put($1, $2, decode($3, 'hex'), $4, $5, $6, $7, $8, "
          "$9)",
          0},
+    [PGPOOL_STMT_ERASE_PROFILE] =
+        {"erase_profile",
+         "SELECT status, body, etag, location, replayed, seq, " WRITE_PARTITION " FROM "
+         "api_erase_profile($1, $2, decode($3, 'hex'), $4, $5, $6)",
+         0},
     /* The pages (V003) come back in binary format, rendered by api/data/listrender.c; parameters
      * stay text. Names (span names, metric labels) keep the list_ prefix of the old statements
      * so dashboards carry on. */

@@ -49,6 +49,9 @@ enum {
     SQL_RATING_PUT__COUNT
 };
 
+/** api_erase_profile(common..., p_user_id) (V011) */
+enum { SQL_ERASE_PROFILE_USER = SQL_WRITE__COMMON, SQL_ERASE_PROFILE__COUNT };
+
 /**
  * The row every write statement returns: the function's (status, body, etag, location, replayed,
  * seq), then the user's relay partition (outbox_partition) for the hint sent after commit.

@@ -18,8 +18,7 @@
 #include "api/data/redis_client.h"
 #include "common/config.h"
 
-#define API_SCHEMA_VERSION                                                                         \
-    7 /* migrations this binary needs (readiness): V004 and V007 grant its role */
+#define API_SCHEMA_VERSION 11    /* migrations this binary needs (readiness): V004, V007, V011 */
 #define API_MAX_BODY (64 * 1024) /* larger bodies are 413 (docs/security.md) */
 
 typedef struct st_api_server_t api_server_t;
@@ -99,9 +98,10 @@ typedef struct st_api_req_t {
     api_wait_t *wait;   /* Redis step in flight, or NULL */
     bool has_ratelimit; /* RateLimit headers go on the response (limiter on, authed) */
     ratelimit_result_t ratelimit;
-    int auth_status;          /* auth_status_t of step 3 (kept across the async limiter) */
-    api_list_ctx_t *list;     /* GET watchlist/history, else NULL */
-    api_prefetch_t *prefetch; /* cache read in flight since the rate-limit check, or NULL */
+    int auth_status;                /* auth_status_t of step 3 (kept across the async limiter) */
+    api_list_ctx_t *list;           /* GET watchlist/history, else NULL */
+    struct st_api_export_t *export; /* GET export while it streams, else NULL */
+    api_prefetch_t *prefetch;       /* cache read in flight since the rate-limit check, or NULL */
     /* a committed write waiting for its cache invalidation before it is answered */
     int pending_status;
     const char *pending_body;

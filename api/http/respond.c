@@ -131,6 +131,28 @@ void api_respond(api_req_t *ar, int status, const char *ctype, const char *body,
     api_publish_redis_stats(ar->thr);
 }
 
+void api_respond_stream(api_req_t *ar, int status, const char *ctype, h2o_generator_t *gen)
+{
+    h2o_req_t *req = ar->req;
+    struct timespec now;
+    double ms;
+
+    ar->responded = true;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
+                   strlen(ctype));
+    add_common_headers(ar);
+    h2o_start_response(req, gen);
+
+    clock_mono_ts(&now);
+    ms = clock_elapsed_s(&ar->started, &now) * 1e3;
+    api_span_server(ar, status, &now);
+    metrics_observe_request(ar->thr->index, ar->rm.route, ar->rm.method, status, ms);
+    access_log(ar, status, ms);
+    api_publish_redis_stats(ar->thr);
+}
+
 void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,
                          const problem_field_error_t *errors, size_t nerrors)
 {

@@ -20,6 +20,14 @@ void api_add_header(api_req_t *ar, const char *name, const char *value, size_t l
  */
 void api_respond(api_req_t *ar, int status, const char *ctype, const char *body, size_t len);
 
+/**
+ * Starts a streamed response (h2o_start_response with `gen`; the body follows with h2o_send):
+ * the common headers as api_respond, plus `ctype`. The request's metrics, SERVER span and access
+ * line are recorded now, so their duration is the time to the first byte. Headers the caller
+ * adds must be added before. Loop thread only.
+ */
+void api_respond_stream(api_req_t *ar, int status, const char *ctype, h2o_generator_t *gen);
+
 /** api_respond with a problem+json body (problem_render). */
 void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,
                          const problem_field_error_t *errors, size_t nerrors);

@@ -14,7 +14,8 @@ static const struct {
     const char *tmpl;
 } routes[ROUTE__COUNT] = {
     [ROUTE_NONE] = {0, "", "unmatched"},
-    [ROUTE_PROFILE] = {M(ROUTE_METHOD_GET) | M(ROUTE_METHOD_PUT), "GET, PUT", "/profiles/{userId}"},
+    [ROUTE_PROFILE] = {M(ROUTE_METHOD_GET) | M(ROUTE_METHOD_PUT) | M(ROUTE_METHOD_DELETE),
+                       "GET, PUT, DELETE", "/profiles/{userId}"},
     [ROUTE_WATCHLIST] = {M(ROUTE_METHOD_GET) | M(ROUTE_METHOD_POST), "GET, POST",
                          "/profiles/{userId}/watchlist"},
     [ROUTE_WATCHLIST_ITEM] = {M(ROUTE_METHOD_DELETE), "DELETE",
@@ -23,6 +24,7 @@ static const struct {
                        "/profiles/{userId}/history"},
     [ROUTE_RATINGS] = {M(ROUTE_METHOD_GET) | M(ROUTE_METHOD_POST), "GET, POST",
                        "/profiles/{userId}/ratings"},
+    [ROUTE_EXPORT] = {M(ROUTE_METHOD_GET), "GET", "/profiles/{userId}/export"},
     [ROUTE_HEALTH_LIVE] = {M(ROUTE_METHOD_GET), "GET", "/health/live"},
     [ROUTE_HEALTH_READY] = {M(ROUTE_METHOD_GET), "GET", "/health/ready"},
     [ROUTE_HEALTH] = {M(ROUTE_METHOD_GET), "GET", "/health"},
@@ -60,7 +62,7 @@ const char *route_method_name(route_method_t m)
 
 bool route_needs_auth(route_id_t r)
 {
-    return r >= ROUTE_PROFILE && r <= ROUTE_RATINGS;
+    return r >= ROUTE_PROFILE && r <= ROUTE_EXPORT;
 }
 
 /* Decodes one segment; a malformed escape or an overlong value marks it bad (400 later). */
@@ -150,6 +152,8 @@ route_match_status_t route_match(const char *method, size_t method_len, const ch
             out->route = ROUTE_HISTORY;
         } else if (n == 3 && seg_is(seg[2], seglen[2], "ratings")) {
             out->route = ROUTE_RATINGS;
+        } else if (n == 3 && seg_is(seg[2], seglen[2], "export")) {
+            out->route = ROUTE_EXPORT;
         } else {
             return ROUTE_MATCH_NOT_FOUND;
         }

@@ -15,6 +15,7 @@ typedef enum {
     ROUTE_WATCHLIST_ITEM, /* /profiles/{userId}/watchlist/{videoId} */
     ROUTE_HISTORY,        /* /profiles/{userId}/history */
     ROUTE_RATINGS,        /* /profiles/{userId}/ratings */
+    ROUTE_EXPORT,         /* /profiles/{userId}/export */
     ROUTE_HEALTH_LIVE,    /* /health/live */
     ROUTE_HEALTH_READY,   /* /health/ready */
     ROUTE_HEALTH,         /* /health */

@@ -277,6 +277,9 @@ static void after_ratelimit(api_req_t *ar)
     case ROUTE_RATINGS:
         handler_ratings(ar);
         break;
+    case ROUTE_EXPORT:
+        handler_export(ar);
+        break;
     default:
         api_respond_problem(ar, 404, "not-found", "No such resource.", NULL, 0);
         break;

@@ -14,6 +14,8 @@ void handler_profiles(api_req_t *ar);
 void handler_watchlist(api_req_t *ar);
 /** GET and POST /profiles/{userId}/history. */
 void handler_history(api_req_t *ar);
+/** GET /profiles/{userId}/export: everything of the user, streamed. */
+void handler_export(api_req_t *ar);
 /** GET and POST /profiles/{userId}/ratings. */
 void handler_ratings(api_req_t *ar);
 /** /health, /health/live, /health/ready and /metrics (no authentication). */

@@ -63,6 +63,12 @@ class UserState:
     def apply(self, etype, data):
         if etype == "ProfileUpdated":
             self.profile_version = data["version"]
+        elif etype == "ProfileDeleted":
+            # Erasure: forget everything of the user; only the sequence carries on.
+            self.profile_version = None
+            self.watchlist = set()
+            self.ratings = {}
+            self.resume = {}
         elif etype == "WatchlistUpdated":
             if data["action"] == "added":
                 self.watchlist.add(data["videoId"])

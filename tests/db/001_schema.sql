@@ -135,7 +135,7 @@ SELECT col_not_null('outbox', 'created_at');
 SELECT col_type_is('outbox', 'published_at', 'timestamp with time zone');
 SELECT col_is_null('outbox', 'published_at');
 SELECT col_is_pk('outbox', ARRAY['user_id', 'seq']::name[]);
-SELECT indexes_are('outbox', ARRAY['outbox_pkey', 'outbox_event_id_key', 'outbox_pending_idx', 'outbox_published_idx']::name[]);
+SELECT indexes_are('outbox', ARRAY['outbox_pkey', 'outbox_event_id_key', 'outbox_pending_idx', 'outbox_published_idx', 'outbox_profile_deleted_idx']::name[]);
 SELECT is(pg_get_indexdef('outbox_pkey'::regclass), 'CREATE UNIQUE INDEX outbox_pkey ON public.outbox USING btree (user_id, seq)', 'outbox_pkey definition');
 SELECT is(pg_get_indexdef('outbox_event_id_key'::regclass), 'CREATE UNIQUE INDEX outbox_event_id_key ON public.outbox USING btree (event_id)', 'outbox_event_id_key definition');
 SELECT is(pg_get_indexdef('outbox_pending_idx'::regclass), 'CREATE INDEX outbox_pending_idx ON public.outbox USING btree (partition_no, user_id, seq) WHERE (published_at IS NULL)', 'outbox_pending_idx definition');

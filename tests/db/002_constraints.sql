@@ -101,7 +101,7 @@ SELECT throws_ok($$INSERT INTO ratings (user_id, video_id, rating) VALUES ('r1',
 -- sequence, outbox, dead letters
 SELECT throws_ok($$INSERT INTO user_event_seq VALUES ('s1', 0, now())$$,
                  '23514', NULL, 'sequence 0');
-SELECT throws_ok($$INSERT INTO outbox (user_id, seq, event_type, payload, created_at) VALUES ('o1', 1, 'ProfileDeleted', '{}', now())$$,
+SELECT throws_ok($$INSERT INTO outbox (user_id, seq, event_type, payload, created_at) VALUES ('o1', 1, 'ProfileGone', '{}', now())$$,
                  '23514', NULL, 'unknown event type');
 SELECT throws_ok($$INSERT INTO outbox (user_id, seq, event_type, payload, created_at) VALUES ('o1', 0, 'ProfileUpdated', '{}', now())$$,
                  '23514', NULL, 'outbox sequence 0');

@@ -64,14 +64,14 @@ SELECT set_eq($$SELECT p.proname::text FROM pg_proc p
                     'api_history_add', 'api_rating_put', 'api_get_profile',
                     'api_idempotency_cleanup', 'api_page_watchlist', 'api_page_history',
                     'api_page_continue', 'api_page_ratings', 'api_page_rating_video',
-                    'schema_version', 'outbox_partition'],
+                    'schema_version', 'outbox_partition', 'api_erase_profile'],
               'profile_app executes the API functions only');
 SELECT set_eq($$SELECT p.proname::text FROM pg_proc p
                  WHERE p.proowner = 'profile_owner'::regrole
                    AND has_function_privilege('profile_relay', p.oid, 'EXECUTE')$$,
               ARRAY['schema_version', 'history_retention_purge', 'snapshot_start',
-                    'snapshot_step'],
-              'profile_relay executes the readiness check, history retention and snapshots only');
+                    'snapshot_step', 'outbox_erase_user'],
+              'profile_relay executes the readiness check, history retention, snapshots and erasure purge only');
 SELECT set_eq($$SELECT c.relname::text || ' ' || a.privilege_type
                  FROM pg_class c, aclexplode(c.relacl) a
                  WHERE c.relnamespace = 'public'::regnamespace

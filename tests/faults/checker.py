@@ -39,7 +39,8 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import event_schemas  # noqa: E402  (tests/event_schemas.py: the JSON Schemas of schemas/events)
 from common import read_json, read_jsonl  # noqa: E402
 
-EVENT_TYPES = ("WatchlistUpdated", "HistoryUpdated", "VideoRated", "ProfileUpdated")
+EVENT_TYPES = ("WatchlistUpdated", "HistoryUpdated", "VideoRated", "ProfileUpdated",
+               "ProfileDeleted")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TRACEPARENT_RE = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -311,7 +312,8 @@ class Report:
     def detail_line(self):
         c = self.c
         keys = ["malformed", "replay_mismatch", "time_backwards", "rejected", "uncertain",
-                "dead_letters", "pending", "records", "users", "cache_checked"]
+                "dead_letters", "pending", "records", "users", "cache_checked", "erasures",
+                "profile_deleted"]
         return "faults: detail " + " ".join("%s=%d" % (k, c[k]) for k in keys)
 
 
@@ -381,6 +383,8 @@ def event_key(e):
                 d.get("watchedAt"))
     if t == "VideoRated":
         return ("rate", d.get("videoId"), d.get("rating"), d.get("review"))
+    if t == "ProfileDeleted":
+        return ("del",)
     return ("prof", d.get("version"))
 
 
@@ -395,6 +399,15 @@ def expectations(user_ops, rep):
     model {videoId: True/False/None} the watchlist the client was told about."""
     must, may = [], []
     wl = {}
+    kept = False  # rows only an erasure removes (history, ratings, profile): True/False/None
+
+    def has_data():
+        if kept is True or any(s is True for s in wl.values()):
+            return True
+        if kept is None or any(s is None for s in wl.values()):
+            return None
+        return False
+
     for op in sorted(user_ops, key=lambda o: o["idx"]):
         kind, out, req, body = op["op"], op["outcome"], op.get("req") or {}, op.get("body")
         st = op.get("status")
@@ -402,6 +415,24 @@ def expectations(user_ops, rep):
         if out == "rejected":
             continue
         acked = out == "acked"
+        if kind == "erase":
+            # ProfileDeleted only when there was something to erase (a repeat emits nothing)
+            data = has_data()
+            if acked and st != 204:
+                rep.add("db_mismatch", 1, "%s: ack %s for an erasure" % (tag, st))
+            if acked and data is True:
+                must.append((("del",), op))
+            elif data is not False:
+                may.append((("del",), op))
+            if acked:
+                wl = {v: False for v in wl}
+                kept = False
+            else:
+                wl = {v: (False if s is False else None) for v, s in wl.items()}
+                kept = None if kept is not False else False
+            continue
+        if kind in ("history_add", "rating", "profile"):
+            kept = True if acked else (kept or None)
         if acked and not isinstance(body, dict) and kind != "wl_remove":
             rep.add("db_mismatch", 1, "%s: %d without a JSON body" % (tag, st))
             continue
@@ -471,8 +502,23 @@ def expectations(user_ops, rep):
     return must, may, wl
 
 
+def erasure_fates(user_ops):
+    """{op key: "kept" | "erased" | "maybe"}: what the erasures after a write did to its rows
+    (one user's writes are sequential, so an erasure sent later commits later)."""
+    fate, after = {}, "kept"
+    for op in sorted(user_ops, key=lambda o: o["idx"], reverse=True):
+        fate[op["key"]] = after
+        if op["op"] == "erase" and op["outcome"] == "acked":
+            after = "erased"
+        elif op["op"] == "erase" and op["outcome"] == "uncertain" and after == "kept":
+            after = "maybe"
+    return fate
+
+
 def check_db_vs_acked(user, user_ops, model, db, rep):
-    """PostgreSQL must hold what acknowledged writes said, and nothing unexplained."""
+    """PostgreSQL must hold what acknowledged writes said (minus what an acknowledged erasure
+    after them removed), and nothing unexplained."""
+    fate = erasure_fates(user_ops)
     hist_db = db.get("history", {}).get(user, {})
     acked_hist = set()
     uncertain_hist = 0
@@ -486,10 +532,14 @@ def check_db_vs_acked(user, user_ops, model, db, rep):
             row = hist_db.get(eid)
             want = {k: b.get(k) for k in ("videoId", "positionSeconds", "durationSeconds",
                                           "watchedAt")}
-            if row != want:
+            if fate[op["key"]] == "erased":
+                if row is not None:
+                    rep.add("db_mismatch", 1, "%s: history entry %s survived an acked erasure"
+                            % (user, eid))
+            elif row != want and not (row is None and fate[op["key"]] == "maybe"):
                 rep.add("db_mismatch", 1, "%s: acked history entry %s is %s in PostgreSQL"
                         % (user, json.dumps(b), json.dumps(row)))
-        elif op["outcome"] == "uncertain":
+        elif op["outcome"] == "uncertain" and fate[op["key"]] != "erased":
             uncertain_hist += 1
     extra = [e for e in hist_db if e not in acked_hist]
     if len(extra) > uncertain_hist:
@@ -519,7 +569,11 @@ def check_db_vs_acked(user, user_ops, model, db, rep):
             prof_last = op
     rat_db = db.get("ratings", {}).get(user, {})
     for v, op in sorted(last.items()):
-        if op["outcome"] != "acked":
+        if fate[op["key"]] == "erased":
+            if v in rat_db:
+                rep.add("db_mismatch", 1, "%s: rating of %s survived an acked erasure" % (user, v))
+            continue
+        if op["outcome"] != "acked" or fate[op["key"]] == "maybe":
             continue
         got = rat_db.get(v)
         want = [op["body"].get("rating"), op["body"].get("review")]
@@ -530,7 +584,10 @@ def check_db_vs_acked(user, user_ops, model, db, rep):
         if v not in last:
             rep.add("db_mismatch", 1, "%s: rating of %s in PostgreSQL, never written" % (user, v))
     prof_db = db.get("profiles", {}).get(user)
-    if prof_last is not None and prof_last["outcome"] == "acked":
+    if prof_last is not None and fate[prof_last["key"]] != "kept":
+        if fate[prof_last["key"]] == "erased" and prof_db is not None:
+            rep.add("db_mismatch", 1, "%s: the profile survived an acked erasure" % user)
+    elif prof_last is not None and prof_last["outcome"] == "acked":
         b = prof_last["body"]
         if prof_db is None or prof_db.get("version") != b.get("version") or \
                 prof_db.get("displayName") != b.get("displayName"):
@@ -557,6 +614,8 @@ def check_replay(user, evs, db, rep):
             ratings[d.get("videoId")] = [d.get("rating"), d.get("review")]
         elif e["type"] == "HistoryUpdated":
             hist[event_key(e)[1:]] += 1
+        elif e["type"] == "ProfileDeleted":
+            wl, ratings, hist, version = set(), {}, collections.Counter(), None
         else:
             version = d.get("version")
     db_wl = set(db.get("watchlist", {}).get(user, {}))
@@ -587,6 +646,7 @@ def check(ops, events, db, cache=None):
         ops_by_user[op["user"]].append(op)
         if op["outcome"] == "acked":
             rep.c["acked"] += 1
+            rep.c["erasures"] += op["op"] == "erase"
         elif op["outcome"] == "uncertain":
             rep.c["uncertain"] += 1
         else:
@@ -610,6 +670,7 @@ def check(ops, events, db, cache=None):
             continue
         first[e["id"]] = e
         by_user[e["user"]].append(e)
+        rep.c["profile_deleted"] += e["type"] == "ProfileDeleted"
     rep.c["events"] = len(first)
 
     outbox = db.get("outbox", {})
@@ -641,6 +702,8 @@ def check(ops, events, db, cache=None):
         missing = [s for s in range(1, n + 1) if s not in by_seq]
         if missing:
             rep.add("gaps", len(missing), "%s: seq %s of 1..%d never seen" % (user, missing[:10], n))
+        # the relay removes the outbox rows of a user up to a published ProfileDeleted
+        erased_upto = max([e["seq"] for e in evs if e["type"] == "ProfileDeleted"], default=0)
         good = []
         for s, group in sorted(by_seq.items()):
             if s > n:
@@ -651,6 +714,9 @@ def check(ops, events, db, cache=None):
                         % (user, s, len(group)))
             for e in group:
                 row = outbox.get(e["id"])
+                if row is None and s <= erased_upto:
+                    good.append(e)  # purged after the erasure: nothing left to compare with
+                    continue
                 if row is None:
                     rep.add("unexpected", 1, "%s: event %s (seq %d) has no outbox row"
                             % (user, e["id"], s))

@@ -109,6 +109,17 @@ class Sim:
                                              "preferences": {}, "version": ver}
                 body = {"userId": user, "displayName": req["displayName"], "version": ver}
                 self._emit(user, "ProfileUpdated", {"userId": user, "version": ver})
+        elif op == "erase":
+            method = "DELETE"
+            if commit:
+                status = 204
+                had = any([self.db[t].pop(user, None) for t in ("watchlist", "history",
+                                                                "ratings", "profiles")])
+                if had:
+                    self._emit(user, "ProfileDeleted", {"userId": user})
+                    # the relay removes the user's outbox rows once ProfileDeleted is published
+                    for eid in [e for e, r in self.db["outbox"].items() if r["user"] == user]:
+                        del self.db["outbox"][eid]
         rec = {"user": user, "op": op, "key": "k-%s" % uuid.uuid4(), "idx": i, "method": method,
                "path": path, "req": req or None, "outcome": outcome,
                "status": status if outcome == "acked" else None,
@@ -309,3 +320,37 @@ def test_ce_time_going_backwards_fails():
     ev["h"] = [[k, v] for k, v in h.items()]
     rep = s.check()
     assert rep.c["time_backwards"] == 1 and not rep.ok(), counts(rep)
+
+
+def erase_sim():
+    s = busy_sim()
+    s.write("u1", "erase")
+    s.write("u1", "erase")  # nothing left: no event
+    s.write("u1", "wl_add", videoId="w3")  # after the erasure: kept
+    s.write("u2", "erase", outcome="uncertain", committed=True)
+    s.write("u3", "erase", outcome="uncertain", committed=False)
+    return s
+
+
+def test_erasures_pass():
+    s = erase_sim()
+    rep = s.check()
+    assert rep.ok(), rep.details
+    assert sum(1 for e in s.events if dict(e["h"])["ce_type"] == "ProfileDeleted") == 2
+
+
+def test_erasure_that_left_rows_is_a_mismatch():
+    s = erase_sim()
+    s.db["ratings"]["u1"] = {"r1": [5, None]}
+    rep = s.check()
+    assert rep.c["db_mismatch"] >= 1 and rep.c["replay_mismatch"] >= 1, counts(rep)
+
+
+def test_acked_erasure_without_its_event_is_lost():
+    s = erase_sim()
+    gone = [e for e in s.events if e["k"] == "u1" and dict(e["h"])["ce_type"] == "ProfileDeleted"]
+    s.events.remove(gone[0])
+    rep = s.check()
+    # without the ProfileDeleted nothing explains the purged outbox rows either
+    assert rep.c["gaps"] == 1 and not rep.ok(), counts(rep)
+    assert any("erase" in d and "('del',)" in d for d in rep.details["lost"]), rep.details

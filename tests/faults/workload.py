@@ -28,6 +28,7 @@ WRITE_MIX = [  # (operation, weight)
     ("wl_remove", 15),
     ("rating", 15),
     ("profile", 10),
+    ("erase", 2),  # DELETE /profiles/{userId}: everything of the user goes, ProfileDeleted
 ]
 READ_SHARE = 0.12
 READ_PATHS = ["/watchlist", "/watchlist?limit=10", "/history", "/history?view=continue",
@@ -172,6 +173,8 @@ class Client(threading.Thread):
             if rng.random() < 0.5:
                 body["avatarUrl"] = "https://img.example.com/%s.png" % uuid.uuid4().hex[:10]
             return "PUT", base, body
+        if op == "erase":
+            return "DELETE", base, None
         raise ValueError(op)
 
     def do_write(self, user, op, method=None, path=None, body=None):
@@ -198,6 +201,12 @@ class Client(threading.Thread):
                 self.model[user][vid] = op == "wl_add"
             elif outcome == "uncertain":
                 self.model[user][vid] = None
+        elif op == "erase":
+            for vid in self.model[user]:
+                if outcome == "acked":
+                    self.model[user][vid] = False
+                elif outcome == "uncertain" and self.model[user][vid] is not False:
+                    self.model[user][vid] = None
         self.wl.record(rec)
         return rec
 

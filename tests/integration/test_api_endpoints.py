@@ -67,7 +67,7 @@ def test_unknown_route_404(api):
 def test_wrong_method_405_with_allow(api):
     r = requests.post(api.url("/profiles/u1"), data=b"{}")
     assert_problem(r, 405)
-    assert set(r.headers["Allow"].replace(" ", "").split(",")) == {"GET", "PUT"}
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) == {"GET", "PUT", "DELETE"}
     r = requests.get(api.url("/profiles/u1/watchlist/v1"))
     assert_problem(r, 405)
     assert r.headers["Allow"] == "DELETE"

@@ -12,7 +12,7 @@ from api_helpers import new_user, start_api
 from support import psql
 
 URN = "urn:profile-service:schema:%s:1"
-TYPES = ("WatchlistUpdated", "HistoryUpdated", "VideoRated", "ProfileUpdated")
+TYPES = ("WatchlistUpdated", "HistoryUpdated", "VideoRated", "ProfileUpdated", "ProfileDeleted")
 
 GOOD = {
     "WatchlistUpdated": {"userId": "u1", "videoId": "v9", "action": "added"},
@@ -20,6 +20,7 @@ GOOD = {
                        "durationSeconds": None, "watchedAt": "2026-11-25T22:29:14.123Z"},
     "VideoRated": {"userId": "u1", "videoId": "v9", "rating": 5, "review": None},
     "ProfileUpdated": {"userId": "u1", "version": 1},
+    "ProfileDeleted": {"userId": "u1"},
 }
 
 

@@ -136,12 +136,12 @@ def test_checker_rules_outside_operations():
     assert _check(404, {"Content-Type": PROBLEM}, problem, path="/nope") == []
     assert _check(200, {"Content-Type": JSON}, {}, path="/nope")  # unknown path must be 404
     m405 = {"type": "/problems/method-not-allowed", "title": "Method Not Allowed", "status": 405}
-    ok = {"Content-Type": PROBLEM, "Allow": "GET, PUT"}
+    ok = {"Content-Type": PROBLEM, "Allow": "GET, PUT, DELETE"}
     assert _check(405, ok, m405, method="PATCH") == []
     assert _check(405, {**ok, "Allow": "GET"}, m405, method="PATCH")  # Allow != spec methods
     assert _check(405, {"Content-Type": PROBLEM}, m405, method="PATCH")  # no Allow
-    assert _check(204, {"Allow": "GET, PUT"}, b"", method="OPTIONS") == []
-    assert _check(204, {"Allow": "GET, PUT"}, b"x", method="OPTIONS")  # body on 204
+    assert _check(204, {"Allow": "GET, PUT, DELETE"}, b"", method="OPTIONS") == []
+    assert _check(204, {"Allow": "GET, PUT, DELETE"}, b"x", method="OPTIONS")  # body on 204
 
 
 def test_checker_rejects_a_response_after_the_spec_changes():

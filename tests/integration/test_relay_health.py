@@ -10,7 +10,7 @@ import requests
 
 import support
 
-RELAY_SCHEMA_VERSION = 10  # relay/outbox.h OUTBOX_SCHEMA_VERSION
+RELAY_SCHEMA_VERSION = 11  # relay/outbox.h OUTBOX_SCHEMA_VERSION
 STATS_TICK_S = 5  # relay/relay.c STATS_TICK_MS: how often the version is read again
 
 

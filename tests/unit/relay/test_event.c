@@ -80,6 +80,7 @@ static void test_dataschema_per_type(void **state)
         {"HistoryUpdated", "urn:profile-service:schema:HistoryUpdated:1"},
         {"VideoRated", "urn:profile-service:schema:VideoRated:1"},
         {"ProfileUpdated", "urn:profile-service:schema:ProfileUpdated:1"},
+        {"ProfileDeleted", "urn:profile-service:schema:ProfileDeleted:1"},
     };
     assert_int_equal(sizeof(want) / sizeof(want[0]), EVENT_TYPE_COUNT);
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); ++i) {

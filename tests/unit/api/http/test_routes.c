@@ -81,10 +81,16 @@ static void test_method_not_allowed(void **state)
 {
     route_match_t m;
     assert_int_equal(match("POST", "/profiles/u1", &m), ROUTE_MATCH_METHOD_NOT_ALLOWED);
-    assert_string_equal(m.allow, "GET, PUT");
-    assert_int_equal(match("DELETE", "/profiles/u1", &m), ROUTE_MATCH_METHOD_NOT_ALLOWED);
+    assert_string_equal(m.allow, "GET, PUT, DELETE");
+    assert_int_equal(match("DELETE", "/profiles/u1", &m), ROUTE_MATCH_OK);
+    assert_int_equal(m.route, ROUTE_PROFILE);
     assert_int_equal(match("PATCH", "/profiles/u1", &m), ROUTE_MATCH_METHOD_NOT_ALLOWED);
-    assert_string_equal(m.allow, "GET, PUT");
+    assert_string_equal(m.allow, "GET, PUT, DELETE");
+    assert_int_equal(match("GET", "/profiles/u1/export", &m), ROUTE_MATCH_OK);
+    assert_int_equal(m.route, ROUTE_EXPORT);
+    assert_true(route_needs_auth(ROUTE_EXPORT));
+    assert_int_equal(match("DELETE", "/profiles/u1/export", &m), ROUTE_MATCH_METHOD_NOT_ALLOWED);
+    assert_string_equal(m.allow, "GET");
     assert_int_equal(match("PUT", "/profiles/u1/watchlist", &m), ROUTE_MATCH_METHOD_NOT_ALLOWED);
     assert_string_equal(m.allow, "GET, POST");
     assert_int_equal(match("GET", "/profiles/u1/watchlist/v1", &m), ROUTE_MATCH_METHOD_NOT_ALLOWED);

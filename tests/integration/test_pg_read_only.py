@@ -61,8 +61,10 @@ def test_api_drops_connections_to_a_read_only_server(stack):
     db = "ro_api_%s" % uuid.uuid4().hex[:8]
     url = support.new_database(stack, db)
     # One event loop, so one pool: sequential writes go through all its connections.
+    # the pool's connections only: the outbox hint's idle connection (OUTBOX_HINT) learns of a
+    # read-only server when its next NOTIFY fails, which no write reaches while fenced
     a = start_api(stack, DATABASE_URL=support.role_url(with_attrs(url), "api"), PG_POOL_MAX=4,
-                  HTTP_THREADS=1)
+                  HTTP_THREADS=1, OUTBOX_HINT=0)
     u = new_user()
     assert a.put(f"/profiles/{u}", u, {"displayName": "before"}).status_code == 201
     statuses = []
@@ -109,15 +111,15 @@ def test_relay_drops_connections_to_a_read_only_server(stack, topic, cleanup):  
     emit_many(url, users, 3)
     col.wait_users({u: 3 for u in users}, timeout=20)
     with read_only_server(stack):
-        wait_for(lambda: relay.metric("relay_pg_up") == 0 and
-                 relay.metric("relay_partitions_held") == 0 and sessions_on(stack, db) == 0,
+        wait_for(lambda: relay.metric("profile_relay_pg_up") == 0 and
+                 relay.metric("profile_relay_partitions_held") == 0 and sessions_on(stack, db) == 0,
                  20, "the relay dropped its connections to the read-only server")
         assert relay.proc.proc.poll() is None
         assert requests.get(f"http://127.0.0.1:{relay.port}/health/live", timeout=2).ok
-    wait_for(lambda: relay.metric("relay_pg_up") == 1, 20, "relay reconnected")
+    wait_for(lambda: relay.metric("profile_relay_pg_up") == 1, 20, "relay reconnected")
     emit_many(url, users, 3)
     col.wait_users({u: 6 for u in users}, timeout=20)
     check_order(col.snapshot(), {u: 6 for u in users})
-    wait_for(lambda: relay.metric("relay_partitions_held") == 64, 15, "leases re-taken")
+    wait_for(lambda: relay.metric("profile_relay_partitions_held") == 64, 15, "leases re-taken")
     assert relay.proc.proc.poll() is None
     assert relay.stop() == 0

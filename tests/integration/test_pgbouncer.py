@@ -94,7 +94,8 @@ class Load:
 
 def test_unnamed_statements_survive_reconnect_and_postgres_restart(bouncer):
     stack = bouncer
-    api = start_api(stack, DATABASE_URL=support.role_url(stack["PGBOUNCER_URL"], "api"), PG_PREPARED_STATEMENTS="off",
+    api = start_api(stack, DATABASE_URL=support.role_url(stack["PGBOUNCER_URL"], "api"),
+                    PG_PREPARED_STATEMENTS="off",
                     HTTP_THREADS=2, PG_POOL_MAX=6, CACHE_LOCAL_MB=0)
     load = Load(api)
     try:
@@ -139,7 +140,10 @@ def test_named_statements_behind_transaction_pooler_turn_readiness_off(bouncer):
     readiness must say so (it said 200 before)."""
     stack = bouncer
     admin(stack, "RECONNECT")  # no server connection left from earlier tests' statements
-    api = start_api(stack, DATABASE_URL=support.role_url(stack["PGBOUNCER_URL"], "api"), PG_PREPARED_STATEMENTS="on",
+    # one pool with one connection: the outbox hint's own connection (OUTBOX_HINT) would
+    # prepare the same names on PgBouncer's server connections before the pool is ready
+    api = start_api(stack, DATABASE_URL=support.role_url(stack["PGBOUNCER_URL"], "api"),
+                    PG_PREPARED_STATEMENTS="on", OUTBOX_HINT=0,
                     HTTP_THREADS=1, PG_POOL_MAX=1, CACHE_LOCAL_MB=0,
                     REDIS_URL="redis://127.0.0.1:1/0")  # every read goes to PostgreSQL
     s = requests.Session()

@@ -656,8 +656,16 @@ static void on_read(h2o_socket_t *sock, const char *err)
     /* A demoted or recovering server must not keep a pooled connection: drop it, and the
      * reconnect (target_session_attrs=read-write) finds the current primary. */
     if (c->state == CONN_READY && (c->not_primary || db_conn_read_only(c->pg))) {
+        pgpool_t *pool = c->pool;
         conn_fail(c, "the server is not a writable primary (read-only, standby or recovering)");
-        pump(c->pool);
+        /* Its idle siblings sit on the same server and would only learn it from a statement of
+         * their own (a connection of the read lane may wait long for one): drop them too. */
+        for (int i = 0; i < pool->nconns; i++) {
+            conn_t *o = &pool->conns[i];
+            if (o != c && o->state == CONN_READY && o->ninflight == 0)
+                conn_fail(o, "another connection found the server not a writable primary");
+        }
+        pump(pool);
         return;
     }
     if (c->state == CONN_READY || c->state == CONN_PREPARING) {

@@ -264,8 +264,8 @@ SELECT is((SELECT seq FROM res WHERE step = 'p7'), (SELECT last_seq FROM user_ev
 
 -- ---------------------------------------------------------------- function properties
 SELECT set_eq($$SELECT proname::text FROM pg_proc WHERE proname ~ '^api_' AND pronamespace = 'public'::regnamespace AND prosecdef$$,
-    ARRAY['api_put_profile', 'api_watchlist_add', 'api_watchlist_remove', 'api_history_add', 'api_rating_put', 'api_get_profile', 'api_idempotency_cleanup'],
-    'SECURITY DEFINER: exactly the functions V004 runs as the owner (the API role writes nothing itself)');
+    ARRAY['api_put_profile', 'api_watchlist_add', 'api_watchlist_remove', 'api_history_add', 'api_rating_put', 'api_get_profile', 'api_idempotency_cleanup', 'api_erase_profile'],
+    'SECURITY DEFINER: exactly the functions V004 (and V011, erasure) run as the owner (the API role writes nothing itself)');
 SELECT is((SELECT count(*)::int FROM pg_proc WHERE (proname ~ '^api_' OR proname = 'schema_version') AND pronamespace = 'public'::regnamespace
            AND prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')
            AND NOT coalesce(proconfig @> ARRAY['search_path=pg_catalog, public, pg_temp'], false)), 0,

@@ -567,6 +567,15 @@ static bool usable(const node_t *n)
     return n->state == STATE_UP && n->healthy && !n->retired;
 }
 
+/* Up, or opening its connection with no error since it was added or last connected: a command
+ * queues behind the handshake (bounded by the command timeout), as a fresh client's first
+ * commands do. A node that failed is not healthy until a handshake completes again. */
+static bool usable_soon(const node_t *n)
+{
+    return usable(n) ||
+           (n->state == STATE_CONNECTING && n->healthy && !n->retired && n->ac != NULL);
+}
+
 /* Whether the map points at a node that is down (then it is read again, soon). */
 static bool map_has_down_node(const redis_client_t *c)
 {
@@ -1203,10 +1212,15 @@ bool redis_client_is_up_for(const redis_client_t *c, const char *key)
 {
     if (c == NULL || !c->cluster)
         return redis_client_is_up(c);
-    if (!c->map_known)
+    if (!c->map_known) {
+        /* commands wait behind the first seed's handshake, then a MOVED teaches the way */
+        for (unsigned i = 0; i < c->nnodes; i++)
+            if (usable_soon(c->nodes[i]))
+                return true;
         return false;
+    }
     int idx = c->slot_node[redis_cluster_key_slot(key, strlen(key))];
-    return idx >= 0 && usable(c->nodes[idx]);
+    return idx >= 0 && usable_soon(c->nodes[idx]);
 }
 
 bool redis_client_is_cluster(const redis_client_t *c)

@@ -148,8 +148,10 @@ void redis_client_want_flush(redis_client_t *c);
 bool redis_client_is_up(const redis_client_t *c);
 
 /**
- * True when a command on `key` would be sent now: in cluster mode, the master of the key's
- * slot is connected (other masters may be down); in standalone mode redis_client_is_up().
+ * True when a command on `key` would be sent now or queued behind a connection being opened:
+ * in cluster mode, the master of the key's slot is connected or on its way with no error
+ * since (a fresh client's first commands), while other masters may be down; in standalone
+ * mode redis_client_is_up().
  */
 bool redis_client_is_up_for(const redis_client_t *c, const char *key);
 

@@ -88,13 +88,6 @@ def test_cache_and_limiter_on_every_master(cstack):
     by = users_on_every_master(rc, 4)
     a = start_api(cstack, RATE_LIMIT_PER_MINUTE=LIMIT)
     try:
-        # warm-up: each event loop's client learns the slot map and connects to every master;
-        # a check that meets a connection still opening on a loaded machine fails open, which
-        # is not what this test is about, so the degraded count is taken from here on
-        for users in by.values():
-            for _ in range(2):
-                assert a.get(f"/profiles/{users[0]}/history", users[0]).status_code == 200
-        degraded_before = metrics(a)["profile_api_ratelimit_degraded_total"]
         for users in by.values():
             for u in users:
                 assert a.post(f"/profiles/{u}/watchlist", u, {"videoId": "v1"}).status_code == 201
@@ -105,7 +98,7 @@ def test_cache_and_limiter_on_every_master(cstack):
         assert m["profile_api_cache_hits_total"] >= 24
         assert m["profile_api_cache_errors_total"] == 0
         assert m["profile_api_cache_pending_invalidations"] == 0
-        assert m["profile_api_ratelimit_degraded_total"] == degraded_before
+        assert m["profile_api_ratelimit_degraded_total"] == 0
         assert m["profile_api_redis_error_replies_total"] == 0
         for users in by.values():
             for u in users:

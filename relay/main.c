@@ -93,11 +93,34 @@ static int usage(void)
     return 2;
 }
 
+/*
+ * The commands (dlq, snapshot) need only DATABASE_URL: loads the configuration as
+ * profile-migrate does and connects. NULL with *status 2 (configuration, reported) or 1 (no
+ * connection, reported); otherwise the caller owns the connection and disposes of *cfg.
+ */
+static PGconn *cli_connect(app_config_t *cfg, const char *app_name, int *status)
+{
+    char errbuf[4096] = "", err[512];
+    if (config_load_env(cfg, CFG_PROG_MIGRATE, errbuf, sizeof(errbuf)) != 0) {
+        fputs(errbuf, stderr);
+        config_dispose(cfg);
+        *status = 2;
+        return NULL;
+    }
+    log_init("profile-relay", cfg->log_level);
+    PGconn *conn = outbox_connect(cfg->database_url, app_name, err, sizeof(err));
+    if (conn == NULL) {
+        fprintf(stderr, "profile-relay: cannot connect to PostgreSQL: %s\n", err);
+        config_dispose(cfg);
+        *status = 1;
+    }
+    return conn;
+}
+
 /* The dlq commands need only DATABASE_URL: load the configuration as profile-migrate does. */
 static int run_dlq(int argc, char **argv)
 {
     app_config_t cfg;
-    char errbuf[4096] = "", err[512];
     event_dlq_id_t id;
     int status = 1;
 
@@ -112,18 +135,9 @@ static int run_dlq(int argc, char **argv)
                 argv[3]);
         return 2;
     }
-    if (config_load_env(&cfg, CFG_PROG_MIGRATE, errbuf, sizeof(errbuf)) != 0) {
-        fputs(errbuf, stderr);
-        config_dispose(&cfg);
-        return 2;
-    }
-    log_init("profile-relay", cfg.log_level);
-    PGconn *conn = outbox_connect(cfg.database_url, "profile-relay-cli", err, sizeof(err));
-    if (conn == NULL) {
-        fprintf(stderr, "profile-relay: cannot connect to PostgreSQL: %s\n", err);
-        config_dispose(&cfg);
-        return 1;
-    }
+    PGconn *conn = cli_connect(&cfg, "profile-relay-cli", &status);
+    if (conn == NULL)
+        return status;
     if (strcmp(argv[2], "list") == 0) {
         status = outbox_dlq_list(conn, stdout) == 0 ? 0 : 1;
     } else {
@@ -168,23 +182,14 @@ static int refuse_transaction_pooler(const app_config_t *cfg)
 static int run_snapshot(int argc, char **argv)
 {
     app_config_t cfg;
-    char errbuf[4096] = "", err[512];
     snapshot_opts_t opts;
+    int status;
 
     if (snapshot_parse_args(argc - 2, argv + 2, &opts, stderr) != 0)
         return 2;
-    if (config_load_env(&cfg, CFG_PROG_MIGRATE, errbuf, sizeof(errbuf)) != 0) {
-        fputs(errbuf, stderr);
-        config_dispose(&cfg);
-        return 2;
-    }
-    log_init("profile-relay", cfg.log_level);
-    PGconn *conn = outbox_connect(cfg.database_url, "profile-relay-snapshot", err, sizeof(err));
-    if (conn == NULL) {
-        fprintf(stderr, "profile-relay: cannot connect to PostgreSQL: %s\n", err);
-        config_dispose(&cfg);
-        return 1;
-    }
+    PGconn *conn = cli_connect(&cfg, "profile-relay-snapshot", &status);
+    if (conn == NULL)
+        return status;
     install_signals();
     int rc = snapshot_run(conn, &opts, stdout, isatty(STDOUT_FILENO), &snapshot_stop);
     PQfinish(conn);

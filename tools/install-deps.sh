@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake pkg-config clang clang-format-14 clang-tidy
     libh2o-evloop-dev libpq-dev libhiredis-dev libjson-c-dev libjwt-dev librdkafka-dev
-    libssl-dev libcmocka-dev pgbouncer python3-jsonschema
+    libssl-dev libcmocka-dev pgbouncer python3-jsonschema openssl
     postgresql-15 postgresql-client-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
     redis-server redis-tools kcat
     python3 python3-pytest python3-psycopg2 python3-redis python3-requests

@@ -81,22 +81,9 @@ static void test_down_keeps_queue_merged(void **state)
 
 /* ---------- cluster mode ---------- */
 
-static rt_server_t cn[2];
-static char node_id[2][64];
+static rt_cluster2_t cl;
 
-static rt_reply_t *node_cmd(int i, int argc, const char **argv)
-{
-    rt_conn_t c;
-    if (rt_conn_open(&c, cn[i].port) != 0)
-        return NULL;
-    rt_reply_t *r = rt_cmd(&c, argc, argv);
-    rt_conn_close(&c);
-    return r;
-}
-
-#define NODE(i, ...)                                                                               \
-    node_cmd((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),             \
-             (const char *[]){__VA_ARGS__})
+#define NODE(i, ...) RT_SERVER_CMD(&cl.node[(i)], __VA_ARGS__)
 
 static void node_ok(rt_reply_t *r)
 {
@@ -106,45 +93,17 @@ static void node_ok(rt_reply_t *r)
     rt_reply_free(r);
 }
 
-static bool both_ok(void)
-{
-    for (int i = 0; i < 2; i++) {
-        rt_reply_t *r = NODE(i, "CLUSTER", "INFO");
-        bool ok = r != NULL && r->str != NULL && strstr(r->str, "cluster_state:ok") != NULL &&
-                  strstr(r->str, "cluster_known_nodes:2") != NULL;
-        rt_reply_free(r);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 static int cluster_setup(void **state)
 {
-    char port[16];
-    for (int i = 0; i < 2; i++) {
-        cn[i].cluster = 1;
-        if (rt_server_start(&cn[i]) != 0)
-            return -1;
-        rt_reply_t *r = NODE(i, "CLUSTER", "MYID");
-        if (r == NULL || r->str == NULL)
-            return -1;
-        snprintf(node_id[i], sizeof(node_id[i]), "%s", r->str);
-        rt_reply_free(r);
-    }
-    rt_reply_free(NODE(0, "CLUSTER", "ADDSLOTSRANGE", "0", "8191"));
-    rt_reply_free(NODE(1, "CLUSTER", "ADDSLOTSRANGE", "8192", "16383"));
-    snprintf(port, sizeof(port), "%d", cn[1].port);
-    rt_reply_free(NODE(0, "CLUSTER", "MEET", "127.0.0.1", port));
-    for (int i = 0; i < 200 && !both_ok(); i++)
-        rt_sleep_ms(50);
-    return both_ok() ? 0 : -1;
+    if (rt_cluster2_start(&cl) != 0)
+        return -1;
+    return 0;
 }
 
 static int cluster_teardown(void **state)
 {
-    rt_server_destroy(&cn[0]);
-    rt_server_destroy(&cn[1]);
+    rt_server_destroy(&cl.node[0]);
+    rt_server_destroy(&cl.node[1]);
     return 0;
 }
 
@@ -167,7 +126,7 @@ static long long version_on(int i, const char *user)
     char kv[CACHE_KEY_MAX];
     rt_conn_t c;
     cache_key_version(kv, user);
-    assert_int_equal(rt_conn_open(&c, cn[i].port), 0);
+    assert_int_equal(rt_conn_open(&c, cl.node[i].port), 0);
     rt_reply_t *r = RT_CMD(&c, "GET", kv);
     long long v = r != NULL && r->type == '$' && r->str != NULL ? atoll(r->str) : -1;
     rt_reply_free(r);
@@ -178,7 +137,7 @@ static long long version_on(int i, const char *user)
 static inval_t *cluster_inval(void)
 {
     char url[64], err[256];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", cn[0].port); /* one seed */
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", cl.node[0].port); /* one seed */
     inval_t *iv = inval_create(url, 600, err, sizeof(err));
     assert_non_null(iv);
     assert_int_equal(inval_set_cluster(iv, true, err, sizeof(err)), 0);
@@ -226,12 +185,12 @@ static void test_cluster_moved_and_migrating(void **state)
     char kv[CACHE_KEY_MAX];
     cache_key_version(kv, um);
     snprintf(slot, sizeof(slot), "%u", redis_cluster_key_slot(kv, strlen(kv)));
-    snprintf(port, sizeof(port), "%d", cn[1].port);
-    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id[0]));
-    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", node_id[1]));
+    snprintf(port, sizeof(port), "%d", cl.node[1].port);
+    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.id[0]));
+    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.id[1]));
     node_ok(NODE(0, "MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS", kv));
-    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]));
-    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]));
+    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]));
+    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]));
     inval_add(iv, um, 2);
     assert_int_equal(inval_flush(iv), 0);
     assert_int_equal(inval_pending(iv), 0);
@@ -243,13 +202,13 @@ static void test_cluster_moved_and_migrating(void **state)
     user_in(ua, sizeof(ua), "iask", 0, 8191);
     cache_key_version(kv, ua);
     snprintf(slot, sizeof(slot), "%u", redis_cluster_key_slot(kv, strlen(kv)));
-    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id[0]));
-    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", node_id[1]));
+    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.id[0]));
+    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.id[1]));
     inval_add(iv, ua, 9);
     assert_int_equal(inval_flush(iv), -1);
     assert_int_equal(inval_pending(iv), 1); /* kept, not dropped */
-    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]));
-    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]));
+    node_ok(NODE(1, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]));
+    node_ok(NODE(0, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]));
     assert_int_equal(inval_flush(iv), 0);
     assert_int_equal(inval_pending(iv), 0);
     assert_int_equal(version_on(1, ua), 9);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,5 +296,64 @@ RT_UNUSED static rt_reply_t *rt_cmd(rt_conn_t *c, int argc, const char **argv)
 #define RT_CMD(c, ...)                                                                             \
     rt_cmd((c), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),               \
            (const char *[]){__VA_ARGS__})
+
+/* Two cluster-enabled servers sharing the slots, 0-8191 on node[0] and 8192-16383 on node[1]:
+ * the cluster the cluster-mode unit tests of api/ and relay/ run against. */
+typedef struct st_rt_cluster2_t {
+    rt_server_t node[2];
+    char id[2][64]; /* CLUSTER MYID of each */
+} rt_cluster2_t;
+
+/** One command to a server on a connection of its own (caller frees). NULL on I/O error. */
+RT_UNUSED static rt_reply_t *rt_server_cmd(const rt_server_t *srv, int argc, const char **argv)
+{
+    rt_conn_t c;
+    if (rt_conn_open(&c, srv->port) != 0)
+        return NULL;
+    rt_reply_t *r = rt_cmd(&c, argc, argv);
+    rt_conn_close(&c);
+    return r;
+}
+
+#define RT_SERVER_CMD(srv, ...)                                                                    \
+    rt_server_cmd((srv), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),      \
+                  (const char *[]){__VA_ARGS__})
+
+/** True when both nodes report cluster_state:ok and know each other. */
+RT_UNUSED static bool rt_cluster2_ok(rt_cluster2_t *cl)
+{
+    for (int i = 0; i < 2; i++) {
+        rt_reply_t *r = RT_SERVER_CMD(&cl->node[i], "CLUSTER", "INFO");
+        bool ok = r != NULL && r->str != NULL && strstr(r->str, "cluster_state:ok") != NULL &&
+                  strstr(r->str, "cluster_known_nodes:2") != NULL;
+        rt_reply_free(r);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/** Starts both nodes, assigns the slots, joins them and waits (10 s) for the cluster: 0 or -1. */
+RT_UNUSED static int rt_cluster2_start(rt_cluster2_t *cl)
+{
+    char port[16];
+    for (int i = 0; i < 2; i++) {
+        cl->node[i].cluster = 1;
+        if (rt_server_start(&cl->node[i]) != 0)
+            return -1;
+        rt_reply_t *r = RT_SERVER_CMD(&cl->node[i], "CLUSTER", "MYID");
+        if (r == NULL || r->str == NULL)
+            return -1;
+        snprintf(cl->id[i], sizeof(cl->id[i]), "%s", r->str);
+        rt_reply_free(r);
+    }
+    rt_reply_free(RT_SERVER_CMD(&cl->node[0], "CLUSTER", "ADDSLOTSRANGE", "0", "8191"));
+    rt_reply_free(RT_SERVER_CMD(&cl->node[1], "CLUSTER", "ADDSLOTSRANGE", "8192", "16383"));
+    snprintf(port, sizeof(port), "%d", cl->node[1].port);
+    rt_reply_free(RT_SERVER_CMD(&cl->node[0], "CLUSTER", "MEET", "127.0.0.1", port));
+    for (int i = 0; i < 200 && !rt_cluster2_ok(cl); i++)
+        rt_sleep_ms(50);
+    return rt_cluster2_ok(cl) ? 0 : -1;
+}
 
 #endif

@@ -390,26 +390,13 @@ static void test_destroy_with_pending(void **state)
 
 /* ---------- cluster mode ---------- */
 
-static rt_server_t cn[2];
-static char node_id[2][64];
+static rt_cluster2_t cl;
 
-static rt_reply_t *node_cmd(int i, int argc, const char **argv)
-{
-    rt_conn_t c;
-    if (rt_conn_open(&c, cn[i].port) != 0)
-        return NULL;
-    rt_reply_t *r = rt_cmd(&c, argc, argv);
-    rt_conn_close(&c);
-    return r;
-}
-
-#define NODE(i, ...)                                                                               \
-    node_cmd((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),             \
-             (const char *[]){__VA_ARGS__})
+#define NODE(i, ...) RT_SERVER_CMD(&cl.node[(i)], __VA_ARGS__)
 
 static void node_do(int i, int argc, const char **argv)
 {
-    rt_reply_t *r = node_cmd(i, argc, argv);
+    rt_reply_t *r = rt_server_cmd(&cl.node[i], argc, argv);
     assert_non_null(r);
     if (r->type == '-')
         fail_msg("%s: %s", argv[0], r->str);
@@ -420,46 +407,18 @@ static void node_do(int i, int argc, const char **argv)
     node_do((i), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),              \
             (const char *[]){__VA_ARGS__})
 
-static bool both_ok(void)
-{
-    for (int i = 0; i < 2; i++) {
-        rt_reply_t *r = NODE(i, "CLUSTER", "INFO");
-        bool ok = r != NULL && r->str != NULL && strstr(r->str, "cluster_state:ok") != NULL &&
-                  strstr(r->str, "cluster_known_nodes:2") != NULL;
-        rt_reply_free(r);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 static int cluster_setup(void **state)
 {
-    char port[16];
-    for (int i = 0; i < 2; i++) {
-        cn[i].cluster = 1;
-        if (rt_server_start(&cn[i]) != 0)
-            return -1;
-        rt_reply_t *r = NODE(i, "CLUSTER", "MYID");
-        if (r == NULL || r->str == NULL)
-            return -1;
-        snprintf(node_id[i], sizeof(node_id[i]), "%s", r->str);
-        rt_reply_free(r);
-    }
-    rt_reply_free(NODE(0, "CLUSTER", "ADDSLOTSRANGE", "0", "8191"));
-    rt_reply_free(NODE(1, "CLUSTER", "ADDSLOTSRANGE", "8192", "16383"));
-    snprintf(port, sizeof(port), "%d", cn[1].port);
-    rt_reply_free(NODE(0, "CLUSTER", "MEET", "127.0.0.1", port));
-    for (int i = 0; i < 200 && !both_ok(); i++)
-        rt_sleep_ms(50);
+    if (rt_cluster2_start(&cl) != 0)
+        return -1;
     loop = h2o_evloop_create(); /* now: its clock starts with the tests */
-    return both_ok() ? 0 : -1;
+    return 0;
 }
 
 static int cluster_teardown(void **state)
 {
-    rt_server_destroy(&cn[0]);
-    rt_server_destroy(&cn[1]);
+    rt_server_destroy(&cl.node[0]);
+    rt_server_destroy(&cl.node[1]);
     h2o_evloop_destroy(loop);
     return 0;
 }
@@ -492,7 +451,7 @@ static redis_client_t *make_cluster_client(const char *seeds)
 
 static void seed_of(int i, char *out, size_t len)
 {
-    snprintf(out, len, "redis://127.0.0.1:%d", cn[i].port);
+    snprintf(out, len, "redis://127.0.0.1:%d", cl.node[i].port);
 }
 
 static void test_cluster_url_checks(void **state)
@@ -575,12 +534,12 @@ static void test_cluster_moved_after_a_slot_moved(void **state)
         run_for(20);
     /* the slot moves from the first master to the second, key included */
     char port[16];
-    snprintf(port, sizeof(port), "%d", cn[1].port);
-    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id[0]);
-    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", node_id[1]);
+    snprintf(port, sizeof(port), "%d", cl.node[1].port);
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.id[0]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.id[1]);
     NODE_DO(0, "MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS", k);
-    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
-    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]);
     redis_client_stats_t before, after;
     redis_client_get_stats(c, &before);
     assert_int_equal(CMD(c, &g, "GET", k), 0); /* MOVED, followed */
@@ -610,8 +569,8 @@ static void test_cluster_ask_during_migration(void **state)
         run_for(20);
     assert_true(redis_client_is_up(c));
     /* being migrated: the first master answers ASK for keys it does not have */
-    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", node_id[0]);
-    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", node_id[1]);
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.id[0]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.id[1]);
     result_t s = {0};
     assert_int_equal(CMD(c, &s, "SET", k, "asked"), 0);
     assert_true(run_until(&s.done, 1, 2000));
@@ -622,15 +581,15 @@ static void test_cluster_ask_during_migration(void **state)
     assert_int_equal(st.ask, 1);
     assert_int_equal(st.moved, 0);
     rt_conn_t conn; /* stored on the importing node */
-    assert_int_equal(rt_conn_open(&conn, cn[1].port), 0);
+    assert_int_equal(rt_conn_open(&conn, cl.node[1].port), 0);
     rt_reply_free(RT_CMD(&conn, "ASKING"));
     rt_reply_t *r = RT_CMD(&conn, "GET", k);
     assert_non_null(r);
     assert_string_equal(r->str, "asked");
     rt_reply_free(r);
     rt_conn_close(&conn);
-    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
-    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "NODE", node_id[1]);
+    NODE_DO(1, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]);
+    NODE_DO(0, "CLUSTER", "SETSLOT", slot, "NODE", cl.id[1]);
     redis_client_destroy(c);
 }
 
@@ -638,15 +597,15 @@ static void test_cluster_ask_during_migration(void **state)
 static void test_cluster_one_master_down(void **state)
 {
     char seeds[128], ka[64], kb[64];
-    snprintf(seeds, sizeof(seeds), "redis://127.0.0.1:%d,redis://127.0.0.1:%d", cn[0].port,
-             cn[1].port);
+    snprintf(seeds, sizeof(seeds), "redis://127.0.0.1:%d,redis://127.0.0.1:%d", cl.node[0].port,
+             cl.node[1].port);
     redis_client_t *c = make_cluster_client(seeds);
     key_in(ka, sizeof(ka), "da", 0, 8191);
     key_in(kb, sizeof(kb), "db", 8192, 16383);
     for (int i = 0; i < 100 && !redis_client_is_up(c); i++)
         run_for(20);
     assert_true(redis_client_is_up(c));
-    rt_server_stop(&cn[1], SIGKILL);
+    rt_server_stop(&cl.node[1], SIGKILL);
     result_t a = {0}, b = {0};
     CMD(c, &b, "GET", kb);
     assert_true(run_until(&b.done, 1, 2000));

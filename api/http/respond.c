@@ -119,16 +119,16 @@ void api_respond(api_req_t *ar, int status, const char *ctype, const char *body,
     }
     /* 204/304 carry neither a body nor Content-Length (RFC 9110 8.6) */
     req->res.content_length = (status == 204 || status == 304) ? SIZE_MAX : len;
-    h2o_send_inline(req, body, len);
 
+    /* counted before the client can see the answer: a scrape that follows it includes it */
     clock_mono_ts(&now);
     ms = clock_elapsed_s(&ar->started, &now) * 1e3;
     api_span_server(ar, status, &now);
     metrics_observe_request(ar->thr->index, ar->rm.route, ar->rm.method, status, ms);
     access_log(ar, status, ms);
-    if (ar->rm.route == ROUTE_METRICS)
-        return;
-    api_publish_redis_stats(ar->thr);
+    if (ar->rm.route != ROUTE_METRICS)
+        api_publish_redis_stats(ar->thr);
+    h2o_send_inline(req, body, len);
 }
 
 void api_respond_stream(api_req_t *ar, int status, const char *ctype, h2o_generator_t *gen)
@@ -143,14 +143,14 @@ void api_respond_stream(api_req_t *ar, int status, const char *ctype, h2o_genera
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
                    strlen(ctype));
     add_common_headers(ar);
-    h2o_start_response(req, gen);
 
-    clock_mono_ts(&now);
+    clock_mono_ts(&now); /* counted before the client can see the answer, as api_respond */
     ms = clock_elapsed_s(&ar->started, &now) * 1e3;
     api_span_server(ar, status, &now);
     metrics_observe_request(ar->thr->index, ar->rm.route, ar->rm.method, status, ms);
     access_log(ar, status, ms);
     api_publish_redis_stats(ar->thr);
+    h2o_start_response(req, gen);
 }
 
 void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,

@@ -187,7 +187,7 @@ static int run_snapshot(int argc, char **argv)
 
     if (snapshot_parse_args(argc - 2, argv + 2, &opts, stderr) != 0)
         return 2;
-    PGconn *conn = cli_connect(&cfg, "profile-relay-snapshot", &status);
+    PGconn *conn = cli_connect(&cfg, SNAPSHOT_APPLICATION_NAME, &status);
     if (conn == NULL)
         return status;
     install_signals();

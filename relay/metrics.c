@@ -40,6 +40,10 @@ static atomic_ullong hist[NBUCKETS + 1];
 static atomic_ullong hist_sum_us;
 static atomic_ullong hist_count;
 
+/* The snapshot figures move together (one row read): a mutex keeps a scrape from mixing two. */
+static pthread_mutex_t snapshot_lock = PTHREAD_MUTEX_INITIALIZER;
+static snapshot_status_t snapshot;
+
 static pthread_t thread;
 static int listen_fd = -1;
 static int stop_pipe[2] = {-1, -1};
@@ -78,6 +82,13 @@ void metrics_failed(event_type_t type)
 {
     if ((int)type >= 0 && type < EVENT_TYPE_COUNT)
         atomic_fetch_add_explicit(&failed[type], 1, memory_order_relaxed);
+}
+
+void metrics_set_snapshot(const snapshot_status_t *s)
+{
+    pthread_mutex_lock(&snapshot_lock);
+    snapshot = *s;
+    pthread_mutex_unlock(&snapshot_lock);
 }
 
 /* Single-value families in exposition order: every relay metric is profile_relay_*. */
@@ -149,6 +160,46 @@ static void by_type(strbuf_t *o, const char *name, const char *help, atomic_ullo
     }
 }
 
+/*
+ * Progress of the newest snapshot of all users (one series each, whatever the number of
+ * snapshots ever run: the id is a label of the info series only). Zero when there is none.
+ */
+static void render_snapshot(strbuf_t *o)
+{
+    snapshot_status_t s;
+    char labels[64];
+
+    pthread_mutex_lock(&snapshot_lock);
+    s = snapshot;
+    pthread_mutex_unlock(&snapshot_lock);
+
+    prom_family(o, "profile_relay_snapshot_info", PROM_GAUGE,
+                "1, labelled with the id of the newest snapshot of all users (no series before "
+                "the first).");
+    if (s.present) {
+        snprintf(labels, sizeof(labels), "snapshot_id=\"%s\"", s.id);
+        prom_sample_u64(o, "profile_relay_snapshot_info", labels, 1);
+    }
+    prom_gauge(o, "profile_relay_snapshot_users_total",
+               "Users of the newest snapshot of all users (those known at its start, or more).",
+               (double)s.users_total);
+    prom_gauge(o, "profile_relay_snapshot_users_done",
+               "Users the newest snapshot of all users has written.", (double)s.users_done);
+    prom_gauge(o, "profile_relay_snapshot_events_written",
+               "Events the newest snapshot of all users has written to the outbox.",
+               (double)s.events_written);
+    prom_gauge(o, "profile_relay_snapshot_finished",
+               "1 when the newest snapshot of all users has finished.", s.finished ? 1 : 0);
+    prom_gauge(o, "profile_relay_snapshot_last_progress_timestamp_seconds",
+               "When the newest snapshot of all users last recorded a user done (its start "
+               "before the first), Unix time.",
+               s.updated_at);
+    prom_gauge(o, "profile_relay_snapshot_runners",
+               "Snapshot commands connected to the database (0 with an unfinished snapshot: it "
+               "was stopped or killed and resumes at the next snapshot --all).",
+               (double)s.runners);
+}
+
 void metrics_render(strbuf_t *o)
 {
     uint64_t exported, dropped, otel_failed, counts[NBUCKETS + 1];
@@ -178,6 +229,8 @@ void metrics_render(strbuf_t *o)
             prom_sample_double(o, simple[i].name, NULL,
                                (double)metrics_get(simple[i].id) * simple[i].scale);
     }
+
+    render_snapshot(o);
 
     otel_stats(&exported, &dropped, &otel_failed);
     prom_counter(o, "profile_relay_otel_spans_exported_total",

@@ -10,6 +10,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "relay/event.h"
+#include "relay/snapshot.h"
 
 typedef enum {
     /* counters */
@@ -50,6 +51,12 @@ long long metrics_get(metric_id_t id);
 void metrics_published(event_type_t type, long long latency_us);
 /** Counts one failed delivery (retried or dead-lettered) of `type`. */
 void metrics_failed(event_type_t type);
+
+/**
+ * Replaces the snapshot progress the metrics show (the newest snapshot of all users, read by
+ * snapshot_read_status() every few seconds). Copies `s`. Thread-safe.
+ */
+void metrics_set_snapshot(const snapshot_status_t *s);
 
 /** Appends the whole exposition (text format 0.0.4) to `out`. */
 void metrics_render(strbuf_t *out);

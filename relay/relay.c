@@ -22,6 +22,7 @@
 #include "relay/outbox.h"
 #include "relay/producer.h"
 #include "relay/relay.h"
+#include "relay/snapshot.h"
 #include "relay/history_retention.h"
 #include "relay/span.h"
 
@@ -758,6 +759,15 @@ static void housekeeping(relay_t *r, long long now)
         } else {
             db_check(r);
             return;
+        }
+        /* Every relay exports the snapshot progress: the command serves no /metrics itself. */
+        snapshot_status_t snap;
+        if (r->schema_seen >= OUTBOX_SCHEMA_VERSION) {
+            if (snapshot_read_status(r->db, &snap) != 0) {
+                db_check(r);
+                return;
+            }
+            metrics_set_snapshot(&snap);
         }
     }
     if (history_retention_tick(&r->history, r->db, now) != 0) {

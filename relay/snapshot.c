@@ -28,9 +28,27 @@ static const char start_sql[] = "SELECT snapshot_start($1)::text";
 static const char progress_sql[] = "SELECT users_done, users_total, events_total"
                                    " FROM snapshots WHERE snapshot_id = $1::uuid";
 static const char step_sql[] = "SELECT user_id, events FROM snapshot_step($1::uuid)";
+/* One row whether or not a snapshot exists; the runners are counted either way. */
+static const char status_sql[] =
+    "SELECT s.snapshot_id::text, greatest(s.users_total, s.users_done), s.users_done,"
+    " s.events_total, s.finished_at IS NOT NULL, extract(epoch FROM s.updated_at),"
+    " (SELECT count(*) FROM pg_stat_activity a"
+    "   WHERE a.application_name = $1 AND a.datname = current_database())"
+    " FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM snapshots x WHERE x.only_user IS NULL"
+    "   ORDER BY x.started_at DESC LIMIT 1) s ON true";
 
 /* Columns of progress_sql. */
 enum { COL_USERS_DONE, COL_USERS_TOTAL, COL_EVENTS_TOTAL };
+/* Columns of status_sql. */
+enum {
+    ST_ID,
+    ST_USERS_TOTAL,
+    ST_USERS_DONE,
+    ST_EVENTS,
+    ST_FINISHED,
+    ST_UPDATED_AT,
+    ST_RUNNERS,
+};
 
 typedef struct st_progress_t {
     long long users_done, users_total, events_total; /* the snapshot's, from the table */
@@ -130,6 +148,27 @@ static int read_progress(PGconn *conn, const char *id, progress_t *p)
     p->users_done = strtoll(PQgetvalue(res, 0, COL_USERS_DONE), NULL, 10);
     p->users_total = strtoll(PQgetvalue(res, 0, COL_USERS_TOTAL), NULL, 10);
     p->events_total = strtoll(PQgetvalue(res, 0, COL_EVENTS_TOTAL), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
+int snapshot_read_status(PGconn *conn, snapshot_status_t *out)
+{
+    const char *vals[] = {SNAPSHOT_APPLICATION_NAME};
+    memset(out, 0, sizeof(*out));
+    PGresult *res = db_query(conn, "read snapshot status", status_sql, 1, vals);
+    if (res == NULL)
+        return -1;
+    out->runners = strtoll(PQgetvalue(res, 0, ST_RUNNERS), NULL, 10);
+    if (!PQgetisnull(res, 0, ST_ID)) {
+        out->present = true;
+        snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(res, 0, ST_ID));
+        out->users_total = strtoll(PQgetvalue(res, 0, ST_USERS_TOTAL), NULL, 10);
+        out->users_done = strtoll(PQgetvalue(res, 0, ST_USERS_DONE), NULL, 10);
+        out->events_written = strtoll(PQgetvalue(res, 0, ST_EVENTS), NULL, 10);
+        out->finished = strcmp(PQgetvalue(res, 0, ST_FINISHED), "t") == 0;
+        out->updated_at = strtod(PQgetvalue(res, 0, ST_UPDATED_AT), NULL);
+    }
     PQclear(res);
     return 0;
 }

@@ -13,6 +13,19 @@
 /** Events per second when --rate is not given (docs/performance.md, Snapshots). */
 #define SNAPSHOT_DEFAULT_RATE 500
 
+/** The command's application_name: the relays count the sessions that carry it. */
+#define SNAPSHOT_APPLICATION_NAME "profile-relay-snapshot"
+
+/** Progress of the newest snapshot of all users, as the relays export it in their metrics. */
+typedef struct st_snapshot_status_t {
+    bool present; /* false: no snapshot of all users was ever started (the rest is zero) */
+    char id[40];  /* the snapshot's UUID */
+    long long users_total, users_done, events_written;
+    bool finished;
+    double updated_at; /* Unix seconds of the last user done (of the start before the first) */
+    long long runners; /* snapshot commands (--all or --user) connected to the database now */
+} snapshot_status_t;
+
 typedef struct st_snapshot_opts_t {
     const char *only_user; /* NULL: every user (--all) */
     double rate;           /* events per second, > 0 */
@@ -34,6 +47,14 @@ PROFILE_MUSTCHECK int snapshot_parse_args(int argc, char **argv, snapshot_opts_t
  */
 int snapshot_run(PGconn *conn, const snapshot_opts_t *opts, FILE *out, bool tty,
                  volatile const bool *stop);
+
+/**
+ * Reads the newest snapshot of all users (`--all`; `--user` snapshots are left out) from the
+ * `snapshots` table and counts the snapshot commands connected (SNAPSHOT_APPLICATION_NAME).
+ * The total never falls below the users done (users created since the start are taken too).
+ * Fills `out` (out->present false when there is none). Returns 0 or -1 (logged).
+ */
+PROFILE_MUSTCHECK int snapshot_read_status(PGconn *conn, snapshot_status_t *out);
 
 /**
  * Formats the progress line (users done/total, events, events/s, ETA) into `buf`. `elapsed_s`

@@ -64,6 +64,45 @@ static void test_render(void **state)
     strbuf_dispose(&b);
 }
 
+static void test_snapshot(void **state)
+{
+    strbuf_t b;
+    snapshot_status_t s = {.runners = 0};
+
+    /* Before the first snapshot: zeros and no info series. */
+    metrics_set_snapshot(&s);
+    strbuf_init(&b);
+    metrics_render(&b);
+    assert_null(strstr(b.data, "\nprofile_relay_snapshot_info"));
+    assert_non_null(strstr(b.data, "# TYPE profile_relay_snapshot_info gauge\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_users_total 0\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_runners 0\n"));
+    strbuf_dispose(&b);
+
+    s = (snapshot_status_t){.present = true,
+                            .id = "0b9c6a2e-4f7d-4a61-9d2c-3e5f8a1b7c90",
+                            .users_total = 10000,
+                            .users_done = 2500,
+                            .events_written = 14012,
+                            .finished = false,
+                            .updated_at = 1765000000.5,
+                            .runners = 1};
+    metrics_set_snapshot(&s);
+    strbuf_init(&b);
+    metrics_render(&b);
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_info{snapshot_id=\""
+                                   "0b9c6a2e-4f7d-4a61-9d2c-3e5f8a1b7c90\"} 1\n"));
+    assert_non_null(strstr(b.data, "# TYPE profile_relay_snapshot_users_total gauge\n"
+                                   "profile_relay_snapshot_users_total 10000\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_users_done 2500\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_events_written 14012\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_finished 0\n"));
+    assert_non_null(
+        strstr(b.data, "\nprofile_relay_snapshot_last_progress_timestamp_seconds 1765000000.5\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_runners 1\n"));
+    strbuf_dispose(&b);
+}
+
 static void test_fair_share(void **state)
 {
     assert_int_equal(lease_fair_share(0), 64);
@@ -78,6 +117,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
+        cmocka_unit_test(test_snapshot),
         cmocka_unit_test(test_fair_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

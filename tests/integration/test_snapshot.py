@@ -10,19 +10,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import psycopg2
+import pytest
+import requests
 
 import support
+from snapshot_fold import db_state, fold, mismatches, snapshot_since
 from support import run_sql
 from test_relay_e2e import Collector, Relay, pending, wait_for
-
-sys.path.insert(0, str(support.REPO / "examples" / "consumer"))
-from consumer import UserState  # noqa: E402
 
 # One random write of a user, as the API would make it (no Idempotency-Key).
 OP_SQL = """
@@ -64,58 +63,6 @@ def seeded_db(stack, tag, users, ops_each):
 def snapshot_cmd(url, *args):
     env = {"DATABASE_URL": url, "LOG_LEVEL": "warn", "PATH": os.environ.get("PATH", "")}
     return [support.bin_path("profile-relay"), "snapshot", *args], env
-
-
-def db_state(url):
-    """{user: UserState-like dict} of every user with a sequence, from the tables."""
-    users = {u: {"profileVersion": None, "watchlist": [], "ratings": {}, "resumePoints": {}}
-             for (u,) in run_sql(url, "SELECT user_id FROM user_event_seq")}
-    for u, v in run_sql(url, "SELECT user_id, version FROM profiles"):
-        users[u]["profileVersion"] = v
-    for u, vids in run_sql(url, "SELECT user_id, array_agg(video_id ORDER BY video_id) "
-                                "FROM watchlist_items GROUP BY user_id"):
-        users[u]["watchlist"] = vids
-    for u, vid, rating, review in run_sql(url, "SELECT user_id, video_id, rating, review "
-                                               "FROM ratings"):
-        users[u]["ratings"][vid] = {"rating": rating, "review": review}
-    for u, vid, pos, dur, at in run_sql(url, "SELECT user_id, video_id, position_seconds, "
-                                             "duration_seconds, api_ts(watched_at) "
-                                             "FROM resume_points"):
-        users[u]["resumePoints"][vid] = {"positionSeconds": pos, "durationSeconds": dur,
-                                         "watchedAt": at}
-    return users
-
-
-def fold(events, snapshot_id=None, since=None):
-    """Per user: (state json, problems). With snapshot_id, what a new consumer does
-    (docs/events.md, Snapshots): it reads only events from `since` (ce_time text) on, takes each
-    user's first event as the start of its sequence, and restarts the user's state empty at its
-    first event of the snapshot."""
-    import json
-    states, last, problems = {}, {}, []
-    for ev in sorted(events, key=lambda e: (e["partition"], e["offset"])):
-        u, h = ev["key"], ev["headers"]
-        seq = int(h["ce_sequence"])
-        if since is not None and h["ce_time"] < since:
-            continue
-        if seq <= last.get(u, 0):
-            continue  # a re-send
-        if seq != last.get(u, 0) + 1 and (snapshot_id is None or u in last):
-            problems.append(f"{u}: gap after {last.get(u, 0)}, got {seq}")
-        last[u] = seq
-        st = states.setdefault(u, UserState())
-        if snapshot_id is not None and h.get("ce_snapshot") == snapshot_id \
-                and not getattr(st, "from_snapshot", False):
-            st = states[u] = UserState()
-            st.from_snapshot = True
-        st.apply(h["ce_type"], json.loads(ev["value"]))
-        st.last_seq = seq
-    out = {}
-    for u, st in states.items():
-        j = st.to_json()
-        del j["lastSequence"]
-        out[u] = j
-    return out, problems
 
 
 class Workload:
@@ -205,19 +152,17 @@ def test_snapshot_while_writing_folds_to_the_database(stack):
         # A consumer that starts from the snapshot: it reads from (a second before) the
         # snapshot's start, resets each user at its first snapshot event, then folds live
         # events ...
-        since = run_sql(url, "SELECT api_ts(started_at - interval '1 second') FROM snapshots "
-                             "WHERE snapshot_id = %s", [sid])[0][0]
+        since = snapshot_since(url, sid)
         assert any(e["headers"]["ce_time"] < since for e in events)  # the seed came before
         got, problems = fold(events, sid, since)
         assert not problems, problems[:5]
-        empty = {"profileVersion": None, "watchlist": [], "ratings": {}, "resumePoints": {}}
-        diff = [u for u in want if got.get(u, empty) != want[u]]
-        assert not diff, [(u, got.get(u), want[u]) for u in diff[:3]]
+        diff = mismatches(want, got)
+        assert not diff, [(u, got.get(u), want.get(u)) for u in diff[:3]]
         # ... and one that read everything from the start, snapshot events included.
         got_all, problems = fold(events)
         assert not problems, problems[:5]
-        diff = [u for u in want if got_all.get(u, empty) != want[u]]
-        assert not diff, [(u, got_all.get(u), want[u]) for u in diff[:3]]
+        diff = mismatches(want, got_all)
+        assert not diff, [(u, got_all.get(u), want.get(u)) for u in diff[:3]]
     finally:
         if work is not None:
             work.stop_flag.set()
@@ -285,3 +230,110 @@ def test_snapshot_resumes_after_kill9_without_repeating_a_user(stack):
     assert proc.returncode == 1, out
     assert out.splitlines()[-1].endswith("stopped; run the same command again to resume it"), out
     assert run_sql(url, "SELECT count(*) FROM snapshots WHERE finished_at IS NULL") == [(1,)]
+
+
+def snapshot_metrics(relay):
+    """The relay's profile_relay_snapshot_* samples ({name or name{labels}: value}), or None
+    while /metrics does not answer."""
+    try:
+        m = relay.metrics()
+    except requests.RequestException:
+        return None
+    return {k: v for k, v in m.items() if k.startswith("profile_relay_snapshot_")}
+
+
+def table_progress(url, sid):
+    return run_sql(url, "SELECT users_done, greatest(users_total, users_done), events_total, "
+                        "finished_at IS NOT NULL, extract(epoch FROM updated_at)::float8 "
+                        "FROM snapshots WHERE snapshot_id = %s", [sid])[0]
+
+
+def test_snapshot_progress_in_a_running_relays_metrics(stack):
+    """Every relay exports the newest snapshot of all users, read from the progress table
+    (every 5 s): under way (a command connected), stopped, resumed to its end; a --user
+    snapshot taken later does not replace it."""
+    users = [f"m{i:04d}" for i in range(300)]
+    url = seeded_db(stack, "metrics", users, 4)
+    relay = Relay(stack, url, f"snapshot-metrics-{uuid.uuid4().hex[:10]}")
+    try:
+        # Before any snapshot: zeros, no info series, nothing running.
+        m = wait_for(lambda: snapshot_metrics(relay), 20, "the relay's /metrics")
+        assert not any(k.startswith("profile_relay_snapshot_info") for k in m), m
+        assert m["profile_relay_snapshot_users_total"] == 0
+        assert m["profile_relay_snapshot_runners"] == 0
+
+        # Under way: about 20 s for the whole snapshot at this rate.
+        n_events = sum(state_sizes(url).values())
+        args, env = snapshot_cmd(url, "--all", "--rate", str(max(20, n_events // 20)))
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            sid = run_sql_wait(url, "SELECT snapshot_id::text FROM snapshots")
+            info = f'profile_relay_snapshot_info{{snapshot_id="{sid}"}}'
+
+            def under_way():
+                before = table_progress(url, sid)
+                m = snapshot_metrics(relay)
+                after = table_progress(url, sid)
+                if not m or m.get(info) != 1 or m["profile_relay_snapshot_runners"] != 1 \
+                        or m["profile_relay_snapshot_users_done"] == 0:
+                    return None
+                return before, m, after
+
+            before, m, after = wait_for(under_way, 30, "a snapshot under way in the metrics")
+            assert m["profile_relay_snapshot_finished"] == 0
+            assert m["profile_relay_snapshot_users_total"] == 300
+            # Read at most 5 s before the scrape: no more than the table shows after it.
+            assert 0 < m["profile_relay_snapshot_users_done"] <= after[0] < 300, (m, after)
+            assert 0 < m["profile_relay_snapshot_events_written"] <= after[2] < n_events
+            assert m["profile_relay_snapshot_last_progress_timestamp_seconds"] <= after[4]
+            assert abs(m["profile_relay_snapshot_last_progress_timestamp_seconds"]
+                       - time.time()) < 60
+
+            # Stopped half-way: nothing runs, unfinished, the figures are the table's.
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+            assert proc.returncode == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        done, total, events, finished, at = table_progress(url, sid)
+        assert not finished and done < 300
+
+        def stopped():
+            m = snapshot_metrics(relay)
+            return m if m and m["profile_relay_snapshot_runners"] == 0 \
+                and m["profile_relay_snapshot_users_done"] == done else None
+
+        m = wait_for(stopped, 20, "the stopped snapshot in the metrics")
+        assert m[info] == 1 and m["profile_relay_snapshot_finished"] == 0
+        assert m["profile_relay_snapshot_events_written"] == events
+        assert m["profile_relay_snapshot_last_progress_timestamp_seconds"] == pytest.approx(at, abs=1e-3)
+
+        # Resumed to its end, then a --user snapshot: the metrics stay on the --all one.
+        args, env = snapshot_cmd(url, "--all", "--rate", "100000")
+        run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and f"snapshot {sid} finished" in run.stdout, run.stdout
+        args, env = snapshot_cmd(url, "--user", users[0])
+        run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+        done, total, events, finished, at = table_progress(url, sid)
+        assert finished and done == total == 300
+
+        def finished_metrics():
+            m = snapshot_metrics(relay)
+            return m if m and m["profile_relay_snapshot_finished"] == 1 else None
+
+        m = wait_for(finished_metrics, 20, "the finished snapshot in the metrics")
+        assert m[info] == 1
+        assert m["profile_relay_snapshot_users_done"] == m["profile_relay_snapshot_users_total"] \
+            == 300
+        assert m["profile_relay_snapshot_events_written"] == events
+        assert m["profile_relay_snapshot_runners"] == 0
+        assert [k for k in m if k.startswith("profile_relay_snapshot_info")] == [info]
+    finally:
+        assert relay.stop() == 0
+
+
+def run_sql_wait(url, sql, timeout=20):
+    """The first column of the first row of `sql`, once it returns a row."""
+    return wait_for(lambda: (run_sql(url, sql) or [[None]])[0][0], timeout, sql)

@@ -15,6 +15,15 @@ and the relay's publishing backlog at the end. Latency is the write's database c
 write function, one transaction with its event), which is what a snapshot competes with; the
 API adds its own constant on top.
 
+Then the fold check (tests/integration/snapshot_fold.py, as test_snapshot.py does on a few
+hundred users): once every event is published it reads the whole topic back from kafka-mock
+(every record checked against its schema), folds it per user as a consumer starting from the
+snapshot would (from the snapshot's start, each user reset at its first snapshot event), and as
+one that read the topic from its start, and compares both with the database for every user:
+  fold: N users, M events, K mismatches
+The exit status is 1 when any user differs, a user's sequence has a gap, a record breaks its
+schema or the snapshot did not finish.
+
   STACK_ENV=.local/dev/stack.env PROFILE_BIN_DIR=build/bin \
       bench/snapshot_bench.py [--users 10000] [--writes 200] [--seconds 60] [--snapshot-rate N]
 """
@@ -26,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psycopg2
@@ -33,7 +43,10 @@ import psycopg2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+import event_schemas  # noqa: E402
 import support  # noqa: E402
+from snapshot_fold import db_state, fold, mismatches, snapshot_since  # noqa: E402
+from test_relay_e2e import Collector  # noqa: E402
 from test_snapshot import OP_SQL  # noqa: E402
 
 
@@ -80,6 +93,44 @@ def line(name, lat, seconds):
             f"p99 {pct(lat, 99):.2f} ms, max {max(lat):.2f} ms")
 
 
+def pending(url):
+    return support.run_sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
+
+
+def fold_check(stack, url, topic, sid):
+    """Reads the whole topic, folds it and compares it with the database; returns the number of
+    problems (mismatched users, sequence gaps, records breaking their schema)."""
+    while pending(url):
+        time.sleep(1)
+    last = dict(support.run_sql(url, "SELECT user_id, last_seq FROM user_event_seq"))
+    t = time.monotonic()
+    collector = Collector(stack, topic)
+    try:
+        collector.wait_users(last, timeout=max(300, len(last) // 10))
+        events = collector.snapshot()
+    finally:
+        collector.close()
+    print(f"read {len(events)} events of {len(last)} users back in {time.monotonic() - t:.0f} s",
+          flush=True)
+    want = db_state(url)
+    since = snapshot_since(url, sid)
+    bad = len(collector.errors) + len(event_schemas.problems_seen)
+    for what, (got, gaps) in (("", fold(events, sid, since)),
+                              (" from the topic's start", fold(events))):
+        diff = mismatches(want, got)
+        n = sum(1 for e in events if what or e["headers"]["ce_time"] >= since)
+        print(f"fold{what}: {len(set(want) | set(got))} users, {n} events, {len(diff)} mismatches"
+              + (f", {len(gaps)} sequence gaps" if gaps else ""), flush=True)
+        for u in diff[:3]:
+            print(f"  {u}: topic {got.get(u)}\n  {' ' * len(u)}  database {want.get(u)}")
+        for g in gaps[:3]:
+            print(f"  {g}")
+        bad += len(diff) + len(gaps)
+    for p in (collector.errors + event_schemas.problems_seen)[:3]:
+        print(f"  {p}")
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=10000)
@@ -99,13 +150,14 @@ def main():
     print(f"seeded {a.users} users x {a.ops} writes in {time.monotonic() - t:.0f} s", flush=True)
 
     port = support.free_port()
+    topic = f"bench-snapshot-{uuid.uuid4().hex[:10]}"  # the mock keeps earlier runs' topics
     env = {"DATABASE_URL": url, "REDIS_URL": stack["REDIS_URL"],
            "KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"],
-           "KAFKA_TOPIC": "bench-snapshot", "RELAY_METRICS_PORT": str(port), "LOG_LEVEL": "warn"}
+           "KAFKA_TOPIC": topic, "RELAY_METRICS_PORT": str(port), "LOG_LEVEL": "warn"}
     relay = support.spawn([support.bin_path("profile-relay")], env,
                           ready_url=f"http://127.0.0.1:{port}/health/live")
     try:
-        while support.run_sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]:
+        while pending(url):
             time.sleep(1)
         print("seed published", flush=True)
 
@@ -127,6 +179,7 @@ def main():
         reader.join(5)
         took = time.monotonic() - t0
         m = re.search(r"finished: (\d+) users, (\d+) events", "".join(out))
+        started = re.match(r"snapshot ([0-9a-f-]{36}) (started|resumed)", "".join(out))
         if m:
             print(f"snapshot: {m.group(1)} users, {m.group(2)} events in {took:.1f} s = "
                   f"{int(m.group(2)) / took:.0f} events/s", flush=True)
@@ -137,10 +190,14 @@ def main():
         after = workload(url, users, a.writes, a.seconds)
         print(line("writes alone again", after, a.seconds), flush=True)
         print(f"p99 ratio (during / alone, alone again): {pct(during, 99) / pct(base, 99):.2f}, "
-              f"{pct(during, 99) / pct(after, 99):.2f}")
+              f"{pct(during, 99) / pct(after, 99):.2f}", flush=True)
+        if not m or not started:
+            print(f"the snapshot did not finish (exit {snap.returncode})")
+            return 1
+        return 1 if fold_check(stack, url, topic, started.group(1)) else 0
     finally:
         relay.stop()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -180,7 +180,7 @@ static void render_snapshot(strbuf_t *o)
         snprintf(labels, sizeof(labels), "snapshot_id=\"%s\"", s.id);
         prom_sample_u64(o, "profile_relay_snapshot_info", labels, 1);
     }
-    prom_gauge(o, "profile_relay_snapshot_users_total",
+    prom_gauge(o, "profile_relay_snapshot_users",
                "Users of the newest snapshot of all users (those known at its start, or more).",
                (double)s.users_total);
     prom_gauge(o, "profile_relay_snapshot_users_done",

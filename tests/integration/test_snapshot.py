@@ -21,6 +21,7 @@ import requests
 import support
 from snapshot_fold import db_state, fold, mismatches, snapshot_since
 from support import run_sql
+from test_observability import promtool_check
 from test_relay_e2e import Collector, Relay, pending, wait_for
 
 # One random write of a user, as the API would make it (no Idempotency-Key).
@@ -259,7 +260,7 @@ def test_snapshot_progress_in_a_running_relays_metrics(stack):
         # Before any snapshot: zeros, no info series, nothing running.
         m = wait_for(lambda: snapshot_metrics(relay), 20, "the relay's /metrics")
         assert not any(k.startswith("profile_relay_snapshot_info") for k in m), m
-        assert m["profile_relay_snapshot_users_total"] == 0
+        assert m["profile_relay_snapshot_users"] == 0
         assert m["profile_relay_snapshot_runners"] == 0
 
         # Under way: about 20 s for the whole snapshot at this rate.
@@ -281,7 +282,7 @@ def test_snapshot_progress_in_a_running_relays_metrics(stack):
 
             before, m, after = wait_for(under_way, 30, "a snapshot under way in the metrics")
             assert m["profile_relay_snapshot_finished"] == 0
-            assert m["profile_relay_snapshot_users_total"] == 300
+            assert m["profile_relay_snapshot_users"] == 300
             # Read at most 5 s before the scrape: no more than the table shows after it.
             assert 0 < m["profile_relay_snapshot_users_done"] <= after[0] < 300, (m, after)
             assert 0 < m["profile_relay_snapshot_events_written"] <= after[2] < n_events
@@ -325,11 +326,14 @@ def test_snapshot_progress_in_a_running_relays_metrics(stack):
 
         m = wait_for(finished_metrics, 20, "the finished snapshot in the metrics")
         assert m[info] == 1
-        assert m["profile_relay_snapshot_users_done"] == m["profile_relay_snapshot_users_total"] \
+        assert m["profile_relay_snapshot_users_done"] == m["profile_relay_snapshot_users"] \
             == 300
         assert m["profile_relay_snapshot_events_written"] == events
         assert m["profile_relay_snapshot_runners"] == 0
         assert [k for k in m if k.startswith("profile_relay_snapshot_info")] == [info]
+        text = requests.get(f"http://127.0.0.1:{relay.port}/metrics", timeout=2).text
+        rc, out = promtool_check(text)
+        assert rc == 0 and out == "", f"promtool on the relay's /metrics: {out}"
     finally:
         assert relay.stop() == 0
 

@@ -75,7 +75,7 @@ static void test_snapshot(void **state)
     metrics_render(&b);
     assert_null(strstr(b.data, "\nprofile_relay_snapshot_info"));
     assert_non_null(strstr(b.data, "# TYPE profile_relay_snapshot_info gauge\n"));
-    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_users_total 0\n"));
+    assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_users 0\n"));
     assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_runners 0\n"));
     strbuf_dispose(&b);
 
@@ -92,8 +92,8 @@ static void test_snapshot(void **state)
     metrics_render(&b);
     assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_info{snapshot_id=\""
                                    "0b9c6a2e-4f7d-4a61-9d2c-3e5f8a1b7c90\"} 1\n"));
-    assert_non_null(strstr(b.data, "# TYPE profile_relay_snapshot_users_total gauge\n"
-                                   "profile_relay_snapshot_users_total 10000\n"));
+    assert_non_null(strstr(b.data, "# TYPE profile_relay_snapshot_users gauge\n"
+                                   "profile_relay_snapshot_users 10000\n"));
     assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_users_done 2500\n"));
     assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_events_written 14012\n"));
     assert_non_null(strstr(b.data, "\nprofile_relay_snapshot_finished 0\n"));

@@ -30,6 +30,35 @@ def shown(text):
     return text.replace(ROOT + os.sep, "")
 
 
+def pg_settings():
+    """PostgreSQL settings sized for this machine (docs/operations.md, "PostgreSQL memory"):
+    a quarter of RAM for shared_buffers (at most 8 GB), half as the planner's cache estimate,
+    checkpoints spread out so that a run does not meet a forced one; passed to tools/stack.sh."""
+    with open("/proc/meminfo") as f:
+        kb = next(int(l.split()[1]) for l in f if l.startswith("MemTotal:"))
+    mb = kb // 1024
+    return "; ".join([
+        f"shared_buffers = {min(mb // 4, 8192)}MB",
+        f"effective_cache_size = {mb // 2}MB",
+        f"maintenance_work_mem = {min(mb // 16, 1024)}MB",
+        "work_mem = 16MB",
+        "wal_buffers = 64MB",
+        "max_wal_size = 8GB",
+        "checkpoint_timeout = 15min",
+        "checkpoint_completion_target = 0.9",
+        "random_page_cost = 1.1",
+    ])
+
+
+def start_stack(state):
+    """tools/stack.sh start under `state` (a leftover stopped first), PostgreSQL sized for the
+    machine; returns its stack.env as a dict."""
+    script = os.path.join(ROOT, "tools", "stack.sh")
+    subprocess.run([script, "stop", state], capture_output=True)
+    sh([script, "start", state], env=dict(os.environ, STACK_PG_SETTINGS=pg_settings()))
+    return load_env(os.path.join(state, "stack.env"))
+
+
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
 
@@ -169,11 +198,9 @@ def scale_main(args):
     """How cost grows with the data: the same runs at 1k, 100k and 1M users, loaded in steps
     by bench/load_scale.sql; uncached reads (Redis unreachable), then cached reads and writes."""
     state = os.path.join(ROOT, ".local", "bench-scale")
-    subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
-    sh([os.path.join(ROOT, "tools", "stack.sh"), "start", state])
+    stack = start_stack(state)
     procs, results = [], []
     try:
-        stack = load_env(os.path.join(state, "stack.env"))
         env = dict(os.environ, DATABASE_URL=stack["DATABASE_URL"],
                    MIGRATIONS_DIR=os.path.join(ROOT, "migrations"))
         sh([support.bin_path("profile-migrate")], env=env)
@@ -222,6 +249,7 @@ def scale_main(args):
              f"{args.conns} connections over all users, drawn "
              + (f"Zipf-skewed (s = {args.skew}, bench/wrk/bench.lua BENCH_SKEW)" if args.skew > 0
                 else "uniformly")
+             + f"; PostgreSQL settings: {pg_settings()}"
              + "; uncached = Redis unreachable; hit % = list cache hits during the cached "
              "watchlist run (warmed 3 s). "
              "Cells: req/s and p99 ms. Outbox rows accumulate (no relay runs here).", "",
@@ -258,11 +286,9 @@ def main():
         return
 
     state = os.path.join(ROOT, ".local", "bench")
-    subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
-    sh([os.path.join(ROOT, "tools", "stack.sh"), "start", state])
+    stack = start_stack(state)
     procs = []
     try:
-        stack = load_env(os.path.join(state, "stack.env"))
         env = dict(os.environ, DATABASE_URL=stack["DATABASE_URL"],
                    MIGRATIONS_DIR=os.path.join(ROOT, "migrations"))
         sh([support.bin_path("profile-migrate")], env=env)
@@ -413,7 +439,8 @@ def write_report(args, rows, pg, pg_min, load_s, limiter, mixed, mixed_rw, relay
         "",
         f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
         f"({cpu}), {platform.system()} {platform.release()}; API with HTTP_THREADS = cores, "
-        f"PG_POOL_MAX=30, rate limiter off; wrk and the servers share the machine. "
+        f"PG_POOL_MAX=30, rate limiter off; wrk and the servers share the machine; "
+        f"PostgreSQL (fsync and synchronous_commit on) with {pg_settings()}. "
         f"{args.users} users loaded in {load_s:.1f} s; each run {args.seconds} s at "
         f"{args.conns} connections, random users.",
         "",

@@ -30,6 +30,35 @@ def shown(text):
     return text.replace(ROOT + os.sep, "")
 
 
+def pg_settings():
+    """PostgreSQL settings sized for this machine (docs/operations.md, "PostgreSQL memory"):
+    a quarter of RAM for shared_buffers (at most 8 GB), half as the planner's cache estimate,
+    checkpoints spread out so that a run does not meet a forced one; passed to tools/stack.sh."""
+    with open("/proc/meminfo") as f:
+        kb = next(int(l.split()[1]) for l in f if l.startswith("MemTotal:"))
+    mb = kb // 1024
+    return "; ".join([
+        f"shared_buffers = {min(mb // 4, 8192)}MB",
+        f"effective_cache_size = {mb // 2}MB",
+        f"maintenance_work_mem = {min(mb // 16, 1024)}MB",
+        "work_mem = 16MB",
+        "wal_buffers = 64MB",
+        "max_wal_size = 8GB",
+        "checkpoint_timeout = 15min",
+        "checkpoint_completion_target = 0.9",
+        "random_page_cost = 1.1",
+    ])
+
+
+def start_stack(state):
+    """tools/stack.sh start under `state` (a leftover stopped first), PostgreSQL sized for the
+    machine; returns its stack.env as a dict."""
+    script = os.path.join(ROOT, "tools", "stack.sh")
+    subprocess.run([script, "stop", state], capture_output=True)
+    sh([script, "start", state], env=dict(os.environ, STACK_PG_SETTINGS=pg_settings()))
+    return load_env(os.path.join(state, "stack.env"))
+
+
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
 
@@ -85,6 +114,22 @@ def server_share_under(after, before, route, le="0.01"):
     return 100.0 * under / total if total else 0.0
 
 
+def server_quantile(after, before, route, q=0.99):
+    """The q-quantile in ms of the run's requests of `route` by the server's own histogram,
+    interpolated linearly within its bucket (None when the run has none; inf past the last)."""
+    a, b = after.get(route, {}), before.get(route, {})
+    edges = sorted((float(le), a.get(le, 0) - b.get(le, 0)) for le in a if le != "+Inf")
+    total = a.get("+Inf", 0) - b.get("+Inf", 0)
+    if total <= 0:
+        return None
+    want, lo, below = q * total, 0.0, 0
+    for le, count in edges:
+        if count >= want:
+            return 1e3 * (lo + (le - lo) * (want - below) / max(1, count - below))
+        lo, below = le, count
+    return float("inf")
+
+
 def user_token(sub):
     now = int(time.time())
     return jwt.encode({"sub": sub, "roles": ["user"], "iss": ISSUER, "aud": AUDIENCE,
@@ -117,11 +162,13 @@ def wrk(port, op, seconds, conns, threads, users, tok, extra_env=None):
     return res
 
 
-def pgbench(stack, seconds, clients):
-    script = os.path.join(ROOT, "bench", "pgbench_watchlist.sql")
+def pgbench(stack, seconds, clients, script="pgbench_watchlist", user=None):
+    """pgbench of bench/<script>.sql; as the API's role unless `user` (the minimal outbox
+    transaction writes the tables directly: the owner)."""
+    script = os.path.join(ROOT, "bench", script + ".sql")
     cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
            "-r", "-f", script, "-h", stack["PGHOST"], "-p", stack["PGPORT"],
-           "-U", support.ROLE_USERS["api"], stack["PGDATABASE"]]
+           "-U", user or support.ROLE_USERS["api"], stack["PGDATABASE"]]
     out = subprocess.run(cmd, text=True, capture_output=True, timeout=seconds + 60)
     m = re.search(r"tps = ([0-9.]+)", out.stdout)
     lat = re.search(r"latency average = ([0-9.]+) ms", out.stdout)
@@ -151,11 +198,9 @@ def scale_main(args):
     """How cost grows with the data: the same runs at 1k, 100k and 1M users, loaded in steps
     by bench/load_scale.sql; uncached reads (Redis unreachable), then cached reads and writes."""
     state = os.path.join(ROOT, ".local", "bench-scale")
-    subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
-    sh([os.path.join(ROOT, "tools", "stack.sh"), "start", state])
+    stack = start_stack(state)
     procs, results = [], []
     try:
-        stack = load_env(os.path.join(state, "stack.env"))
         env = dict(os.environ, DATABASE_URL=stack["DATABASE_URL"],
                    MIGRATIONS_DIR=os.path.join(ROOT, "migrations"))
         sh([support.bin_path("profile-migrate")], env=env)
@@ -204,6 +249,7 @@ def scale_main(args):
              f"{args.conns} connections over all users, drawn "
              + (f"Zipf-skewed (s = {args.skew}, bench/wrk/bench.lua BENCH_SKEW)" if args.skew > 0
                 else "uniformly")
+             + f"; PostgreSQL settings: {pg_settings()}"
              + "; uncached = Redis unreachable; hit % = list cache hits during the cached "
              "watchlist run (warmed 3 s). "
              "Cells: req/s and p99 ms. Outbox rows accumulate (no relay runs here).", "",
@@ -240,11 +286,9 @@ def main():
         return
 
     state = os.path.join(ROOT, ".local", "bench")
-    subprocess.run([os.path.join(ROOT, "tools", "stack.sh"), "stop", state], capture_output=True)
-    sh([os.path.join(ROOT, "tools", "stack.sh"), "start", state])
+    stack = start_stack(state)
     procs = []
     try:
-        stack = load_env(os.path.join(state, "stack.env"))
         env = dict(os.environ, DATABASE_URL=stack["DATABASE_URL"],
                    MIGRATIONS_DIR=os.path.join(ROOT, "migrations"))
         sh([support.bin_path("profile-migrate")], env=env)
@@ -289,6 +333,9 @@ def main():
             procs.remove(api)
 
         pg = pgbench(stack, args.seconds, 30)
+        # the floor a write can reach on this database: one domain row and one outbox row in
+        # one transaction, nothing else (bench/pgbench_minimal_outbox.sql)
+        pg_min = pgbench(stack, args.seconds, 30, "pgbench_minimal_outbox", stack["PGUSER"])
 
         # The limiter's cost on a cache hit: the same cache-hit run against a server with the
         # limiter off and one with it on (a budget high enough that no request is refused: this
@@ -319,6 +366,18 @@ def main():
                 limiter.append((f"get_watchlist (cached), {label}, limiter {name}", med))
         off_api.stop()
         procs.remove(off_api)
+        # reads beside saturating writes (70 % GET watchlist, 20 % POST watchlist, 10 % POST
+        # history, limiter on with a budget no run reaches): read latency by the server's own
+        # histogram, so that the load generator's scheduling is not in it
+        mixed_rw = []
+        for conns in (64, 256):
+            reset_limiter(stack)
+            before = server_latency(port)
+            r = wrk(port, "mixed_rw", args.seconds, conns, 2, args.users, tok)
+            after = server_latency(port)
+            r["read_p99_ms"] = server_quantile(after, before, ROUTES["get_watchlist"])
+            r["read_under_10ms"] = server_share_under(after, before, ROUTES["get_watchlist"])
+            mixed_rw.append((conns, r))
         mixed = []
         for conns in (4, 8, 16, 32, 64):
             mixed.append((conns, wrk(port, "mixed", args.seconds, conns, 2, args.users, tok)))
@@ -326,7 +385,8 @@ def main():
         procs.remove(api)
 
         relay = relay_figures(state)
-        write_report(args, rows, pg, load_s, limiter, mixed, relay, uncached, read_pool)
+        write_report(args, rows, pg, pg_min, load_s, limiter, mixed, mixed_rw, relay, uncached,
+                     read_pool)
     finally:
         for p in procs:
             p.stop()
@@ -354,10 +414,20 @@ def relay_figures(state):
     out["latency_cmd"] = "STACK_ENV=<stack> " + " ".join(lat_cmd)
     if not m:
         out["latency_err"] = (r.stdout + r.stderr)[-500:]
+    secs = os.environ.get("BENCH_SUSTAINED_SECONDS", "600")
+    sus_cmd = ["/usr/bin/python3", "bench/write_sustained.py", "--seconds", secs]
+    r = subprocess.run(sus_cmd, cwd=ROOT, env=dict(env, STACK_ENV=stack_env), capture_output=True,
+                       text=True, timeout=int(secs) + 600)
+    m = re.search(r"^sustained: .*$", r.stdout, re.M)
+    out["sustained"] = m.group(0) if m else None
+    out["sustained_cmd"] = "STACK_ENV=<stack> " + " ".join(sus_cmd)
+    if not m:
+        out["sustained_err"] = (r.stdout + r.stderr)[-500:]
     return out
 
 
-def write_report(args, rows, pg, load_s, limiter, mixed, relay, uncached, read_pool):
+def write_report(args, rows, pg, pg_min, load_s, limiter, mixed, mixed_rw, relay, uncached,
+                 read_pool):
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -369,7 +439,8 @@ def write_report(args, rows, pg, load_s, limiter, mixed, relay, uncached, read_p
         "",
         f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
         f"({cpu}), {platform.system()} {platform.release()}; API with HTTP_THREADS = cores, "
-        f"PG_POOL_MAX=30, rate limiter off; wrk and the servers share the machine. "
+        f"PG_POOL_MAX=30, rate limiter off; wrk and the servers share the machine; "
+        f"PostgreSQL (fsync and synchronous_commit on) with {pg_settings()}. "
         f"{args.users} users loaded in {load_s:.1f} s; each run {args.seconds} s at "
         f"{args.conns} connections, random users.",
         "",
@@ -386,11 +457,23 @@ def write_report(args, rows, pg, load_s, limiter, mixed, relay, uncached, read_p
         f"**{pg['tps']:.0f} tps** (avg {pg['avg_ms']:.2f} ms). POST watchlist through the API "
         f"reaches **{100 * post['rps'] / pg['tps']:.0f} %** of it.",
         "",
+        f"pgbench of the minimal transactional outbox (one domain row and one outbox row in one "
+        f"transaction, nothing else; bench/pgbench_minimal_outbox.sql), same database, 30 "
+        f"connections: **{pg_min['tps']:.0f} tps**. Each write through the API against it:",
+        "",
+        "| write | req/s | share of the minimal outbox transaction |",
+        "|---|---:|---:|",
+    ]
+    for name, r in rows:
+        if name.startswith(("post_", "put_")):
+            lines.append(f"| {name} | {r['rps']:.0f} | **{100 * r['rps'] / pg_min['tps']:.0f} %** |")
+    lines += [
+        "",
         "Commands:",
         "",
         "```",
     ]
-    lines += [r["cmd"] for _, r in rows] + [pg["cmd"], "```", ""]
+    lines += [r["cmd"] for _, r in rows] + [pg["cmd"], pg_min["cmd"], "```", ""]
     lines += [
         "### Uncached reads",
         "",
@@ -445,6 +528,20 @@ def write_report(args, rows, pg, load_s, limiter, mixed, relay, uncached, read_p
     if best:
         lines += ["", f"Highest rate with p99 under 50 ms: **{best[1]['rps']:.0f} req/s** "
                   f"({best[0]} connections)."]
+    lines += ["", "### Reads beside saturating writes (70 % GET watchlist, 20 % POST watchlist, "
+              "10 % POST history)", "",
+              "GET watchlist latency by the server's own histogram "
+              "(`profile_api_request_duration_seconds`, p99 interpolated within its bucket), the "
+              "whole mix by wrk.", "",
+              "| connections | req/s (all) | wrk p50 ms | wrk p99 ms | GET watchlist server p99 ms "
+              "| GET watchlist server: under 10 ms | non-2xx |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for conns, r in mixed_rw:
+        p99 = r["read_p99_ms"]
+        lines.append(f"| {conns} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{'n/a' if p99 is None else f'{p99:.2f}'} | {r['read_under_10ms']:.2f} % | "
+                     f"{int(r['non2xx'])} |")
+    lines += ["", "```"] + [r["cmd"] for _, r in mixed_rw] + ["```"]
     lines += ["", "### Relay", ""]
     if relay.get("drain"):
         n, secs, rate = relay["drain"]
@@ -458,6 +555,13 @@ def write_report(args, rows, pg, load_s, limiter, mixed, relay, uncached, read_p
                      f"commit-to-delivery **p50 {p50} ms, p99 {p99} ms**. `{relay['latency_cmd']}`")
     else:
         lines.append(f"- Latency: no result (`{relay['latency_cmd']}`): {relay.get('latency_err', '')!r}")
+    if relay.get("sustained"):
+        lines.append(f"- Writes sustained while one relay drains them (POST watchlist, 64 "
+                     f"connections, OUTBOX_RETENTION_SECONDS=60 so that the retention DELETE runs "
+                     f"too): {relay['sustained'].split(': ', 1)[1]}. `{relay['sustained_cmd']}`")
+    else:
+        lines.append(f"- Sustained writes: no result (`{relay['sustained_cmd']}`): "
+                     f"{relay.get('sustained_err', '')!r}")
     lines.append("")
     text = "\n".join(lines)
     out = args.out

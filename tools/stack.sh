@@ -20,7 +20,9 @@
 #
 # Environment: PG_BIN (default /usr/lib/postgresql/15/bin), KAFKA_MOCK_BIN (default
 # $PROFILE_BIN_DIR/kafka-mock, PROFILE_BIN_DIR defaulting to <repo>/build/bin), PGBOUNCER_BIN
-# (default /usr/sbin/pgbouncer).
+# (default /usr/sbin/pgbouncer). STACK_PG_SETTINGS: extra postgresql.conf lines
+# (";"-separated, e.g. "shared_buffers = 4GB; max_wal_size = 4GB"), appended after the stack's
+# own small defaults (benchmarks size the server for the machine with it).
 #
 # --pgbouncer (or STACK_PGBOUNCER=1) also starts PgBouncer in transaction mode in front of the
 # PostgreSQL (as the postgres user when we are root: pgbouncer refuses root) and adds to
@@ -205,6 +207,10 @@ log_timezone = 'UTC'
 timezone = 'UTC'
 include_if_exists = 'stack_port.conf'
 EOF
+    if [ -n "${STACK_PG_SETTINGS:-}" ]; then
+        tr ';' '\n' <<<"$STACK_PG_SETTINGS" | sed 's/^ *//' |
+            as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
+    fi
     as_pg tee "$tmp/data/pg_hba.conf" >/dev/null <<'EOF'
 # profile local stack: trust on the private socket and loopback only.
 local   all all              trust

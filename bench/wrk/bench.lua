@@ -146,6 +146,20 @@ request = function()
     elseif op == "put_profile" then
         return wrk.format("PUT", "/profiles/" .. user(), nil,
             '{"displayName":"Bench ' .. counter .. '","preferences":{"language":"en"}}')
+    elseif op == "mixed_rw" then
+        -- reads beside saturating writes: 70 % GET watchlist, 20 % POST watchlist, 10 % POST
+        -- history
+        local r = math.random(1, 100)
+        if r <= 70 then
+            return wrk.format("GET", "/profiles/" .. user() .. "/watchlist")
+        elseif r <= 90 then
+            return wrk.format("POST", "/profiles/" .. user() .. "/watchlist", nil,
+                '{"videoId":"b' .. math.random(1, 1000000) .. '"}')
+        else
+            return wrk.format("POST", "/profiles/" .. user() .. "/history", nil,
+                '{"videoId":"v' .. math.random(1, 100000) .. '","positionSeconds":' ..
+                math.random(0, 3000) .. ',"durationSeconds":3000}')
+        end
     elseif op == "mixed" then
         -- 80 % reads, 20 % writes
         local r = math.random(1, 100)

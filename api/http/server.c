@@ -27,6 +27,7 @@
 #include "api/resources/handlers.h"
 #include "api/resources/list.h"
 #include "api/http/metrics.h"
+#include "api/codec/hex.h"
 #include "api/codec/ids.h"
 #include "api/http/cors.h"
 #include "api/http/trace.h"
@@ -90,8 +91,8 @@ static void setup_trace(api_req_t *ar)
         memcpy(ar->span_bin, tc.span_id, sizeof(ar->span_bin));
         ar->start_real_ns = otel_now_ns();
     }
-    trace_hex(tc.trace_id, TRACE_ID_LEN, ar->trace_id);
-    trace_hex(tc.span_id, TRACE_SPAN_ID_LEN, ar->span_id);
+    hex_encode(tc.trace_id, TRACE_ID_LEN, ar->trace_id);
+    hex_encode(tc.span_id, TRACE_SPAN_ID_LEN, ar->span_id);
     trace_format_traceparent(&tc, ar->traceparent);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/resources/write.h"
+#include "api/codec/hex.h"
 #include "api/codec/ids.h"
 #include "api/http/metrics.h"
 #include "api/http/reqhash.h"
@@ -37,7 +38,7 @@ static int fill_common_params(api_req_t *ar, const char **values)
         values[SQL_WRITE_IDEM_KEY] = h2o_strdup(&req->pool, key->base, key->len).base;
         reqhash_compute(req->method.base, req->method.len, req->path.base, pathlen,
                         req->entity.base, req->entity.len, digest);
-        reqhash_hex(digest, hex);
+        hex_encode(digest, REQHASH_LEN, hex);
         values[SQL_WRITE_REQUEST_HASH] = hex;
     }
     snprintf(ttl, 16, "%d", ar->thr->server->cfg->idempotency_ttl_seconds);

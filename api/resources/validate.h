@@ -45,7 +45,6 @@ void validate_errors_addf(validate_errors_t *errs, const char *field, const char
  */
 bool validate_rfc3339(const char *s, size_t len);
 
-
 /**
  * Checks UTF-8 validity and counts code points. Returns the count, or -1 when invalid UTF-8 or
  * (when `reject_controls`) a control character (C0, DEL, C1) is present.

@@ -32,4 +32,23 @@ run "shell scripts" shell_syntax
 [ -x tools/lint-openapi.sh ] && run "openapi" tools/lint-openapi.sh
 [ -x tools/lint-asyncapi.sh ] && run "asyncapi" tools/lint-asyncapi.sh
 run "no outside references" tools/lint-refs.sh
+
+# api/codec/ and api/http/headers.c are leaves (docs/architecture.md): they include nothing else
+# of api/ but codec headers and their own header, so any room may call them.
+api_leaves() {
+    local f inc ok=0
+    for f in api/codec/*.[ch] api/http/headers.[ch]; do
+        for inc in $(sed -n 's|^#include "\(api/[^"]*\)".*|\1|p' "$f"); do
+            case $inc in
+            api/codec/* | "${f%.[ch]}.h") ;;
+            *)
+                echo "lint: $f includes $inc (a leaf includes nothing else of api/)" >&2
+                ok=1
+                ;;
+            esac
+        done
+    done
+    return $ok
+}
+run "api leaf files" api_leaves
 exit $status

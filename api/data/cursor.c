@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 #include "api/codec/b64url.h"
 #include "api/data/cursor.h"
-#include "api/resources/validate.h"
+#include "api/codec/ids.h"
 
 #define CURSOR_VERSION 1
 #define CURSOR_TAG_LEN 8
@@ -83,7 +83,7 @@ int cursor_decode(const char *s, size_t len, char expect_kind, cursor_t *out)
         ts = (ts << 8) | raw[2 + i];
     if ((int64_t)ts < CURSOR_TS_MIN || (int64_t)ts > CURSOR_TS_MAX)
         return -1;
-    if (!validate_id((const char *)raw + CURSOR_HEAD_LEN, idlen))
+    if (!ids_valid((const char *)raw + CURSOR_HEAD_LEN, idlen))
         return -1;
     out->kind = (char)raw[1];
     out->ts_us = (int64_t)ts;

@@ -22,15 +22,3 @@ void reqhash_compute(const char *method, size_t method_len, const char *path, si
         PROFILE_FATAL("SHA-256 failed");
     EVP_MD_CTX_free(ctx);
 }
-
-void reqhash_hex(const uint8_t hash[REQHASH_LEN], char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < REQHASH_LEN; ++i) {
-        out[2 * i] = hex[hash[i] >> 4];
-        out[2 * i + 1] = hex[hash[i] & 0xf];
-    }
-    out[2 * REQHASH_LEN] = '\0';
-}

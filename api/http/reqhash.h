@@ -17,7 +17,4 @@
 void reqhash_compute(const char *method, size_t method_len, const char *path, size_t path_len,
                      const char *body, size_t body_len, uint8_t out[REQHASH_LEN]);
 
-/** Lowercase hex of a hash into `out` (2 * REQHASH_LEN + 1 bytes, NUL-terminated). */
-void reqhash_hex(const uint8_t hash[REQHASH_LEN], char *out);
-
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "api/http/respond.h"
-#include "api/http/request.h"
+#include "api/codec/ids.h"
 #include "api/http/metrics.h"
 #include "api/http/cors.h"
 #include "api/http/span.h"
@@ -44,7 +44,7 @@ static double sample_unit(api_thread_t *thr)
 {
     char tmp[5];
     unsigned v;
-    api_random_hex(thr, tmp, 2);
+    ids_random_hex(&thr->rng, tmp, 2);
     sscanf(tmp, "%4x", &v);
     return (double)v / 65536.0;
 }

@@ -21,13 +21,14 @@
 #include "common/net.h"
 #include <h2o.h>
 #include "api/http/server.h"
-#include "api/http/request.h"
+#include "api/http/headers.h"
 #include "api/http/respond.h"
 #include "api/data/wait.h"
 #include "api/resources/handlers.h"
 #include "api/resources/list.h"
 #include "api/http/metrics.h"
-#include "api/resources/validate.h"
+#include "api/codec/hex.h"
+#include "api/codec/ids.h"
 #include "api/http/cors.h"
 #include "api/http/trace.h"
 #include "common/clock.h"
@@ -56,27 +57,14 @@ void server_set_tracing(bool on)
 
 /* ---- request helpers ---- */
 
-static bool valid_request_id(const char *s, size_t len)
-{
-    if (len == 0 || len > 64)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
-            return false;
-    }
-    return true;
-}
-
 static void setup_request_id(api_req_t *ar)
 {
-    const h2o_iovec_t *v = api_find_header(ar, H2O_STRLIT("x-request-id"));
-    if (v != NULL && valid_request_id(v->base, v->len)) {
+    const h2o_iovec_t *v = headers_find(ar->req, H2O_STRLIT("x-request-id"));
+    if (v != NULL && ids_valid(v->base, v->len)) {
         memcpy(ar->request_id, v->base, v->len);
         ar->request_id[v->len] = '\0';
     } else {
-        api_random_hex(ar->thr, ar->request_id, 16);
+        ids_random_hex(&ar->thr->rng, ar->request_id, 16);
     }
 }
 
@@ -86,7 +74,7 @@ static void setup_request_id(api_req_t *ar)
  */
 static void setup_trace(api_req_t *ar)
 {
-    const h2o_iovec_t *v = api_find_header(ar, H2O_STRLIT("traceparent"));
+    const h2o_iovec_t *v = headers_find(ar->req, H2O_STRLIT("traceparent"));
     trace_context_t tc;
     uint8_t parent_flags = TRACE_FLAG_SAMPLED;
     if (v != NULL && trace_parse_traceparent(v->base, v->len, &tc)) {
@@ -103,14 +91,14 @@ static void setup_trace(api_req_t *ar)
         memcpy(ar->span_bin, tc.span_id, sizeof(ar->span_bin));
         ar->start_real_ns = otel_now_ns();
     }
-    trace_hex(tc.trace_id, TRACE_ID_LEN, ar->trace_id);
-    trace_hex(tc.span_id, TRACE_SPAN_ID_LEN, ar->span_id);
+    hex_encode(tc.trace_id, TRACE_ID_LEN, ar->trace_id);
+    hex_encode(tc.span_id, TRACE_SPAN_ID_LEN, ar->span_id);
     trace_format_traceparent(&tc, ar->traceparent);
 }
 
 static void setup_origin(api_req_t *ar)
 {
-    const h2o_iovec_t *o = api_find_header(ar, H2O_STRLIT("origin"));
+    const h2o_iovec_t *o = headers_find(ar->req, H2O_STRLIT("origin"));
     if (o != NULL && cors_origin_allowed(server.cors, o->base, o->len)) {
         ar->origin = o->base;
         ar->origin_len = o->len;
@@ -237,10 +225,10 @@ static int check_access(api_req_t *ar, problem_field_error_t *errs, size_t *nerr
         !auth_may_access(&ar->principal, ar->rm.user_id.value, ar->rm.user_id.len,
                          method_is_write(ar->rm.method)))
         return 403;
-    if (ar->rm.user_id.bad || !validate_id(ar->rm.user_id.value, ar->rm.user_id.len))
+    if (ar->rm.user_id.bad || !ids_valid(ar->rm.user_id.value, ar->rm.user_id.len))
         errs[n++] = (problem_field_error_t){"userId", "must match ^[A-Za-z0-9._-]{1,64}$"};
     if (ar->rm.route == ROUTE_WATCHLIST_ITEM &&
-        (ar->rm.video_id.bad || !validate_id(ar->rm.video_id.value, ar->rm.video_id.len)))
+        (ar->rm.video_id.bad || !ids_valid(ar->rm.video_id.value, ar->rm.video_id.len)))
         errs[n++] = (problem_field_error_t){"videoId", "must match ^[A-Za-z0-9._-]{1,64}$"};
     *nerrs = n;
     return n > 0 ? 400 : 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include "common/alloc.h"
+#include "api/codec/hex.h"
 #include "api/http/trace.h"
 
 static int lhex(char c)
@@ -117,26 +118,14 @@ void trace_generate(trace_context_t *out, uint8_t flags)
     out->flags = flags;
 }
 
-void trace_hex(const uint8_t *bytes, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < n; ++i) {
-        out[2 * i] = hex[bytes[i] >> 4];
-        out[2 * i + 1] = hex[bytes[i] & 0xf];
-    }
-    out[2 * n] = '\0';
-}
-
 void trace_format_traceparent(const trace_context_t *t, char *out)
 {
     memcpy(out, "00-", 3);
-    trace_hex(t->trace_id, TRACE_ID_LEN, out + 3);
+    hex_encode(t->trace_id, TRACE_ID_LEN, out + 3);
     out[35] = '-';
-    trace_hex(t->span_id, TRACE_SPAN_ID_LEN, out + 36);
+    hex_encode(t->span_id, TRACE_SPAN_ID_LEN, out + 36);
     out[52] = '-';
-    trace_hex(&t->flags, 1, out + 53);
+    hex_encode(&t->flags, 1, out + 53);
 }
 
 uint8_t trace_sampling_decide(uint8_t parent_flags, bool exporter_on, bool ratio_ok, bool *record)

@@ -48,7 +48,4 @@ void trace_format_traceparent(const trace_context_t *t, char *out);
  */
 uint8_t trace_sampling_decide(uint8_t parent_flags, bool exporter_on, bool ratio_ok, bool *record);
 
-/** Lowercase hex of `n` bytes into `out` (2n + 1 bytes, NUL-terminated). */
-void trace_hex(const uint8_t *bytes, size_t n, char *out);
-
 #endif

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/resources/handlers.h"
-#include "api/http/request.h"
 #include "api/http/respond.h"
 #include "api/data/dbcall.h"
 #include "api/data/listrender.h"

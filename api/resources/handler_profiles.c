@@ -8,6 +8,7 @@
 #include "api/resources/handlers.h"
 #include "api/resources/validate.h"
 #include "api/resources/write.h"
+#include "api/http/headers.h"
 #include "api/http/request.h"
 #include "api/http/respond.h"
 #include "api/data/dbcall.h"
@@ -63,7 +64,7 @@ static void on_get_result(void *data, const PGresult *res, pgpool_err_t err)
     if (!PQgetisnull(res, 0, SQL_GET_PROFILE_COL_ETAG))
         api_add_header(ar, "etag", PQgetvalue(res, 0, SQL_GET_PROFILE_COL_ETAG),
                        (size_t)PQgetlength(res, 0, SQL_GET_PROFILE_COL_ETAG));
-    inm = api_find_header(ar, H2O_STRLIT("if-none-match"));
+    inm = headers_find(ar->req, H2O_STRLIT("if-none-match"));
     if (status == 200 && inm != NULL && !PQgetisnull(res, 0, SQL_GET_PROFILE_COL_ETAG) &&
         none_match_hits(inm, PQgetvalue(res, 0, SQL_GET_PROFILE_COL_ETAG),
                         (size_t)PQgetlength(res, 0, SQL_GET_PROFILE_COL_ETAG))) {
@@ -91,7 +92,7 @@ static void put_profile(api_req_t *ar)
         api_respond_validation(ar, errs.items, errs.count);
         return;
     }
-    if_match = api_find_header(ar, H2O_STRLIT("if-match"));
+    if_match = headers_find(ar->req, H2O_STRLIT("if-match"));
     values[SQL_PUT_PROFILE_USER] = ar->rm.user_id.value;
     values[SQL_PUT_PROFILE_DISPLAY_NAME] = in.display_name;
     values[SQL_PUT_PROFILE_AVATAR_URL] = in.avatar_url;

@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include "api/codec/ids.h"
 #include "api/codec/pct.h"
 #include "api/resources/listquery.h"
 
@@ -109,7 +110,7 @@ static int take_param(const char *name, const char *value, long vlen, unsigned a
         else
             out->view_continue = true;
     } else {
-        if (vlen < 0 || !validate_id(value, (size_t)vlen))
+        if (vlen < 0 || !ids_valid(value, (size_t)vlen))
             why = "must match ^[A-Za-z0-9._-]{1,64}$";
         else
             memcpy(out->video_id, value, (size_t)vlen + 1);

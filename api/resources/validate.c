@@ -1,6 +1,6 @@
 /*
- * The body rules: field errors, small predicates (ids, keys, media type, UTF-8, RFC 3339) and
- * the members of each resource's body, read from the tree api/resources/jsonscan.c admits.
+ * The body rules: field errors, small predicates (UTF-8, RFC 3339) and the members of each
+ * resource's body, read from the tree api/resources/jsonscan.c admits.
  */
 #include <errno.h>
 #include <math.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <json.h>
+#include "api/codec/ids.h"
 #include "api/codec/utf8.h"
 #include "api/resources/validate.h"
 #include "api/resources/jsonscan.h"
@@ -86,57 +87,6 @@ void validate_errors_addf(validate_errors_t *errs, const char *field, const char
 }
 
 /* ---------------------------------------------------------------- small predicates */
-
-bool validate_id(const char *s, size_t len)
-{
-    size_t i;
-
-    if (s == NULL || len < 1 || len > 64)
-        return false;
-    for (i = 0; i < len; ++i) {
-        unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-bool validate_idempotency_key(const char *s, size_t len)
-{
-    size_t i;
-
-    if (s == NULL || len < 1 || len > 255)
-        return false;
-    for (i = 0; i < len; ++i) {
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-bool validate_json_content_type(const char *s, size_t len)
-{
-    static const char mt[] = "application/json";
-    size_t i = 0;
-
-    if (s == NULL)
-        return false;
-    while (i < len && is_ows(s[i]))
-        ++i;
-    if (len - i < sizeof(mt) - 1 || strncasecmp(s + i, mt, sizeof(mt) - 1) != 0)
-        return false;
-    i += sizeof(mt) - 1;
-    while (i < len && is_ows(s[i]))
-        ++i;
-    /* Parameters (charset=utf-8, ...) are allowed and not interpreted: JSON is UTF-8. */
-    return i == len || s[i] == ';';
-}
 
 static bool is_control(uint32_t cp)
 {
@@ -315,7 +265,7 @@ static int get_video_id(json_object *obj, char *out, validate_errors_t *errs)
     }
     s = json_object_get_string(v);
     len = (size_t)json_object_get_string_len(v);
-    if (!validate_id(s, len)) {
+    if (!ids_valid(s, len)) {
         validate_errors_add(errs, "videoId", "must match ^[A-Za-z0-9._-]{1,64}$");
         return -1;
     }

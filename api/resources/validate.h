@@ -1,7 +1,7 @@
 /*
- * The body rules of the resources, path ids and header values (docs/openapi.yaml), and the
- * field errors every check reports. Pure functions over bytes: no h2o, no I/O. Every failure
- * yields field errors for problem+json; unknown members are errors.
+ * The body rules of the resources (docs/openapi.yaml), and the field errors every check
+ * reports (the id and Idempotency-Key rules are in api/codec/ids.h). Pure functions over bytes:
+ * no h2o, no I/O. Every failure yields field errors for problem+json; unknown members are errors.
  */
 #ifndef PROFILE_API_RESOURCES_VALIDATE_H
 #define PROFILE_API_RESOURCES_VALIDATE_H
@@ -44,13 +44,6 @@ void validate_errors_addf(validate_errors_t *errs, const char *field, const char
  * dates, seconds 00-59 (a leap second 60 is refused).
  */
 bool validate_rfc3339(const char *s, size_t len);
-
-/** `^[A-Za-z0-9._-]{1,64}$` */
-bool validate_id(const char *s, size_t len);
-/** 1-255 printable ASCII characters (0x20-0x7e). */
-bool validate_idempotency_key(const char *s, size_t len);
-/** `application/json` with optional parameters, case-insensitive; false when absent. */
-bool validate_json_content_type(const char *s, size_t len);
 
 /**
  * Checks UTF-8 validity and counts code points. Returns the count, or -1 when invalid UTF-8 or

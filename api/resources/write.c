@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/resources/write.h"
-#include "api/resources/validate.h"
+#include "api/codec/hex.h"
+#include "api/codec/ids.h"
 #include "api/http/metrics.h"
 #include "api/http/reqhash.h"
-#include "api/http/request.h"
+#include "api/http/headers.h"
 #include "api/http/respond.h"
 #include "api/data/dbcall.h"
 #include "api/data/wait.h"
@@ -18,7 +19,7 @@
 static int fill_common_params(api_req_t *ar, const char **values)
 {
     h2o_req_t *req = ar->req;
-    const h2o_iovec_t *key = api_find_header(ar, H2O_STRLIT("idempotency-key"));
+    const h2o_iovec_t *key = headers_find(ar->req, H2O_STRLIT("idempotency-key"));
     char *ttl = h2o_mem_alloc_pool(&req->pool, 16);
 
     values[SQL_WRITE_CALLER] = ar->principal.sub;
@@ -28,7 +29,7 @@ static int fill_common_params(api_req_t *ar, const char **values)
         uint8_t digest[REQHASH_LEN];
         char *hex = h2o_mem_alloc_pool(&req->pool, 2 * REQHASH_LEN + 1);
         size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-        if (!validate_idempotency_key(key->base, key->len)) {
+        if (!ids_idempotency_key_valid(key->base, key->len)) {
             problem_field_error_t e = {"Idempotency-Key",
                                        "must be 1-255 printable ASCII characters"};
             api_respond_validation(ar, &e, 1);
@@ -37,7 +38,7 @@ static int fill_common_params(api_req_t *ar, const char **values)
         values[SQL_WRITE_IDEM_KEY] = h2o_strdup(&req->pool, key->base, key->len).base;
         reqhash_compute(req->method.base, req->method.len, req->path.base, pathlen,
                         req->entity.base, req->entity.len, digest);
-        reqhash_hex(digest, hex);
+        hex_encode(digest, REQHASH_LEN, hex);
         values[SQL_WRITE_REQUEST_HASH] = hex;
     }
     snprintf(ttl, 16, "%d", ar->thr->server->cfg->idempotency_ttl_seconds);

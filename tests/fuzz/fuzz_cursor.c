@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/data/cursor.h"
-#include "api/resources/validate.h"
+#include "api/codec/ids.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char kind = kinds[data[0] & 3];
     if (cursor_decode((const char *)data + 1, size - 1, kind, &c) != 0)
         return 0;
-    if (c.kind != kind || !validate_id(c.id, strlen(c.id)))
+    if (c.kind != kind || !ids_valid(c.id, strlen(c.id)))
         abort();
     cursor_encode(&c, enc);
     if (strlen(enc) != size - 1 || memcmp(enc, data + 1, size - 1) != 0)

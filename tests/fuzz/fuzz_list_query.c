@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "api/codec/ids.h"
 #include "api/resources/listquery.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -20,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (q.limit < 1 || q.limit > 100 || strlen(q.cursor) > 160)
             abort();
         if (q.video_id[0] != '\0' &&
-            ((allow & VALIDATE_Q_VIDEO_ID) == 0 || !validate_id(q.video_id, strlen(q.video_id))))
+            ((allow & VALIDATE_Q_VIDEO_ID) == 0 || !ids_valid(q.video_id, strlen(q.video_id))))
             abort();
         if (q.view_continue && (allow & VALIDATE_Q_VIEW) == 0)
             abort();

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <json.h>
+#include "api/codec/ids.h"
 #include "api/http/problem.h"
 #include "api/resources/validate.h"
 #include "api/resources/jsonscan.h"
@@ -66,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1: {
         watchlist_input_t w;
         if (validate_watchlist_body(body, len, &w, &e) == 0) {
-            if (!validate_id(w.video_id, strlen(w.video_id)))
+            if (!ids_valid(w.video_id, strlen(w.video_id)))
                 abort();
         } else {
             check_errors(&e);
@@ -76,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         history_input_t h;
         if (validate_history_body(body, len, &h, &e) == 0) {
-            if (!validate_id(h.video_id, strlen(h.video_id)) || h.position_seconds < 0 ||
+            if (!ids_valid(h.video_id, strlen(h.video_id)) || h.position_seconds < 0 ||
                 h.position_seconds > 86400 || h.duration_seconds < -1 ||
                 h.duration_seconds > 86400 ||
                 (h.duration_seconds >= 0 && h.position_seconds > h.duration_seconds))
@@ -91,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default: {
         rating_input_t r;
         if (validate_rating_body(body, len, &r, &e) == 0) {
-            if (!validate_id(r.video_id, strlen(r.video_id)) || r.rating < 1 || r.rating > 5)
+            if (!ids_valid(r.video_id, strlen(r.video_id)) || r.rating < 1 || r.rating > 5)
                 abort();
             validate_rating_input_dispose(&r);
         } else {

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include "api/codec/hex.h"
 #include "api/http/trace.h"
 
 #define TID "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -55,7 +56,7 @@ static void test_values_and_format(void **state)
     const char *s = "00-" TID "-" SID "-01";
     assert_true(trace_parse_traceparent(s, strlen(s), &t));
     assert_int_equal(t.flags, 1);
-    trace_hex(t.trace_id, TRACE_ID_LEN, hex);
+    hex_encode(t.trace_id, TRACE_ID_LEN, hex);
     assert_string_equal(hex, TID);
     trace_format_traceparent(&t, out);
     assert_string_equal(out, s);

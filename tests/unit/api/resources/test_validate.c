@@ -1,4 +1,4 @@
-/* Unit tests for api/resources/validate.c: strict JSON, every body field, ids, query strings. */
+/* Unit tests for api/resources/validate.c: strict JSON, body fields, UTF-8, RFC 3339, errors. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -503,61 +503,6 @@ static void test_rating_review_length(void **state)
 
 /* ------------------------------------------------------------------ small predicates */
 
-static void test_ids_and_keys(void **state)
-{
-    assert_true(validate_id("abc-DEF_0.9", 11));
-    assert_false(validate_id("", 0));
-    assert_false(validate_id(NULL, 0));
-    assert_false(validate_id("a b", 3));
-    assert_false(validate_id("a%2F", 4));
-    assert_false(validate_id("a\0b", 3));
-    assert_false(validate_id("\xc3\xa9", 2));
-    char id[66];
-    memset(id, 'a', sizeof(id));
-    assert_true(validate_id(id, 64));
-    assert_false(validate_id(id, 65));
-
-    assert_true(validate_idempotency_key("k", 1));
-    assert_true(validate_idempotency_key("a b~!", 5));
-    assert_false(validate_idempotency_key("", 0));
-    assert_false(validate_idempotency_key("a\tb", 3));
-    assert_false(validate_idempotency_key("a\x7f", 2));
-    assert_false(validate_idempotency_key("\xc3\xa9", 2));
-    char key[257];
-    memset(key, 'k', sizeof(key));
-    assert_true(validate_idempotency_key(key, 255));
-    assert_false(validate_idempotency_key(key, 256));
-}
-
-static void test_content_type(void **state)
-{
-    static const struct {
-        const char *s;
-        bool ok;
-    } cases[] = {
-        {"application/json", true},
-        {"Application/JSON", true},
-        {"application/json; charset=utf-8", true},
-        {"application/json;charset=UTF-8", true},
-        {"  application/json  ", true},
-        {"application/json ; charset=utf-8", true},
-        {"application/json-patch+json", false},
-        {"application/jsonx", false},
-        {"application/json x", false},
-        {"application/problem+json", false},
-        {"text/json", false},
-        {"text/plain", false},
-        {"application/", false},
-        {"", false},
-        {"multipart/form-data; boundary=application/json", false},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
-        if (validate_json_content_type(cases[i].s, strlen(cases[i].s)) != cases[i].ok)
-            fail_msg("content type \"%s\"", cases[i].s);
-    }
-    assert_false(validate_json_content_type(NULL, 0));
-}
-
 static void test_utf8_count(void **state)
 {
     assert_int_equal(validate_utf8_count("abc", 3, true), 3);
@@ -622,7 +567,6 @@ int main(void)
         cmocka_unit_test(test_profile_lengths),    cmocka_unit_test(test_profile_many_errors),
         cmocka_unit_test(test_history_cases),      cmocka_unit_test(test_history_values),
         cmocka_unit_test(test_rating_cases),       cmocka_unit_test(test_rating_review_length),
-        cmocka_unit_test(test_ids_and_keys),       cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_utf8_count),         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_errors_api),
     };

@@ -36,8 +36,8 @@ CFLAGS=(-std=gnu11 -g -O1 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -I"$ROOT" "${PKG_CFLAG
     -Wall -Wextra -Werror -Wno-unused-parameter)
 LIBS=("${PKG_LIBS[@]}" -lm -lpthread)
 SOURCES=(api/codec/b64url.c api/codec/ids.c api/http/problem.c api/data/cursor.c
-    api/resources/validate.c api/resources/jsonscan.c api/resources/listquery.c api/http/auth.c
-    api/http/trace.c api/http/reqhash.c api/http/cors.c common/alloc.c common/buf.c common/log.c common/clock.c)
+    api/resources/validate.c api/codec/field_errors.c api/codec/jsonscan.c
+    api/resources/listquery.c api/http/auth.c api/http/trace.c api/http/reqhash.c api/http/cors.c common/alloc.c common/buf.c common/log.c common/clock.c)
 
 OBJS=()
 for s in "${SOURCES[@]}"; do

@@ -29,7 +29,7 @@
 #include "api/http/auth.h"
 #include "api/codec/b64url.h"
 #include "api/resources/validate.h"
-#include "api/resources/jsonscan.h"
+#include "api/codec/jsonscan.h"
 #include "common/log.h"
 
 #define LOG_MODULE "auth"
@@ -390,8 +390,8 @@ static int jwk_parse(json_object *jwk, size_t idx, auth_key_t *k, char *errbuf, 
 /* Parses a JWKS document into a new key set. Returns NULL with a reason in errbuf. */
 static auth_keyset_t *jwks_parse(const char *text, size_t len, char *errbuf, size_t errlen)
 {
-    validate_errors_t errs;
-    json_object *root = validate_parse_object(text, len, &errs), *keys;
+    field_errors_t errs;
+    json_object *root = jsonscan_parse_object(text, len, &errs), *keys;
     auth_keyset_t *ks = NULL;
     size_t i, n;
 
@@ -728,12 +728,12 @@ static void cache_store(uint64_t gen, const char *tok, size_t len, double from, 
 static json_object *decode_json_segment(const char *s, size_t len)
 {
     unsigned char buf[AUTH_MAX_TOKEN];
-    validate_errors_t errs;
+    field_errors_t errs;
     long n = b64url_decode(s, len, buf, sizeof(buf));
 
     if (n <= 0)
         return NULL;
-    return validate_parse_object((const char *)buf, (size_t)n, &errs);
+    return jsonscan_parse_object((const char *)buf, (size_t)n, &errs);
 }
 
 /* `sig` is the decoded signature; the key's own algorithm decides how it is checked. */

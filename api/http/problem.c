@@ -114,7 +114,7 @@ static void append_cstr(strbuf_t *out, const char *s)
 }
 
 void problem_render(strbuf_t *out, int status, const char *slug, const char *detail,
-                    const problem_field_error_t *errors, size_t nerrors)
+                    const field_error_t *errors, size_t nerrors)
 {
     size_t i;
 

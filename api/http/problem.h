@@ -7,14 +7,9 @@
 
 #include <stddef.h>
 #include "common/buf.h"
+#include "api/codec/field_errors.h"
 
 #define PROBLEM_CONTENT_TYPE "application/problem+json"
-
-/** One validation error: `field` names the member ("videoId", "preferences.language"). */
-typedef struct st_problem_field_error_t {
-    const char *field;
-    const char *message;
-} problem_field_error_t;
 
 /**
  * Appends a problem object to `out`:
@@ -24,7 +19,7 @@ typedef struct st_problem_field_error_t {
  * and is JSON-escaped; `errors` may be NULL when `nerrors` is 0.
  */
 void problem_render(strbuf_t *out, int status, const char *slug, const char *detail,
-                    const problem_field_error_t *errors, size_t nerrors);
+                    const field_error_t *errors, size_t nerrors);
 
 /** The reason phrase used as the title for `status` ("Not Found"); "Error" when unknown. */
 const char *problem_title(int status);

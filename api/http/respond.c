@@ -154,7 +154,7 @@ void api_respond_stream(api_req_t *ar, int status, const char *ctype, h2o_genera
 }
 
 void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,
-                         const problem_field_error_t *errors, size_t nerrors)
+                         const field_error_t *errors, size_t nerrors)
 {
     char mem[1024];
     strbuf_t b;
@@ -164,7 +164,7 @@ void api_respond_problem(api_req_t *ar, int status, const char *slug, const char
     strbuf_dispose(&b);
 }
 
-void api_respond_validation(api_req_t *ar, const problem_field_error_t *errors, size_t n)
+void api_respond_validation(api_req_t *ar, const field_error_t *errors, size_t n)
 {
     api_respond_problem(ar, 400, "validation-error", "The request is not valid.", errors, n);
 }

@@ -30,10 +30,10 @@ void api_respond_stream(api_req_t *ar, int status, const char *ctype, h2o_genera
 
 /** api_respond with a problem+json body (problem_render). */
 void api_respond_problem(api_req_t *ar, int status, const char *slug, const char *detail,
-                         const problem_field_error_t *errors, size_t nerrors);
+                         const field_error_t *errors, size_t nerrors);
 
 /** Responds 400 validation-error with the given field errors. */
-void api_respond_validation(api_req_t *ar, const problem_field_error_t *errors, size_t n);
+void api_respond_validation(api_req_t *ar, const field_error_t *errors, size_t n);
 
 /** A 503 problem with Retry-After for pool errors (busy, unavailable, connection lost). */
 void api_respond_unavailable(api_req_t *ar, pgpool_err_t err);

@@ -218,7 +218,7 @@ static void auth_failed(api_req_t *ar)
 
 /* 5. authorization and 6. ids in the path: no I/O; 0 when both pass, else the status to answer
  * (403, or 400 with the field errors in `errs`) */
-static int check_access(api_req_t *ar, problem_field_error_t *errs, size_t *nerrs)
+static int check_access(api_req_t *ar, field_error_t *errs, size_t *nerrs)
 {
     size_t n = 0;
     if (ar->auth_status == AUTH_ERR_ROLES ||
@@ -226,17 +226,17 @@ static int check_access(api_req_t *ar, problem_field_error_t *errs, size_t *nerr
                          method_is_write(ar->rm.method)))
         return 403;
     if (ar->rm.user_id.bad || !ids_valid(ar->rm.user_id.value, ar->rm.user_id.len))
-        errs[n++] = (problem_field_error_t){"userId", "must match ^[A-Za-z0-9._-]{1,64}$"};
+        errs[n++] = (field_error_t){"userId", "must match ^[A-Za-z0-9._-]{1,64}$"};
     if (ar->rm.route == ROUTE_WATCHLIST_ITEM &&
         (ar->rm.video_id.bad || !ids_valid(ar->rm.video_id.value, ar->rm.video_id.len)))
-        errs[n++] = (problem_field_error_t){"videoId", "must match ^[A-Za-z0-9._-]{1,64}$"};
+        errs[n++] = (field_error_t){"videoId", "must match ^[A-Za-z0-9._-]{1,64}$"};
     *nerrs = n;
     return n > 0 ? 400 : 0;
 }
 
 static void after_ratelimit(api_req_t *ar)
 {
-    problem_field_error_t errs[2];
+    field_error_t errs[2];
     size_t n;
 
     switch (check_access(ar, errs, &n)) {
@@ -307,7 +307,7 @@ static void check_ratelimit(api_req_t *ar)
     }
     w = api_wait_begin(ar, METRICS_REDIS_RATELIMIT);
     if (ratelimit_check(thr->rl, ar->principal.sub, &res, on_ratelimit, w) == RATELIMIT_PENDING) {
-        problem_field_error_t errs[2];
+        field_error_t errs[2];
         size_t n;
         if (check_access(ar, errs, &n) == 0)
             api_list_prefetch(ar); /* a cache read in the same round trip as the limiter */

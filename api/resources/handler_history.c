@@ -15,7 +15,7 @@ static void add_entry(api_req_t *ar)
     h2o_req_t *req = ar->req;
     const char *values[SQL_HISTORY_ADD__COUNT];
     history_input_t in;
-    validate_errors_t errs;
+    field_errors_t errs;
     char *pos, *dur = NULL;
 
     if (api_check_body(ar) != 0)

@@ -81,7 +81,7 @@ static void put_profile(api_req_t *ar)
 {
     h2o_req_t *req = ar->req;
     profile_input_t in;
-    validate_errors_t errs;
+    field_errors_t errs;
     const char *values[SQL_PUT_PROFILE__COUNT];
     const h2o_iovec_t *if_match;
 

@@ -16,7 +16,7 @@ static void put_rating(api_req_t *ar)
     h2o_req_t *req = ar->req;
     const char *values[SQL_RATING_PUT__COUNT];
     rating_input_t in;
-    validate_errors_t errs;
+    field_errors_t errs;
     char *rating;
 
     if (api_check_body(ar) != 0)

@@ -16,7 +16,7 @@ static void add_item(api_req_t *ar)
     h2o_req_t *req = ar->req;
     const char *values[SQL_WATCHLIST__COUNT];
     watchlist_input_t in;
-    validate_errors_t errs;
+    field_errors_t errs;
 
     if (api_check_body(ar) != 0)
         return;

@@ -36,7 +36,7 @@ struct st_api_list_ctx_t {
  * cursor of list `*kind` ('h' becomes 'c' with view=continue). Returns 0; 1 when the query is
  * invalid (`errs` says why); 2 when the cursor is. */
 static int read_list_query(const api_req_t *ar, unsigned allow, char *kind, list_query_t *q,
-                           cursor_t *after, bool *have_after, validate_errors_t *errs)
+                           cursor_t *after, bool *have_after, field_errors_t *errs)
 {
     const h2o_req_t *req = ar->req;
     const char *qs = NULL;
@@ -60,7 +60,7 @@ static int read_list_query(const api_req_t *ar, unsigned allow, char *kind, list
 int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t *q, cursor_t *after,
                          bool *have_after)
 {
-    validate_errors_t errs;
+    field_errors_t errs;
 
     switch (read_list_query(ar, allow, &kind, q, after, have_after, &errs)) {
     case 0:
@@ -70,7 +70,7 @@ int api_parse_list_query(api_req_t *ar, unsigned allow, char kind, list_query_t 
         api_respond_validation(ar, errs.items, errs.count);
         return -1;
     default: {
-        problem_field_error_t e = {"cursor", "is not a valid cursor for this list"};
+        field_error_t e = {"cursor", "is not a valid cursor for this list"};
         api_respond_validation(ar, &e, 1);
         return -1;
     }
@@ -218,7 +218,7 @@ void api_list_prefetch(api_req_t *ar)
 {
     api_thread_t *thr = ar->thr;
     list_query_t q;
-    validate_errors_t errs;
+    field_errors_t errs;
     cursor_t after;
     bool have_after;
     cache_list_t list;

@@ -78,7 +78,7 @@ static bool cursor_text_ok(const char *s, size_t len)
 /* One parameter `name`=`value` (vlen < 0: too long to decode) into `out`; unknown ones and
  * ones not in `allow` are ignored. Returns the number of errors it added (0 or 1). */
 static int take_param(const char *name, const char *value, long vlen, unsigned allow,
-                      unsigned *seen, list_query_t *out, validate_errors_t *errs)
+                      unsigned *seen, list_query_t *out, field_errors_t *errs)
 {
     const char *why = NULL;
     unsigned bit;
@@ -118,24 +118,24 @@ static int take_param(const char *name, const char *value, long vlen, unsigned a
     *seen |= bit;
     if (why == NULL)
         return 0;
-    validate_errors_add(errs, name, why);
+    field_errors_add(errs, name, why);
     return 1;
 }
 
 int validate_list_query(const char *qs, size_t len, unsigned allow, list_query_t *out,
-                        validate_errors_t *errs)
+                        field_errors_t *errs)
 {
     unsigned seen = 0; /* VALIDATE_Q_* and Q_* bits of the parameters met so far */
     size_t i = 0;
     int bad = 0;
 
-    validate_errors_init(errs);
+    field_errors_init(errs);
     memset(out, 0, sizeof(*out));
     out->limit = LIST_LIMIT_DEFAULT;
     if (qs == NULL)
         len = 0;
     if (len > VALIDATE_MAX_QUERY) {
-        validate_errors_add(errs, "query", "query string too long");
+        field_errors_add(errs, "query", "query string too long");
         return -1;
     }
     while (i < len) {
@@ -157,14 +157,14 @@ int validate_list_query(const char *qs, size_t len, unsigned allow, list_query_t
             value[0] = '\0';
         i = end + 1;
         if (nlen == -1) {
-            validate_errors_add(errs, "query", "bad percent-encoding");
+            field_errors_add(errs, "query", "bad percent-encoding");
             ++bad;
             continue;
         }
         if (nlen == -2 || strlen(name) != (size_t)nlen)
             continue; /* a name this long, or with a NUL, is no parameter we know */
         if (vlen == -1) {
-            validate_errors_add(errs, name, "bad percent-encoding");
+            field_errors_add(errs, name, "bad percent-encoding");
             ++bad;
             continue;
         }

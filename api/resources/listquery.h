@@ -34,6 +34,6 @@ typedef struct st_list_query_t {
 #define VALIDATE_Q_VIEW 0x1u
 #define VALIDATE_Q_VIDEO_ID 0x2u
 PROFILE_MUSTCHECK int validate_list_query(const char *qs, size_t len, unsigned allow,
-                                          list_query_t *out, validate_errors_t *errs);
+                                          list_query_t *out, field_errors_t *errs);
 
 #endif

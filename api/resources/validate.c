@@ -1,6 +1,6 @@
 /*
  * The body rules: field errors, small predicates (UTF-8, RFC 3339) and the members of each
- * resource's body, read from the tree api/resources/jsonscan.c admits.
+ * resource's body, read from the tree api/codec/jsonscan.c admits.
  */
 #include <errno.h>
 #include <math.h>
@@ -12,7 +12,7 @@
 #include "api/codec/ids.h"
 #include "api/codec/utf8.h"
 #include "api/resources/validate.h"
-#include "api/resources/jsonscan.h"
+#include "api/codec/jsonscan.h"
 
 #define REVIEW_MAX 2000
 #define DISPLAY_NAME_MAX 100
@@ -28,63 +28,6 @@
     "must be at most " STR(REVIEW_MAX) " characters without control characters other than line "   \
                                        "breaks and tabs"
 #define SECONDS_MAX 86400
-
-/* ---------------------------------------------------------------- errors */
-
-void validate_errors_init(validate_errors_t *errs)
-{
-    errs->count = 0;
-    errs->used = 0;
-}
-
-/* Copies at most `max` bytes of `s` into the storage, cut at a code point boundary. */
-static const char *store(validate_errors_t *errs, const char *s, size_t max)
-{
-    size_t len = strnlen(s, max + 1), room;
-    char *dst;
-
-    if (len > max) {
-        len = max;
-        while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
-            --len;
-    }
-    room = sizeof(errs->storage) - errs->used;
-    if (len + 1 > room)
-        return NULL;
-    dst = errs->storage + errs->used;
-    memcpy(dst, s, len);
-    dst[len] = '\0';
-    errs->used += len + 1;
-    return dst;
-}
-
-void validate_errors_add(validate_errors_t *errs, const char *field, const char *message)
-{
-    size_t used = errs->used;
-    const char *f, *m;
-
-    if (errs->count >= VALIDATE_MAX_ERRORS)
-        return;
-    if ((f = store(errs, field != NULL ? field : "", VALIDATE_FIELD_MAX)) == NULL ||
-        (m = store(errs, message, 256)) == NULL) {
-        errs->used = used;
-        return;
-    }
-    errs->items[errs->count].field = f;
-    errs->items[errs->count].message = m;
-    errs->count++;
-}
-
-void validate_errors_addf(validate_errors_t *errs, const char *field, const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    validate_errors_add(errs, field, msg);
-}
 
 /* ---------------------------------------------------------------- small predicates */
 
@@ -194,7 +137,7 @@ typedef struct st_field_spec_t {
 
 /* Reports every member of `obj` not named in `spec`. Returns the number reported. */
 static int check_unknown(json_object *obj, const field_spec_t *spec, size_t nspec,
-                         validate_errors_t *errs)
+                         field_errors_t *errs)
 {
     int bad = 0;
 
@@ -207,7 +150,7 @@ static int check_unknown(json_object *obj, const field_spec_t *spec, size_t nspe
                 break;
         }
         if (i == nspec) {
-            validate_errors_add(errs, key, "unknown member");
+            field_errors_add(errs, key, "unknown member");
             ++bad;
         }
     }
@@ -222,51 +165,51 @@ static bool get_member(json_object *obj, const char *name, json_object **out)
 
 /* Reads a required-or-optional integer in [min, max]. Returns 1 found, 0 absent, -1 bad. */
 static int get_int(json_object *obj, const char *name, bool required, bool null_is_absent,
-                   int64_t min, int64_t max, int64_t *out, validate_errors_t *errs)
+                   int64_t min, int64_t max, int64_t *out, field_errors_t *errs)
 {
     json_object *v;
     int64_t n;
 
     if (!get_member(obj, name, &v) || (null_is_absent && v == NULL)) {
         if (required) {
-            validate_errors_add(errs, name, "is required");
+            field_errors_add(errs, name, "is required");
             return -1;
         }
         return 0;
     }
     if (!json_object_is_type(v, json_type_int)) {
-        validate_errors_add(errs, name, "must be an integer");
+        field_errors_add(errs, name, "must be an integer");
         return -1;
     }
     errno = 0;
     n = json_object_get_int64(v);
     if (errno != 0 || n < min || n > max) {
-        validate_errors_addf(errs, name, "must be an integer from %lld to %lld", (long long)min,
-                             (long long)max);
+        field_errors_addf(errs, name, "must be an integer from %lld to %lld", (long long)min,
+                          (long long)max);
         return -1;
     }
     *out = n;
     return 1;
 }
 
-static int get_video_id(json_object *obj, char *out, validate_errors_t *errs)
+static int get_video_id(json_object *obj, char *out, field_errors_t *errs)
 {
     json_object *v;
     const char *s;
     size_t len;
 
     if (!get_member(obj, "videoId", &v)) {
-        validate_errors_add(errs, "videoId", "is required");
+        field_errors_add(errs, "videoId", "is required");
         return -1;
     }
     if (!json_object_is_type(v, json_type_string)) {
-        validate_errors_add(errs, "videoId", "must be a string");
+        field_errors_add(errs, "videoId", "must be a string");
         return -1;
     }
     s = json_object_get_string(v);
     len = (size_t)json_object_get_string_len(v);
     if (!ids_valid(s, len)) {
-        validate_errors_add(errs, "videoId", "must match ^[A-Za-z0-9._-]{1,64}$");
+        field_errors_add(errs, "videoId", "must match ^[A-Za-z0-9._-]{1,64}$");
         return -1;
     }
     memcpy(out, s, len);
@@ -390,39 +333,39 @@ static bool contains_nul_string(json_object *v)
 }
 
 /* Type checks of the well-known preference members; other members are free-form. */
-static int check_preferences(json_object *prefs, validate_errors_t *errs)
+static int check_preferences(json_object *prefs, field_errors_t *errs)
 {
     int bad = 0;
     json_object *v;
 
     if (contains_nul_string(prefs)) {
-        validate_errors_add(errs, "preferences", "must not contain NUL characters");
+        field_errors_add(errs, "preferences", "must not contain NUL characters");
         ++bad;
     }
 
     if (get_member(prefs, "language", &v) &&
         !(json_object_is_type(v, json_type_string) &&
           lang_tag_ok(json_object_get_string(v), (size_t)json_object_get_string_len(v)))) {
-        validate_errors_add(errs, "preferences.language",
-                            "must be a language tag such as \"en\" or \"pt-BR\"");
+        field_errors_add(errs, "preferences.language",
+                         "must be a language tag such as \"en\" or \"pt-BR\"");
         ++bad;
     }
     if (get_member(prefs, "autoplay", &v) && !json_object_is_type(v, json_type_boolean)) {
-        validate_errors_add(errs, "preferences.autoplay", "must be a boolean");
+        field_errors_add(errs, "preferences.autoplay", "must be a boolean");
         ++bad;
     }
     if (get_member(prefs, "subtitles", &v) && v != NULL &&
         !json_object_is_type(v, json_type_boolean) &&
         !(json_object_is_type(v, json_type_string) && short_text_ok(v, 35))) {
-        validate_errors_add(errs, "preferences.subtitles",
-                            "must be a boolean, null or a short string");
+        field_errors_add(errs, "preferences.subtitles",
+                         "must be a boolean, null or a short string");
         ++bad;
     }
     if (get_member(prefs, "maturityRating", &v) &&
         !(json_object_is_type(v, json_type_string) && short_text_ok(v, 32)) &&
         !json_object_is_type(v, json_type_int)) {
-        validate_errors_add(errs, "preferences.maturityRating",
-                            "must be a short string or an integer");
+        field_errors_add(errs, "preferences.maturityRating",
+                         "must be a short string or an integer");
         ++bad;
     }
     return bad;
@@ -435,12 +378,12 @@ static int check_preferences(json_object *prefs, validate_errors_t *errs)
 /* Every body's start: empties `errs`, scans and parses the body, and counts unknown members
  * into *bad. Returns the tree (the caller puts it), or NULL when the body is not a JSON object. */
 static json_object *open_body(const char *body, size_t len, const field_spec_t *spec, size_t nspec,
-                              validate_errors_t *errs, int *bad)
+                              field_errors_t *errs, int *bad)
 {
     json_object *root;
 
-    validate_errors_init(errs);
-    if ((root = validate_parse_object(body, len, errs)) == NULL)
+    field_errors_init(errs);
+    if ((root = jsonscan_parse_object(body, len, errs)) == NULL)
         return NULL;
     *bad = check_unknown(root, spec, nspec, errs);
     return root;
@@ -449,14 +392,14 @@ static json_object *open_body(const char *body, size_t len, const field_spec_t *
 /* An optional string member: 1 and its bytes when it is a string, 0 when absent or null, -1
  * (with an error) when it is something else. */
 static int get_optional_string(json_object *obj, const char *name, const char **s, size_t *len,
-                               validate_errors_t *errs)
+                               field_errors_t *errs)
 {
     json_object *v;
 
     if (!get_member(obj, name, &v) || v == NULL)
         return 0;
     if (!json_object_is_type(v, json_type_string)) {
-        validate_errors_add(errs, name, "must be null or a string");
+        field_errors_add(errs, name, "must be null or a string");
         return -1;
     }
     *s = json_object_get_string(v);
@@ -474,8 +417,7 @@ void validate_profile_input_dispose(profile_input_t *p)
     p->display_name = p->avatar_url = p->preferences_json = NULL;
 }
 
-int validate_profile_body(const char *body, size_t len, profile_input_t *out,
-                          validate_errors_t *errs)
+int validate_profile_body(const char *body, size_t len, profile_input_t *out, field_errors_t *errs)
 {
     static const field_spec_t spec[] = {
         {"displayName", false}, {"avatarUrl", false}, {"preferences", false}, {"userId", true},
@@ -491,10 +433,10 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
         return -1;
 
     if (!get_member(root, "displayName", &v)) {
-        validate_errors_add(errs, "displayName", "is required");
+        field_errors_add(errs, "displayName", "is required");
         ++bad;
     } else if (!json_object_is_type(v, json_type_string)) {
-        validate_errors_add(errs, "displayName", "must be a string");
+        field_errors_add(errs, "displayName", "must be a string");
         ++bad;
     } else {
         long n;
@@ -502,7 +444,7 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
         dn_len = (size_t)json_object_get_string_len(v);
         n = utf8_count(dn, dn_len, true, false);
         if (n < 1 || n > DISPLAY_NAME_MAX) {
-            validate_errors_add(errs, "displayName", DISPLAY_NAME_MSG);
+            field_errors_add(errs, "displayName", DISPLAY_NAME_MSG);
             ++bad;
         }
     }
@@ -513,7 +455,7 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
         break;
     case 1:
         if (!avatar_url_ok(url, url_len)) {
-            validate_errors_add(errs, "avatarUrl", AVATAR_URL_MSG);
+            field_errors_add(errs, "avatarUrl", AVATAR_URL_MSG);
             ++bad;
         }
         break;
@@ -521,7 +463,7 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
 
     if (get_member(root, "preferences", &v)) {
         if (!json_object_is_type(v, json_type_object)) {
-            validate_errors_add(errs, "preferences", "must be an object");
+            field_errors_add(errs, "preferences", "must be an object");
             ++bad;
         } else {
             bad += check_preferences(v, errs);
@@ -530,7 +472,7 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
             if (prefs_text == NULL) {
                 PROFILE_FATAL("json_object_to_json_string_length failed");
             } else if (prefs_len > VALIDATE_MAX_PREFERENCES) {
-                validate_errors_add(errs, "preferences", PREFERENCES_MSG);
+                field_errors_add(errs, "preferences", PREFERENCES_MSG);
                 ++bad;
             }
         }
@@ -546,7 +488,7 @@ int validate_profile_body(const char *body, size_t len, profile_input_t *out,
 }
 
 int validate_watchlist_body(const char *body, size_t len, watchlist_input_t *out,
-                            validate_errors_t *errs)
+                            field_errors_t *errs)
 {
     static const field_spec_t spec[] = {{"videoId", false}};
     json_object *root;
@@ -563,8 +505,7 @@ int validate_watchlist_body(const char *body, size_t len, watchlist_input_t *out
     return bad == 0 ? 0 : -1;
 }
 
-int validate_history_body(const char *body, size_t len, history_input_t *out,
-                          validate_errors_t *errs)
+int validate_history_body(const char *body, size_t len, history_input_t *out, field_errors_t *errs)
 {
     static const field_spec_t spec[] = {
         {"videoId", false},
@@ -588,7 +529,7 @@ int validate_history_body(const char *body, size_t len, history_input_t *out,
     if (got_dur < 0)
         ++bad;
     if (got_pos > 0 && got_dur > 0 && pos > dur) {
-        validate_errors_add(errs, "positionSeconds", "must not exceed durationSeconds");
+        field_errors_add(errs, "positionSeconds", "must not exceed durationSeconds");
         ++bad;
     }
     out->watched_at[0] = '\0';
@@ -596,14 +537,14 @@ int validate_history_body(const char *body, size_t len, history_input_t *out,
         const char *s;
         size_t n;
         if (!json_object_is_type(v, json_type_string)) {
-            validate_errors_add(errs, "watchedAt", "must be an RFC 3339 date-time string");
+            field_errors_add(errs, "watchedAt", "must be an RFC 3339 date-time string");
             ++bad;
         } else {
             s = json_object_get_string(v);
             n = (size_t)json_object_get_string_len(v);
             if (n >= sizeof(out->watched_at) || !validate_rfc3339(s, n)) {
-                validate_errors_add(errs, "watchedAt",
-                                    "must be an RFC 3339 date-time with a time zone");
+                field_errors_add(errs, "watchedAt",
+                                 "must be an RFC 3339 date-time with a time zone");
                 ++bad;
             } else {
                 memcpy(out->watched_at, s, n);
@@ -627,7 +568,7 @@ void validate_rating_input_dispose(rating_input_t *r)
     r->review = NULL;
 }
 
-int validate_rating_body(const char *body, size_t len, rating_input_t *out, validate_errors_t *errs)
+int validate_rating_body(const char *body, size_t len, rating_input_t *out, field_errors_t *errs)
 {
     static const field_spec_t spec[] = {{"videoId", false}, {"rating", false}, {"review", false}};
     json_object *root;
@@ -651,7 +592,7 @@ int validate_rating_body(const char *body, size_t len, rating_input_t *out, vali
         /* Line breaks and tabs are fine in a review; other control characters are not. */
         long n = utf8_count(review, review_len, true, true);
         if (n < 0 || n > REVIEW_MAX) {
-            validate_errors_add(errs, "review", REVIEW_MSG);
+            field_errors_add(errs, "review", REVIEW_MSG);
             ++bad;
         }
         break;

@@ -10,33 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common/alloc.h"
-#include "api/http/problem.h"
+#include "api/codec/field_errors.h"
 
-#define VALIDATE_MAX_ERRORS 16
 /** Largest JSON encoding of `preferences`. */
 #define VALIDATE_MAX_PREFERENCES 8192
-/** Longest field name an error keeps (longer ones are truncated). */
-#define VALIDATE_FIELD_MAX 64
-
-typedef struct st_validate_errors_t {
-    problem_field_error_t items[VALIDATE_MAX_ERRORS];
-    size_t count;
-    char storage[2048]; /* field names/messages live here */
-    size_t used;
-} validate_errors_t;
-
-/** Empties `errs` (the parsers do this themselves on entry). */
-void validate_errors_init(validate_errors_t *errs);
-
-/**
- * Adds one error; `field` and `message` are copied (field truncated to VALIDATE_FIELD_MAX bytes).
- * Silently drops the error when VALIDATE_MAX_ERRORS are already held or the storage is full.
- */
-void validate_errors_add(validate_errors_t *errs, const char *field, const char *message);
-
-/** validate_errors_add() with a printf-style message (at most 255 bytes are kept). */
-void validate_errors_addf(validate_errors_t *errs, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /**
  * Strict RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+hh:mm|-hh:mm)`, `T`/`Z` in either
@@ -92,14 +69,14 @@ typedef struct st_rating_input_t {
  *   (C0, DEL, C1) are refused. An empty review "" is kept as "".
  */
 PROFILE_MUSTCHECK int validate_profile_body(const char *body, size_t len, profile_input_t *out,
-                                            validate_errors_t *errs);
+                                            field_errors_t *errs);
 void validate_profile_input_dispose(profile_input_t *p);
 PROFILE_MUSTCHECK int validate_watchlist_body(const char *body, size_t len, watchlist_input_t *out,
-                                              validate_errors_t *errs);
+                                              field_errors_t *errs);
 PROFILE_MUSTCHECK int validate_history_body(const char *body, size_t len, history_input_t *out,
-                                            validate_errors_t *errs);
+                                            field_errors_t *errs);
 PROFILE_MUSTCHECK int validate_rating_body(const char *body, size_t len, rating_input_t *out,
-                                           validate_errors_t *errs);
+                                           field_errors_t *errs);
 void validate_rating_input_dispose(rating_input_t *r);
 
 #endif

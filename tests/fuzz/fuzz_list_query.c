@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     list_query_t q;
-    validate_errors_t e;
+    field_errors_t e;
 
     if (size < 1)
         return 0;

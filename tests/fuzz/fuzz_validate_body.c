@@ -11,16 +11,16 @@
 #include "api/codec/ids.h"
 #include "api/http/problem.h"
 #include "api/resources/validate.h"
-#include "api/resources/jsonscan.h"
+#include "api/codec/jsonscan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_errors(const validate_errors_t *e)
+static void check_errors(const field_errors_t *e)
 {
     strbuf_t b;
     json_object *o;
 
-    if (e->count < 1 || e->count > VALIDATE_MAX_ERRORS || e->used > sizeof(e->storage))
+    if (e->count < 1 || e->count > FIELD_ERRORS_MAX || e->used > sizeof(e->storage))
         abort();
     strbuf_init(&b);
     problem_render(&b, 400, "validation-error", "invalid body", e->items, e->count);
@@ -33,7 +33,7 @@ static void check_errors(const validate_errors_t *e)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    validate_errors_t e;
+    field_errors_t e;
     const char *body;
     size_t len;
 
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             /* the canonical preferences text must itself pass the strict parser */
             json_object *o =
-                validate_parse_object(p.preferences_json, strlen(p.preferences_json), &e);
+                jsonscan_parse_object(p.preferences_json, strlen(p.preferences_json), &e);
             if (o == NULL)
                 abort();
             json_object_put(o);

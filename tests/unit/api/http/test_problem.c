@@ -35,8 +35,8 @@ static void test_shape(void **state)
                                 "\"status\":404,\"detail\":\"no profile for this user\"}");
     strbuf_reset(&b);
 
-    problem_field_error_t errs[] = {{"videoId", "is required"},
-                                    {"preferences.language", "must be a string"}};
+    field_error_t errs[] = {{"videoId", "is required"},
+                            {"preferences.language", "must be a string"}};
     problem_render(&b, 400, "validation-error", "the body is invalid", errs, 2);
     json_object *o = parse(&b);
     assert_string_equal(get_str(o, "type"), "/problems/validation-error");
@@ -107,7 +107,7 @@ static void test_hostile_everything(void **state)
 {
     strbuf_t b;
     strbuf_init(&b);
-    problem_field_error_t errs[] = {{"\"},{\"x\":\"\xff", "</script>\x01"}};
+    field_error_t errs[] = {{"\"},{\"x\":\"\xff", "</script>\x01"}};
     problem_render(&b, 400, "bad\"slug", "detail \"with\" \xc0\xaf bad bytes", errs, 1);
     json_object *o = parse(&b);
     assert_string_equal(get_str(o, "type"), "/problems/bad\"slug");

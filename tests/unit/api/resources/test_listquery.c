@@ -7,7 +7,7 @@
 #include <string.h>
 #include "api/resources/listquery.h"
 
-static bool has_field(const validate_errors_t *e, const char *field)
+static bool has_field(const field_errors_t *e, const char *field)
 {
     for (size_t i = 0; i < e->count; ++i) {
         if (strcmp(e->items[i].field, field) == 0)
@@ -78,7 +78,7 @@ static void test_query_cases(void **state)
 {
     for (size_t i = 0; i < sizeof(query_cases) / sizeof(query_cases[0]); ++i) {
         const query_case_t *c = &query_cases[i];
-        validate_errors_t e;
+        field_errors_t e;
         list_query_t q;
         int rc = validate_list_query(c->qs, c->qs ? strlen(c->qs) : 0, c->allow, &q, &e);
         if ((rc == 0) != (c->ok == 1))
@@ -93,7 +93,7 @@ static void test_query_cases(void **state)
 
 static void test_query_values(void **state)
 {
-    validate_errors_t e;
+    field_errors_t e;
     list_query_t q;
     const char *qs = "limit=20&cursor=AbC-_9&view=continue&videoId=vid.1";
     assert_int_equal(
@@ -118,7 +118,7 @@ static void test_query_values(void **state)
 
 static void test_messages(void **state)
 {
-    validate_errors_t e;
+    field_errors_t e;
     list_query_t q;
 
     /* the messages clients see; the limit is quoted from LIST_LIMIT_MAX */

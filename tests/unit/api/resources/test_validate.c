@@ -9,7 +9,7 @@
 #include <string.h>
 #include <json.h>
 #include "api/resources/validate.h"
-#include "api/resources/jsonscan.h"
+#include "api/codec/jsonscan.h"
 #include "common/buf.h"
 
 typedef struct {
@@ -18,7 +18,7 @@ typedef struct {
     const char *field; /* when rejected: a field that must be among the errors (NULL: any) */
 } body_case_t;
 
-static bool has_field(const validate_errors_t *e, const char *field)
+static bool has_field(const field_errors_t *e, const char *field)
 {
     for (size_t i = 0; i < e->count; ++i) {
         if (strcmp(e->items[i].field, field) == 0)
@@ -27,14 +27,14 @@ static bool has_field(const validate_errors_t *e, const char *field)
     return false;
 }
 
-static void dump_errors(const char *body, const validate_errors_t *e)
+static void dump_errors(const char *body, const field_errors_t *e)
 {
     fprintf(stderr, "body: %s\n", body);
     for (size_t i = 0; i < e->count; ++i)
         fprintf(stderr, "  field=\"%s\" message=\"%s\"\n", e->items[i].field, e->items[i].message);
 }
 
-static void check_case(const body_case_t *c, int rc, const validate_errors_t *e)
+static void check_case(const body_case_t *c, int rc, const field_errors_t *e)
 {
     if ((rc == 0) != (c->ok == 1)) {
         dump_errors(c->body, e);
@@ -106,7 +106,7 @@ static const body_case_t json_cases[] = {
 static void test_json_rules(void **state)
 {
     for (size_t i = 0; i < sizeof(json_cases) / sizeof(json_cases[0]); ++i) {
-        validate_errors_t e;
+        field_errors_t e;
         watchlist_input_t w;
         int rc = validate_watchlist_body(json_cases[i].body, strlen(json_cases[i].body), &w, &e);
         check_case(&json_cases[i], rc, &e);
@@ -118,7 +118,7 @@ static void test_json_rules(void **state)
 static void test_embedded_nul_byte(void **state)
 {
     static const char body[] = "{\"videoId\":\"a\"}\0garbage";
-    validate_errors_t e;
+    field_errors_t e;
     watchlist_input_t w;
     assert_int_equal(validate_watchlist_body(body, sizeof(body) - 1, &w, &e), -1);
     assert_int_equal(e.count, 1);
@@ -128,7 +128,7 @@ static void test_embedded_nul_byte(void **state)
 static void test_depth_and_elements(void **state)
 {
     char buf[4096];
-    validate_errors_t e;
+    field_errors_t e;
     profile_input_t p;
     size_t n = 0;
 
@@ -179,7 +179,7 @@ static void test_duplicate_nested_path(void **state)
 {
     static const char body[] =
         "{\"displayName\":\"a\",\"preferences\":{\"language\":\"en\",\"language\":\"de\"}}";
-    validate_errors_t e;
+    field_errors_t e;
     profile_input_t p;
     assert_int_equal(validate_profile_body(body, strlen(body), &p, &e), -1);
     assert_int_equal(e.count, 1);
@@ -256,7 +256,7 @@ static const body_case_t profile_cases[] = {
 static void test_profile_cases(void **state)
 {
     for (size_t i = 0; i < sizeof(profile_cases) / sizeof(profile_cases[0]); ++i) {
-        validate_errors_t e;
+        field_errors_t e;
         profile_input_t p;
         int rc =
             validate_profile_body(profile_cases[i].body, strlen(profile_cases[i].body), &p, &e);
@@ -276,7 +276,7 @@ static void test_profile_values(void **state)
 {
     static const char body[] = "{\"preferences\":{ \"b\" : [1, 2.50, \"\\u00e9\\/\"], \"a\":true },"
                                "\"displayName\":\"Ann\"}";
-    validate_errors_t e;
+    field_errors_t e;
     profile_input_t p;
     assert_int_equal(validate_profile_body(body, strlen(body), &p, &e), 0);
     assert_string_equal(p.display_name, "Ann");
@@ -295,7 +295,7 @@ static void test_profile_values(void **state)
 static void test_profile_lengths(void **state)
 {
     char buf[12000];
-    validate_errors_t e;
+    field_errors_t e;
     profile_input_t p;
     int n;
 
@@ -340,7 +340,7 @@ static void test_profile_lengths(void **state)
 static void test_profile_many_errors(void **state)
 {
     static const char body[] = "{\"a\":1,\"b\":2,\"displayName\":3,\"avatarUrl\":\"ftp://x\"}";
-    validate_errors_t e;
+    field_errors_t e;
     profile_input_t p;
     assert_int_equal(validate_profile_body(body, strlen(body), &p, &e), -1);
     assert_int_equal(e.count, 4);
@@ -357,7 +357,7 @@ static void test_profile_many_errors(void **state)
         strbuf_appendf(&sb, "%s\"%0100d\":1", i ? "," : "", i);
     strbuf_append_char(&sb, '}');
     assert_int_equal(validate_profile_body(sb.data, sb.len, &p, &e), -1);
-    assert_true(e.count <= VALIDATE_MAX_ERRORS);
+    assert_true(e.count <= FIELD_ERRORS_MAX);
     assert_true(e.used <= sizeof(e.storage));
     for (size_t i = 0; i < e.count; ++i)
         assert_true(strlen(e.items[i].field) <= 64);
@@ -420,7 +420,7 @@ static const body_case_t history_cases[] = {
 static void test_history_cases(void **state)
 {
     for (size_t i = 0; i < sizeof(history_cases) / sizeof(history_cases[0]); ++i) {
-        validate_errors_t e;
+        field_errors_t e;
         history_input_t h;
         int rc =
             validate_history_body(history_cases[i].body, strlen(history_cases[i].body), &h, &e);
@@ -432,7 +432,7 @@ static void test_history_values(void **state)
 {
     static const char body[] = "{\"videoId\":\"v.1\",\"positionSeconds\":30,\"durationSeconds\":"
                                "120,\"watchedAt\":\"2025-01-02T03:04:05.678Z\"}";
-    validate_errors_t e;
+    field_errors_t e;
     history_input_t h;
     assert_int_equal(validate_history_body(body, strlen(body), &h, &e), 0);
     assert_string_equal(h.video_id, "v.1");
@@ -469,7 +469,7 @@ static const body_case_t rating_cases[] = {
 static void test_rating_cases(void **state)
 {
     for (size_t i = 0; i < sizeof(rating_cases) / sizeof(rating_cases[0]); ++i) {
-        validate_errors_t e;
+        field_errors_t e;
         rating_input_t r;
         int rc = validate_rating_body(rating_cases[i].body, strlen(rating_cases[i].body), &r, &e);
         check_case(&rating_cases[i], rc, &e);
@@ -482,7 +482,7 @@ static void test_rating_cases(void **state)
 static void test_rating_review_length(void **state)
 {
     char buf[9000];
-    validate_errors_t e;
+    field_errors_t e;
     rating_input_t r;
 
     for (int count = 2000; count <= 2001; ++count) {
@@ -541,20 +541,20 @@ static void test_rfc3339(void **state)
 
 static void test_errors_api(void **state)
 {
-    validate_errors_t e;
-    validate_errors_init(&e);
+    field_errors_t e;
+    field_errors_init(&e);
     for (int i = 0; i < 40; ++i)
-        validate_errors_add(&e, "f", "m");
-    assert_int_equal(e.count, VALIDATE_MAX_ERRORS);
-    validate_errors_init(&e);
-    validate_errors_add(&e, NULL, "m");
+        field_errors_add(&e, "f", "m");
+    assert_int_equal(e.count, FIELD_ERRORS_MAX);
+    field_errors_init(&e);
+    field_errors_add(&e, NULL, "m");
     assert_string_equal(e.items[0].field, "");
     /* truncation at a code point boundary */
     char field[100];
     memset(field, 'a', sizeof(field));
     memcpy(field + 63, "\xc3\xa9", 2);
     field[99] = '\0';
-    validate_errors_add(&e, field, "m");
+    field_errors_add(&e, field, "m");
     assert_int_equal(strlen(e.items[1].field), 63);
 }
 

@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <json.h>
+#include "common/alloc.h"
 #include "api/codec/utf8.h"
-#include "api/resources/jsonscan.h"
+#include "api/codec/jsonscan.h"
 
 #define INT_DIGITS_MAX 18 /* every integer of up to 18 digits fits in int64 */
 
@@ -388,16 +389,16 @@ static void build_path(const scan_t *sc, int depth, const keyref_t *last, char *
  * Validates `body` strictly and parses it with json-c. Returns the top-level object (caller
  * puts it), or NULL with one error in `errs`.
  */
-json_object *validate_parse_object(const char *body, size_t len, validate_errors_t *errs)
+json_object *jsonscan_parse_object(const char *body, size_t len, field_errors_t *errs)
 {
     scan_t sc;
     json_tokener *tok = NULL;
     json_object *root = NULL;
-    char field[VALIDATE_FIELD_MAX + 1];
+    char field[FIELD_ERRORS_NAME_MAX + 1];
 
-    validate_errors_init(errs);
+    field_errors_init(errs);
     if (len > (size_t)16 * 1024 * 1024) {
-        validate_errors_add(errs, "", "malformed JSON: body too large");
+        field_errors_add(errs, "", "malformed JSON: body too large");
         return NULL;
     }
     memset(&sc, 0, sizeof(sc));
@@ -416,11 +417,11 @@ json_object *validate_parse_object(const char *body, size_t len, validate_errors
     }
     if (sc.err == ERR_DUPLICATE) {
         build_path(&sc, sc.dup_depth, &sc.dup, field, sizeof(field));
-        validate_errors_add(errs, field, "duplicate member name");
+        field_errors_add(errs, field, "duplicate member name");
         goto Exit;
     }
     if (sc.err != NULL) {
-        validate_errors_addf(errs, "", "malformed JSON: %s at offset %zu", sc.err, sc.pos);
+        field_errors_addf(errs, "", "malformed JSON: %s at offset %zu", sc.err, sc.pos);
         goto Exit;
     }
     tok = json_tokener_new_ex(VALIDATE_MAX_DEPTH + 2);
@@ -432,8 +433,8 @@ json_object *validate_parse_object(const char *body, size_t len, validate_errors
         /* Our scanner accepted it, so this should not happen; still fail closed. */
         json_object_put(root);
         root = NULL;
-        validate_errors_addf(errs, "", "malformed JSON: %s",
-                             json_tokener_error_desc(json_tokener_get_error(tok)));
+        field_errors_addf(errs, "", "malformed JSON: %s",
+                          json_tokener_error_desc(json_tokener_get_error(tok)));
     }
 Exit:
     if (tok != NULL)

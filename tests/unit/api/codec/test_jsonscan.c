@@ -1,4 +1,4 @@
-/* tests/unit/api/resources/test_jsonscan.c: api/resources/jsonscan.c, the strict JSON scanner.
+/* tests/unit/api/resources/test_jsonscan.c: api/codec/jsonscan.c, the strict JSON scanner.
  * The body rules' tests (test_validate.c) also reach it through every body parser. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,24 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <json.h>
-#include "api/resources/jsonscan.h"
+#include "api/codec/jsonscan.h"
 
 static void test_parse_object_uninitialised_errors(void **state)
 {
     /* regression (fuzz_auth): the parser must not trust a caller's uninitialised errors */
-    validate_errors_t e;
+    field_errors_t e;
     memset(&e, 0xff, sizeof(e));
-    assert_null(validate_parse_object("{\"a\":", 5, &e));
+    assert_null(jsonscan_parse_object("{\"a\":", 5, &e));
     assert_int_equal(e.count, 1);
     memset(&e, 0xff, sizeof(e));
-    json_object *o = validate_parse_object("{\"a\":[1]}", 9, &e);
+    json_object *o = jsonscan_parse_object("{\"a\":[1]}", 9, &e);
     assert_non_null(o);
     assert_int_equal(e.count, 0);
     json_object_put(o);
 }
 
 /* Nested arrays `depth` deep inside the top-level object: {"a":[[...]]}. */
-static json_object *parse_depth(int depth, validate_errors_t *e)
+static json_object *parse_depth(int depth, field_errors_t *e)
 {
     char buf[256];
     size_t n = 0;
@@ -39,13 +39,13 @@ static json_object *parse_depth(int depth, validate_errors_t *e)
     for (int i = 1; i < depth; i++)
         buf[n++] = ']';
     buf[n++] = '}';
-    o = validate_parse_object(buf, n, e);
+    o = jsonscan_parse_object(buf, n, e);
     return o;
 }
 
 static void test_limits(void **state)
 {
-    validate_errors_t e;
+    field_errors_t e;
     json_object *o = parse_depth(VALIDATE_MAX_DEPTH, &e);
     assert_non_null(o);
     json_object_put(o);
@@ -55,23 +55,23 @@ static void test_limits(void **state)
 
     /* integers of up to 18 digits; 19 are refused */
     const char *n18 = "{\"n\":123456789012345678}", *n19 = "{\"n\":1234567890123456789}";
-    o = validate_parse_object(n18, strlen(n18), &e);
+    o = jsonscan_parse_object(n18, strlen(n18), &e);
     assert_non_null(o);
     json_object_put(o);
-    assert_null(validate_parse_object(n19, strlen(n19), &e));
+    assert_null(jsonscan_parse_object(n19, strlen(n19), &e));
 }
 
 static void test_duplicates_and_shape(void **state)
 {
-    validate_errors_t e;
+    field_errors_t e;
     const char *dup = "{\"a\":{\"b\":1,\"b\":2}}";
 
-    assert_null(validate_parse_object(dup, strlen(dup), &e));
+    assert_null(jsonscan_parse_object(dup, strlen(dup), &e));
     assert_int_equal(e.count, 1);
     assert_string_equal(e.items[0].field, "a.b");
-    assert_null(validate_parse_object("[1]", 3, &e)); /* an object, nothing else */
-    assert_null(validate_parse_object("{\"a\":1} x", 9, &e));
-    assert_null(validate_parse_object("{\"a\":\"\\ud800\"}", 14, &e)); /* lone surrogate */
+    assert_null(jsonscan_parse_object("[1]", 3, &e)); /* an object, nothing else */
+    assert_null(jsonscan_parse_object("{\"a\":1} x", 9, &e));
+    assert_null(jsonscan_parse_object("{\"a\":\"\\ud800\"}", 14, &e)); /* lone surrogate */
 }
 
 int main(void)

@@ -4,8 +4,9 @@
 #ifndef PROFILE_API_RESOURCES_JSONSCAN_H
 #define PROFILE_API_RESOURCES_JSONSCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
-#include "api/resources/validate.h"
+#include "api/codec/field_errors.h"
 
 /** Deepest nesting of objects/arrays accepted in a body (the top-level object is depth 1). */
 #define VALIDATE_MAX_DEPTH 32
@@ -20,6 +21,6 @@ struct json_object;
  * object the caller releases with json_object_put(), or NULL with one error in `errs` (which
  * is emptied first, so it may be uninitialised on entry).
  */
-struct json_object *validate_parse_object(const char *text, size_t len, validate_errors_t *errs);
+struct json_object *jsonscan_parse_object(const char *text, size_t len, field_errors_t *errs);
 
 #endif

@@ -2,6 +2,7 @@
  * Redis key builders and the Lua scripts behind the cache (fill, invalidate) and the shared
  * rate limiter. The protocol they implement is described in docs/cache.md.
  */
+#include "common/stringify.h"
 #include "common/cache.h"
 
 #include <stdint.h>
@@ -77,9 +78,6 @@ void cache_key_auth_failure(char *out, const char *client_addr)
     build(out, "rla:", client_addr, "");
 }
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
 /*
  * The version key keeps the highest sequence seen and only ever grows (until it expires).
  * Its TTL is at least CACHE_VERSION_TTL_SECONDS, far longer than any list key lives, so the
@@ -88,7 +86,7 @@ void cache_key_auth_failure(char *out, const char *client_addr)
 /* clang-format off */
 const char cache_lua_invalidate[] =
     "local seq = tonumber(ARGV[1]) or 0\n"
-    "local ttl = tonumber(ARGV[2]) or " STR(CACHE_VERSION_TTL_SECONDS) "\n"
+    "local ttl = tonumber(ARGV[2]) or " PROFILE_STR(CACHE_VERSION_TTL_SECONDS) "\n"
     "local keep = redis.call('TTL', KEYS[1])\n"
     "if keep > ttl then ttl = keep end\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
@@ -114,7 +112,7 @@ const char cache_lua_fill[] =
     "if v == nil or ttl == nil or ttl <= 0 then return redis.error_reply('bad fill args') end\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1') or -1\n"
     "if cur > v then return 0 end\n"
-    "local vttl = " STR(CACHE_VERSION_TTL_SECONDS) "\n"
+    "local vttl = " PROFILE_STR(CACHE_VERSION_TTL_SECONDS) "\n"
     "if 2 * ttl > vttl then vttl = 2 * ttl end\n"
     "if cur < v then\n"
     "  local keep = redis.call('TTL', KEYS[1])\n"

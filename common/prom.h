@@ -10,6 +10,15 @@
 #include <stdint.h>
 #include "common/buf.h"
 
+/* build_info's labels, from the top CMakeLists.txt (the version setting and `git rev-parse` at
+ * configure); "unknown" in a build without them. */
+#ifndef PROFILE_VERSION
+#define PROFILE_VERSION "unknown"
+#endif
+#ifndef PROFILE_GIT_COMMIT
+#define PROFILE_GIT_COMMIT "unknown"
+#endif
+
 /** Metric family types (the TYPE line). */
 typedef enum { PROM_COUNTER, PROM_GAUGE, PROM_HISTOGRAM } prom_type_t;
 

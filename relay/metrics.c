@@ -21,14 +21,6 @@
 
 #define LOG_MODULE "metrics"
 
-/* Both come from the top CMakeLists.txt (the version setting and `git rev-parse` at configure). */
-#ifndef PROFILE_VERSION
-#define PROFILE_VERSION "unknown"
-#endif
-#ifndef PROFILE_GIT_COMMIT
-#define PROFILE_GIT_COMMIT "unknown"
-#endif
-
 static const double buckets_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                    0.25,   0.5,   1,      2.5,   5,    10,    30};
 #define NBUCKETS (sizeof(buckets_s) / sizeof(buckets_s[0]))

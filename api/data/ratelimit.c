@@ -2,6 +2,7 @@
  * Rate limiter: GCRA in Redis (shared budget), failing open with a per-process stand-in while
  * Redis is unavailable; per-address limit on failed authentications.
  */
+#include "common/stringify.h"
 #include "api/data/ratelimit.h"
 
 #include <math.h>
@@ -35,8 +36,6 @@
 #define FLIGHT_BUCKETS 1024
 #define MAX_BATCH 1000       /* requests of one caller decided by one key of a call */
 #define MAX_KEYS_PER_CALL 64 /* callers per script call */
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 typedef struct st_waiter_t {
     struct st_waiter_t *next;
@@ -270,7 +269,7 @@ static void send_call(ratelimit_t *rl, call_t *call)
         snprintf(cnt, CACHE_KEY_MAX, "%u", f->n);
         argv[i] = key;
         argv[call->n + 4 * i] = lim;
-        argv[call->n + 4 * i + 1] = STR(RATELIMIT_WINDOW_SECONDS);
+        argv[call->n + 4 * i + 1] = PROFILE_STR(RATELIMIT_WINDOW_SECONDS);
         argv[call->n + 4 * i + 2] = "0";
         argv[call->n + 4 * i + 3] = cnt;
     }

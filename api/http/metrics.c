@@ -14,14 +14,6 @@
 #include "common/procstat.h"
 #include "common/prom.h"
 
-/* Both come from the top CMakeLists.txt (the version setting and `git rev-parse` at configure). */
-#ifndef PROFILE_VERSION
-#define PROFILE_VERSION "unknown"
-#endif
-#ifndef PROFILE_GIT_COMMIT
-#define PROFILE_GIT_COMMIT "unknown"
-#endif
-
 /* Buckets in seconds around a 50 ms SLO. */
 static const double bucket_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 #define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))

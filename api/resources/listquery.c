@@ -4,12 +4,10 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include "common/stringify.h"
 #include "api/codec/ids.h"
 #include "api/codec/pct.h"
 #include "api/resources/listquery.h"
-
-#define STR_(x) #x
-#define STR(x) STR_(x) /* a limit quoted in its message */
 
 /* Percent-decodes s[0..len) into out (cap bytes, NUL-terminated); '+' is a space. Returns the
  * decoded length, -1 on a bad escape, -2 when it does not fit. */
@@ -97,7 +95,7 @@ static int take_param(const char *name, const char *value, long vlen, unsigned a
         why = "given more than once";
     } else if (bit == Q_LIMIT) {
         if (vlen < 0 || !parse_limit(value, (size_t)vlen, &out->limit))
-            why = "must be an integer from 1 to " STR(LIST_LIMIT_MAX);
+            why = "must be an integer from 1 to " PROFILE_STR(LIST_LIMIT_MAX);
     } else if (bit == Q_CURSOR) {
         /* "cursor=" (empty) is the first page, as if absent */
         if (vlen < 0 || (vlen > 0 && !cursor_text_ok(value, (size_t)vlen)))

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <json.h>
+#include "common/stringify.h"
 #include "api/codec/ids.h"
 #include "api/codec/utf8.h"
 #include "api/resources/validate.h"
@@ -17,16 +18,16 @@
 #define REVIEW_MAX 2000
 #define DISPLAY_NAME_MAX 100
 #define AVATAR_URL_MAX 2048
-#define STR_(x) #x
-#define STR(x) STR_(x) /* a limit quoted in its message */
 /* messages that quote a limit take it from the constant */
 #define DISPLAY_NAME_MSG                                                                           \
-    "must be 1 to " STR(DISPLAY_NAME_MAX) " characters without control characters"
-#define AVATAR_URL_MSG "must be null or an https:// URL of at most " STR(AVATAR_URL_MAX) " bytes"
-#define PREFERENCES_MSG "must be at most " STR(VALIDATE_MAX_PREFERENCES) " bytes as JSON"
+    "must be 1 to " PROFILE_STR(DISPLAY_NAME_MAX) " characters without control characters"
+#define AVATAR_URL_MSG                                                                             \
+    "must be null or an https:// URL of at most " PROFILE_STR(AVATAR_URL_MAX) " bytes"
+#define PREFERENCES_MSG "must be at most " PROFILE_STR(VALIDATE_MAX_PREFERENCES) " bytes as JSON"
 #define REVIEW_MSG                                                                                 \
-    "must be at most " STR(REVIEW_MAX) " characters without control characters other than line "   \
-                                       "breaks and tabs"
+    "must be at most " PROFILE_STR(                                                                \
+        REVIEW_MAX) " characters without control characters other than line "                      \
+                    "breaks and tabs"
 #define SECONDS_MAX 86400
 
 /* ---------------------------------------------------------------- small predicates */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/stringify.h"
 #include "api/resources/write.h"
 #include "api/codec/hex.h"
 #include "api/codec/ids.h"
@@ -30,7 +31,9 @@ static int fill_common_params(api_req_t *ar, const char **values)
         char *hex = h2o_mem_alloc_pool(&req->pool, 2 * REQHASH_LEN + 1);
         size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
         if (!ids_idempotency_key_valid(key->base, key->len)) {
-            field_error_t e = {"Idempotency-Key", "must be 1-255 printable ASCII characters"};
+            field_error_t e = {
+                "Idempotency-Key",
+                "must be 1-" PROFILE_STR(IDS_IDEMPOTENCY_KEY_MAX) " printable ASCII characters"};
             api_respond_validation(ar, &e, 1);
             return -1;
         }

@@ -97,21 +97,29 @@ def pending(url):
     return support.run_sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
 
 
-def fold_check(stack, url, topic, sid):
-    """Reads the whole topic, folds it and compares it with the database; returns the number of
-    problems (mismatched users, sequence gaps, records breaking their schema)."""
-    while pending(url):
-        time.sleep(1)
+def caught_up(collector, url, timeout=300):
+    """Waits until the relay has published every outbox row and the collector has read as many
+    records as the outbox holds (the relay publishes each row once here: no fault)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pending(url):
+            total = support.run_sql(url, "SELECT count(*) FROM outbox")[0][0]
+            if len(collector.snapshot()) >= total:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the topic was not read back within {timeout} s")
+
+
+def fold_check(collector, url, sid):
+    """Folds the topic read since its start and compares it with the database; returns the
+    number of problems (mismatched users, sequence gaps, records breaking their schema)."""
     last = dict(support.run_sql(url, "SELECT user_id, last_seq FROM user_event_seq"))
     t = time.monotonic()
-    collector = Collector(stack, topic)
-    try:
-        collector.wait_users(last, timeout=max(300, len(last) // 10))
-        events = collector.snapshot()
-    finally:
-        collector.close()
-    print(f"read {len(events)} events of {len(last)} users back in {time.monotonic() - t:.0f} s",
-          flush=True)
+    caught_up(collector, url)
+    collector.wait_users(last, timeout=max(300, len(last) // 10))
+    events = collector.snapshot()
+    print(f"read {len(events)} events of {len(last)} users back ({time.monotonic() - t:.0f} s "
+          "after the last write)", flush=True)
     want = db_state(url)
     since = snapshot_since(url, sid)
     bad = len(collector.errors) + len(event_schemas.problems_seen)
@@ -143,11 +151,6 @@ def main():
     url = support.new_database(stack, "bench_snapshot")
     support.run_sql(url, OP_SQL)
     users = [f"b{i:05d}" for i in range(a.users)]
-    t = time.monotonic()
-    for i in range(0, len(users), 1000):
-        support.run_sql(url, "SELECT t_op(u) FROM unnest(%s::text[]) u, generate_series(1, %s)",
-                        [users[i:i + 1000], a.ops])
-    print(f"seeded {a.users} users x {a.ops} writes in {time.monotonic() - t:.0f} s", flush=True)
 
     port = support.free_port()
     topic = f"bench-snapshot-{uuid.uuid4().hex[:10]}"  # the mock keeps earlier runs' topics
@@ -156,10 +159,22 @@ def main():
            "KAFKA_TOPIC": topic, "RELAY_METRICS_PORT": str(port), "LOG_LEVEL": "warn"}
     relay = support.spawn([support.bin_path("profile-relay")], env,
                           ready_url=f"http://127.0.0.1:{port}/health/live")
+    collector = None
     try:
+        # The topic is read while it is written: kafka-mock keeps only the last few MB of each
+        # partition, less than a 10,000-user run writes. One event creates the topic, then the
+        # consumer starts at its beginning, and the seed goes in chunks it keeps up with.
+        support.run_sql(url, "SELECT t_op(%s)", [users[0]])
         while pending(url):
-            time.sleep(1)
-        print("seed published", flush=True)
+            time.sleep(0.2)
+        collector = Collector(stack, topic)
+        t = time.monotonic()
+        for i in range(0, len(users), 1000):
+            support.run_sql(url, "SELECT t_op(u) FROM unnest(%s::text[]) u, "
+                            "generate_series(1, %s)", [users[i:i + 1000], a.ops])
+            caught_up(collector, url)
+        print(f"seeded {a.users} users x {a.ops} writes in {time.monotonic() - t:.0f} s, "
+              "published and read back", flush=True)
 
         base = workload(url, users, a.writes, a.seconds)
         print(line("writes alone", base, a.seconds), flush=True)
@@ -194,9 +209,11 @@ def main():
         if not m or not started:
             print(f"the snapshot did not finish (exit {snap.returncode})")
             return 1
-        return 1 if fold_check(stack, url, topic, started.group(1)) else 0
+        return 1 if fold_check(collector, url, started.group(1)) else 0
     finally:
         relay.stop()
+        if collector is not None:
+            collector.close()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 #include "common/alloc.h"
 
 /** Events per second when --rate is not given (docs/performance.md, Snapshots). */
-#define SNAPSHOT_DEFAULT_RATE 500
+#define SNAPSHOT_DEFAULT_RATE 250
 
 /** The command's application_name: the relays count the sessions that carry it. */
 #define SNAPSHOT_APPLICATION_NAME "profile-relay-snapshot"

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import support  # noqa: E402
-from run import sh, start_stack, token, wrk  # noqa: E402
+from run import loaded_stack, token, wrk  # noqa: E402
 
 
 def start_api(bin_dir, stack, url_key):
@@ -52,14 +52,7 @@ def main():
     ap.add_argument("--migrations", default=os.path.join(ROOT, "migrations"))
     ap.add_argument("--database-url-key", default="API_DATABASE_URL")
     args = ap.parse_args()
-    state = os.path.join(ROOT, ".local", "bench-ab")
-    stack = start_stack(state)
-    procs = []
-    try:
-        sh([support.bin_path("profile-migrate")],
-           env=dict(os.environ, DATABASE_URL=stack["DATABASE_URL"], MIGRATIONS_DIR=args.migrations))
-        sh(["psql", "-q", "-v", f"users={args.users}", "-f",
-            os.path.join(ROOT, "bench", "load.sql"), stack["DATABASE_URL"]])
+    with loaded_stack("bench-ab", args.users, args.migrations) as (stack, procs):
         apis = {}
         for name, bin_dir in (("A", args.a), ("B", args.b)):
             proc, port = start_api(os.path.abspath(bin_dir), stack, args.database_url_key)
@@ -83,10 +76,6 @@ def main():
             print(f"{op}: A {cells['A']}; B {cells['B']}; median A {med['A']:.0f}, "
                   f"B {med['B']:.0f} ({100 * (med['B'] - med['A']) / med['A']:+.1f} %)",
                   flush=True)
-    finally:
-        for p in procs:
-            p.stop()
-        sh([os.path.join(ROOT, "tools", "stack.sh"), "stop", state])
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import support  # noqa: E402
-from run import (ROUTES, server_latency, server_quantile, server_share_under, sh,  # noqa: E402
-                 start_api, start_stack, token, wrk)
+from run import (ROUTES, loaded_stack, server_latency, server_quantile,  # noqa: E402
+                 server_share_under, start_api, token, wrk)
 
 
 def main():
@@ -25,15 +25,7 @@ def main():
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--seconds", type=int, default=10)
     args = ap.parse_args()
-    state = os.path.join(ROOT, ".local", "bench-pool")
-    stack = start_stack(state)
-    procs = []
-    try:
-        sh([support.bin_path("profile-migrate")],
-           env=dict(os.environ, DATABASE_URL=stack["DATABASE_URL"],
-                    MIGRATIONS_DIR=os.path.join(ROOT, "migrations")))
-        sh(["psql", "-q", "-v", f"users={args.users}", "-f",
-            os.path.join(ROOT, "bench", "load.sql"), stack["DATABASE_URL"]])
+    with loaded_stack("bench-pool", args.users) as (stack, procs):
         tok = token(["admin"])
         route = ROUTES["get_watchlist"]
         for pool in (int(p) for p in args.pools.split(",")):
@@ -53,10 +45,6 @@ def main():
                   f"p99 {r['p99_ms']:.1f} ms", flush=True)
             api.stop()
             procs.remove(api)
-    finally:
-        for p in procs:
-            p.stop()
-        sh([os.path.join(ROOT, "tools", "stack.sh"), "stop", state])
 
 
 if __name__ == "__main__":

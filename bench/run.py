@@ -5,6 +5,7 @@ pgbench against the same write transaction, and write the figures into docs/perf
 Bounded: every load run has a fixed duration and targets only 127.0.0.1.
 """
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -57,6 +58,26 @@ def start_stack(state):
     subprocess.run([script, "stop", state], capture_output=True)
     sh([script, "start", state], env=dict(os.environ, STACK_PG_SETTINGS=pg_settings()))
     return load_env(os.path.join(state, "stack.env"))
+
+
+@contextlib.contextmanager
+def loaded_stack(name, users, migrations=os.path.join(ROOT, "migrations")):
+    """A private stack under .local/<name> (start_stack), migrated from `migrations`, with
+    `users` users of bench/load.sql; yields (stack env, list of processes to stop), then stops
+    those processes and the stack."""
+    state = os.path.join(ROOT, ".local", name)
+    stack = start_stack(state)
+    procs = []
+    try:
+        sh([support.bin_path("profile-migrate")],
+           env=dict(os.environ, DATABASE_URL=stack["DATABASE_URL"], MIGRATIONS_DIR=migrations))
+        sh(["psql", "-q", "-v", f"users={users}", "-f", os.path.join(ROOT, "bench", "load.sql"),
+            stack["DATABASE_URL"]])
+        yield stack, procs
+    finally:
+        for p in procs:
+            p.stop()
+        sh([os.path.join(ROOT, "tools", "stack.sh"), "stop", state])
 
 
 def sh(cmd, **kw):

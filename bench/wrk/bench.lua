@@ -115,6 +115,17 @@ local function user()
     return "u" .. pick(users)
 end
 
+local function post_watchlist()
+    return wrk.format("POST", "/profiles/" .. user() .. "/watchlist", nil,
+        '{"videoId":"b' .. math.random(1, 1000000) .. '"}')
+end
+
+local function post_history()
+    return wrk.format("POST", "/profiles/" .. user() .. "/history", nil,
+        '{"videoId":"v' .. math.random(1, 100000) .. '","positionSeconds":' ..
+        math.random(0, 3000) .. ',"durationSeconds":3000}')
+end
+
 request = function()
     if prebuilt then
         return prebuilt[pick(#prebuilt)]
@@ -134,12 +145,9 @@ request = function()
     elseif op == "get_ratings" then
         return wrk.format("GET", "/profiles/" .. user() .. "/ratings")
     elseif op == "post_watchlist" then
-        return wrk.format("POST", "/profiles/" .. user() .. "/watchlist", nil,
-            '{"videoId":"b' .. math.random(1, 1000000) .. '"}')
+        return post_watchlist()
     elseif op == "post_history" then
-        return wrk.format("POST", "/profiles/" .. user() .. "/history", nil,
-            '{"videoId":"v' .. math.random(1, 100000) .. '","positionSeconds":' ..
-            math.random(0, 3000) .. ',"durationSeconds":3000}')
+        return post_history()
     elseif op == "post_rating" then
         return wrk.format("POST", "/profiles/" .. user() .. "/ratings", nil,
             '{"videoId":"v' .. math.random(1, 100000) .. '","rating":' .. math.random(1, 5) .. '}')
@@ -153,12 +161,9 @@ request = function()
         if r <= 70 then
             return wrk.format("GET", "/profiles/" .. user() .. "/watchlist")
         elseif r <= 90 then
-            return wrk.format("POST", "/profiles/" .. user() .. "/watchlist", nil,
-                '{"videoId":"b' .. math.random(1, 1000000) .. '"}')
+            return post_watchlist()
         else
-            return wrk.format("POST", "/profiles/" .. user() .. "/history", nil,
-                '{"videoId":"v' .. math.random(1, 100000) .. '","positionSeconds":' ..
-                math.random(0, 3000) .. ',"durationSeconds":3000}')
+            return post_history()
         end
     elseif op == "mixed" then
         -- 80 % reads, 20 % writes
@@ -170,12 +175,9 @@ request = function()
         elseif r <= 80 then
             return wrk.format("GET", "/profiles/" .. user())
         elseif r <= 90 then
-            return wrk.format("POST", "/profiles/" .. user() .. "/watchlist", nil,
-                '{"videoId":"b' .. math.random(1, 1000000) .. '"}')
+            return post_watchlist()
         else
-            return wrk.format("POST", "/profiles/" .. user() .. "/history", nil,
-                '{"videoId":"v' .. math.random(1, 100000) .. '","positionSeconds":' ..
-                math.random(0, 3000) .. ',"durationSeconds":3000}')
+            return post_history()
         end
     end
 end

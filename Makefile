@@ -55,6 +55,8 @@ lint: deps
 tidy: build
 	@tools/tidy.sh $(BUILD_DIR) || true
 
+# Service benchmarks into docs/performance.md (about 25 minutes on 2 cores: the last 10 are
+# writes sustained with a relay draining; BENCH_SUSTAINED_SECONDS shortens them).
 bench: build
 	@tools/bench.sh $(BUILD_DIR)
 

@@ -23,6 +23,17 @@ AUDIENCE = "profile-api"
 ORIGIN = "https://app.example.com"
 
 
+def metrics(api):
+    """Counters and gauges of the API's /metrics without labels, as {name: float}."""
+    out = {}
+    for line in requests.get(api.url("/metrics"), timeout=5).text.splitlines():
+        if line.startswith("#") or "{" in line or not line.strip():
+            continue
+        name, value = line.split()
+        out[name] = float(value)
+    return out
+
+
 def new_user(prefix="u"):
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 

@@ -16,7 +16,7 @@ import requests
 
 import openapi_check
 import support
-from api_helpers import new_user, start_api, token
+from api_helpers import metrics, new_user, start_api, token
 
 JSON = "application/json; charset=utf-8"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -66,17 +66,6 @@ def hist_key(user):
 
 def ver_key(user):
     return f"pc:{{{user}}}:ver"
-
-
-def metrics(api):
-    """Counters and gauges of /metrics without labels, as {name: float}."""
-    out = {}
-    for line in requests.get(api.url("/metrics"), timeout=5).text.splitlines():
-        if line.startswith("#") or "{" in line or not line.strip():
-            continue
-        name, value = line.split()
-        out[name] = float(value)
-    return out
 
 
 def wait_for(pred, timeout=10, interval=0.05, what="condition"):

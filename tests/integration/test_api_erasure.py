@@ -13,7 +13,7 @@ import requests
 import support
 from api_helpers import assert_problem, new_user, start_api, token
 from support import run_sql
-from test_relay_e2e import Collector, Relay, emit, fresh_db, uid, wait_for
+from test_relay_e2e import Collector, Relay, cleanup, emit, fresh_db, uid, wait_for
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -190,17 +190,6 @@ def test_relay_removes_erased_users_rows_and_dead_letters(stack, cleanup):
                              [sw])[0][0] == 0, 30, "the sweep to remove the rows")
     assert relay.metric("profile_relay_erased_users_total") >= 2
     assert relay.stop() == 0
-
-
-@pytest.fixture
-def cleanup():
-    items = []
-    yield items
-    for it in reversed(items):
-        try:
-            it.close() if isinstance(it, Collector) else it.stop()
-        except Exception:  # noqa: BLE001 - teardown must go on
-            pass
 
 
 # ---------------------------------------------------------------- export

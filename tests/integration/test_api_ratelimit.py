@@ -12,7 +12,7 @@ import pytest
 import requests
 
 import support
-from api_helpers import assert_problem, new_user, start_api, token
+from api_helpers import assert_problem, metrics, new_user, start_api, token
 
 LIMIT = 5
 
@@ -21,16 +21,6 @@ LIMIT = 5
 def stack(request, stack):
     """Every test of this module runs against a standalone Redis and a Redis Cluster."""
     return support.stack_for_redis_mode(stack, request.param)
-
-
-def metrics(api):
-    out = {}
-    for line in requests.get(api.url("/metrics"), timeout=5).text.splitlines():
-        if line.startswith("#") or "{" in line or not line.strip():
-            continue
-        name, value = line.split()
-        out[name] = float(value)
-    return out
 
 
 def rl_headers(resp):

@@ -17,22 +17,12 @@ import redis
 import requests
 
 import support
-from api_helpers import new_user, start_api
+from api_helpers import metrics, new_user, start_api
 
 # per minute: high enough that the load (about 20 requests/s per user) never exhausts a user's
 # budget during the test, low enough that two processes counting on their own (2 x LIMIT) and
 # sharing (LIMIT plus 10 tokens/s given back) are far apart in the limiter check
 LIMIT = 600
-
-
-def metrics(api):
-    out = {}
-    for line in requests.get(api.url("/metrics"), timeout=5).text.splitlines():
-        if line.startswith("#") or "{" in line or not line.strip():
-            continue
-        name, value = line.split()
-        out[name] = float(value)
-    return out
 
 
 def wait_for(pred, timeout, interval=0.1, what="condition"):

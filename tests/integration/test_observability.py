@@ -17,7 +17,7 @@ import requests
 
 import support
 from api_helpers import new_user, start_api
-from test_relay_e2e import Collector, Relay, emit, fresh_db, run_sql, wait_for
+from test_relay_e2e import Collector, Relay, cleanup, emit, fresh_db, run_sql, wait_for
 
 PROMTOOL = "/usr/bin/promtool"
 RECEIVER = str(support.REPO / "tools" / "otlp-receiver.py")
@@ -65,17 +65,6 @@ class Receiver:
 @pytest.fixture
 def topic():
     return f"obs-test-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def cleanup():
-    items = []
-    yield items
-    for it in reversed(items):
-        try:
-            it.close() if isinstance(it, Collector) else it.stop()
-        except Exception:  # noqa: BLE001 - teardown must go on
-            pass
 
 
 def uid(prefix="o"):

@@ -6,12 +6,10 @@ poll interval."""
 import time
 import uuid
 
-import pytest
-
 import support
 from api_helpers import start_api
 from support import run_sql
-from test_relay_e2e import Collector, Relay, check_order, wait_for
+from test_relay_e2e import Collector, Relay, check_order, cleanup, wait_for
 
 
 def uid(prefix="u"):
@@ -28,27 +26,16 @@ def delivery_buckets(relay):
     return out
 
 
-@pytest.fixture
-def setup(stack, request):
-    items = []
-    yield items
-    for it in reversed(items):
-        try:
-            it.close() if isinstance(it, Collector) else it.stop()
-        except Exception:  # noqa: BLE001 - teardown must go on
-            pass
-
-
-def start(stack, setup, poll_ms, **api_extra):
+def start(stack, cleanup, poll_ms, **api_extra):
     url = support.new_database(stack, f"hint_{uuid.uuid4().hex[:8]}")
     topic = f"hint-test-{uuid.uuid4().hex[:10]}"
     col = Collector(stack, topic)
-    setup.append(col)
+    cleanup.append(col)
     relay = Relay(stack, url, topic, RELAY_POLL_INTERVAL_MS=poll_ms)
-    setup.append(relay)
+    cleanup.append(relay)
     wait_for(lambda: relay.metric("profile_relay_partitions_held") == 64, 15, "leases")
     api = start_api(stack, DATABASE_URL=url, **api_extra)
-    setup.append(api)
+    cleanup.append(api)
     time.sleep(0.5)  # the claims that follow the leases are done: only a hint wakes the relay
     return url, col, relay, api
 
@@ -60,8 +47,8 @@ def test_write_function_no_longer_notifies(stack):
     assert "clock_timestamp()" in src
 
 
-def test_hint_wakes_the_relay_long_before_its_poll(stack, setup):
-    url, col, relay, api = start(stack, setup, 60000)
+def test_hint_wakes_the_relay_long_before_its_poll(stack, cleanup):
+    url, col, relay, api = start(stack, cleanup, 60000)
     users = [uid() for _ in range(8)]
     t0 = time.monotonic()
     for i in range(5):
@@ -84,8 +71,8 @@ def test_hint_wakes_the_relay_long_before_its_poll(stack, setup):
     assert emitted == 40
 
 
-def test_without_hint_events_arrive_within_the_poll_interval(stack, setup):
-    url, col, relay, api = start(stack, setup, 1500, OUTBOX_HINT=0)
+def test_without_hint_events_arrive_within_the_poll_interval(stack, cleanup):
+    url, col, relay, api = start(stack, cleanup, 1500, OUTBOX_HINT=0)
     users = [uid() for _ in range(10)]
     for u in users:
         r = api.post(f"/profiles/{u}/watchlist", u, {"videoId": "v1"})

@@ -283,14 +283,13 @@ def topic():
 
 @pytest.fixture
 def cleanup():
+    """What a test started (relays, API processes, collectors), stopped in reverse order at
+    teardown even when the test failed; other modules import this fixture."""
     items = []
     yield items
     for it in reversed(items):
         try:
-            if isinstance(it, Relay):
-                it.stop()
-            else:
-                it.close() if isinstance(it, Collector) else it.stop()
+            it.close() if isinstance(it, Collector) else it.stop()
         except Exception:  # noqa: BLE001 - teardown must go on
             pass
 
